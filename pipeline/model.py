@@ -1,0 +1,225 @@
+"""The two-head classifier: one scikit-learn pipeline per head over shared segmentation.
+
+Each head is ``ClueFeatures → FeatureHasher → TfidfTransformer → CalibratedClassifierCV``.
+Calibration (Platt scaling fitted on cross-validated predictions, one final estimator)
+makes a confidence of 0.9 mean "right about nine times in ten", which the needs-review
+thresholds and the `further` rule rely on. ``docs/model.md`` records how the
+configuration below was chosen.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+
+import numpy as np
+from scipy import sparse
+from sklearn.calibration import CalibratedClassifierCV
+from sklearn.feature_extraction import FeatureHasher
+from sklearn.feature_extraction.text import TfidfTransformer
+from sklearn.linear_model import LogisticRegression
+from sklearn.model_selection import StratifiedKFold
+from sklearn.pipeline import Pipeline
+from sklearn.svm import LinearSVC
+
+from .features import N_FEATURES, ClueFeatures, Prepared, display_feature, feature_index
+from .labels import HEADS
+
+CLASSIFIERS = ("logreg", "linsvc")
+
+
+@dataclass(frozen=True)
+class HeadConfig:
+    """How one head is built. Chosen by ``scripts/compare_models.py`` (see docs/model.md)."""
+
+    features: str = "word+char2"
+    classifier: str = "linsvc"
+    C: float = 0.5
+    class_weight: str | None = "balanced"
+    calibration: str = "sigmoid"
+
+
+DEFAULT_CONFIG: dict[str, HeadConfig] = {
+    "attention": HeadConfig(features="word+char2", classifier="linsvc", C=0.5),
+    "area": HeadConfig(features="word+char2", classifier="linsvc", C=0.5),
+}
+
+
+def build_pipeline(cfg: HeadConfig, seed: int = 0) -> Pipeline:
+    """An unfitted pipeline for one head."""
+    if cfg.classifier == "logreg":
+        base = LogisticRegression(C=cfg.C, class_weight=cfg.class_weight, max_iter=3000, random_state=seed)
+    elif cfg.classifier == "linsvc":
+        base = LinearSVC(C=cfg.C, class_weight=cfg.class_weight, random_state=seed, max_iter=20000)
+    else:
+        raise ValueError(f"classifier must be one of {CLASSIFIERS}, got {cfg.classifier!r}")
+    clf = (
+        base
+        if cfg.calibration == "none"
+        else CalibratedClassifierCV(
+            base,
+            method=cfg.calibration,
+            cv=StratifiedKFold(5, shuffle=True, random_state=seed),
+            ensemble=False,
+        )
+    )
+    return Pipeline(
+        [
+            ("features", ClueFeatures(cfg.features)),
+            ("hash", FeatureHasher(n_features=N_FEATURES, input_type="string", alternate_sign=False)),
+            ("tfidf", TfidfTransformer(sublinear_tf=True)),
+            ("clf", clf),
+        ]
+    )
+
+
+@dataclass
+class HeadResult:
+    """Predictions of one head for a batch: labels, confidences, full probabilities."""
+
+    classes: tuple[str, ...]
+    proba: np.ndarray
+    labels: list[str]
+    confidence: np.ndarray
+    margin: np.ndarray
+    terms: list[list[str]] = field(default_factory=list)
+
+
+def decide(classes: Sequence[str], proba: np.ndarray, further_threshold: float | None = None) -> np.ndarray:
+    """Index of the chosen class per row.
+
+    The arg-max, except that on the attention head a `further` probability at or above
+    ``further_threshold`` chooses `further` (a missed serious clue costs more than a
+    second look at a harmless one).
+    """
+    chosen = proba.argmax(axis=1)
+    if further_threshold is not None and "further" in classes:
+        k = list(classes).index("further")
+        chosen = np.where(proba[:, k] >= further_threshold, k, chosen)
+    return chosen
+
+
+class TwoHeadModel:
+    """Attention and area classifiers trained and applied together.
+
+    Parameters
+    ----------
+    config : dict of head name to :class:`HeadConfig`
+    seed : int
+        Seeds every random choice; the same data and seed give identical predictions.
+    further_threshold : float or None
+        See :func:`decide`.
+    """
+
+    def __init__(
+        self,
+        config: dict[str, HeadConfig] | None = None,
+        seed: int = 0,
+        further_threshold: float | None = None,
+    ) -> None:
+        self.config = dict(config or DEFAULT_CONFIG)
+        self.seed = seed
+        self.further_threshold = further_threshold
+        self.review_thresholds: dict[str, float] = {head: 1.0 for head in HEADS}
+        self.heads_: dict[str, Pipeline] = {}
+
+    def fit(self, docs: Sequence[Prepared], targets: dict[str, Sequence[str]]) -> TwoHeadModel:
+        for head in HEADS:
+            pipe = build_pipeline(self.config[head], self.seed)
+            pipe.fit(list(docs), list(targets[head]))
+            self.heads_[head] = pipe
+        return self
+
+    def config_dict(self) -> dict[str, object]:
+        return {
+            "heads": {head: asdict(cfg) for head, cfg in self.config.items()},
+            "seed": self.seed,
+            "further_threshold": self.further_threshold,
+            "review_thresholds": self.review_thresholds,
+        }
+
+    def _matrices(self, docs: Sequence[Prepared]) -> dict[str, sparse.csr_matrix]:
+        feature_cache: dict[str, list[list[str]]] = {}
+        hashed_cache: dict[str, sparse.csr_matrix] = {}
+        out = {}
+        for head, pipe in self.heads_.items():
+            kind = pipe.named_steps["features"].kind
+            if kind not in feature_cache:
+                feature_cache[kind] = pipe.named_steps["features"].transform(docs)
+                hashed_cache[kind] = pipe.named_steps["hash"].transform(feature_cache[kind])
+            out[head] = pipe.named_steps["tfidf"].transform(hashed_cache[kind])
+        self._last_features = feature_cache
+        return out
+
+    def predict(self, docs: Sequence[Prepared], explain: int = 0, originals: Sequence[str] | None = None) -> dict[str, HeadResult]:
+        """Predict both heads; with ``explain=k``, also the top ``k`` terms per clue and head."""
+        if not docs:
+            return {
+                head: HeadResult(tuple(HEADS[head]), np.zeros((0, len(HEADS[head]))), [], np.zeros(0), np.zeros(0))
+                for head in HEADS
+            }
+        matrices = self._matrices(docs)
+        results = {}
+        for head, pipe in self.heads_.items():
+            clf = pipe.named_steps["clf"]
+            classes = tuple(str(c) for c in clf.classes_)
+            proba = clf.predict_proba(matrices[head])
+            chosen = decide(classes, proba, self.further_threshold if head == "attention" else None)
+            ordered = np.sort(proba, axis=1)
+            result = HeadResult(
+                classes=classes,
+                proba=proba,
+                labels=[classes[i] for i in chosen],
+                confidence=proba[np.arange(len(chosen)), chosen],
+                margin=ordered[:, -1] - ordered[:, -2],
+            )
+            if explain:
+                kind = pipe.named_steps["features"].kind
+                result.terms = self._explain(
+                    head, matrices[head], chosen, self._last_features[kind], docs, originals, explain
+                )
+            results[head] = result
+        return results
+
+    def coefficients(self, head: str) -> np.ndarray:
+        """Linear coefficients (classes × features) of the head's underlying estimator."""
+        clf = self.heads_[head].named_steps["clf"]
+        base = clf.calibrated_classifiers_[0].estimator if hasattr(clf, "calibrated_classifiers_") else clf
+        return np.asarray(base.coef_)
+
+    def _explain(
+        self,
+        head: str,
+        matrix: sparse.csr_matrix,
+        chosen: np.ndarray,
+        features: list[list[str]],
+        docs: Sequence[Prepared],
+        originals: Sequence[str] | None,
+        top: int,
+    ) -> list[list[str]]:
+        coef = self.coefficients(head)
+        out = []
+        for i in range(matrix.shape[0]):
+            row = matrix.getrow(i)
+            if row.nnz == 0:
+                out.append([])
+                continue
+            contrib = row.data * coef[chosen[i], row.indices]
+            by_column = dict(zip(row.indices.tolist(), contrib.tolist(), strict=True))
+            names: dict[int, str] = {}
+            for feat in features[i]:
+                if feat.startswith("w:"):  # character fragments contribute but are not shown
+                    names.setdefault(feature_index(feat), feat)
+            ranked = sorted(((v, c) for c, v in by_column.items() if v > 0), reverse=True)
+            terms: list[str] = []
+            original = originals[i] if originals is not None else docs[i].text
+            for _, column in ranked:
+                if column not in names:
+                    continue
+                shown = display_feature(names[column], docs[i].text, original)
+                if shown and shown not in terms:
+                    terms.append(shown)
+                if len(terms) == top:
+                    break
+            out.append(terms)
+        return out

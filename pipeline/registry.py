@@ -1,0 +1,250 @@
+"""Model registry: every version kept, hashed, and accountable.
+
+Layout under the home's ``models/``::
+
+    models/v1/model.joblib     the pickled TwoHeadModel (owner-only)
+    models/v1/manifest.json    format version, sha256 of the artifact, data hashes, metrics …
+    models/registry.json       champion now, and the history of which version was champion when
+
+A new version is written in a hidden temporary folder and renamed into place, so a
+triage that runs meanwhile never sees half a model; the champion changes by an atomic
+replace of ``registry.json``. :meth:`Registry.load` checks the format version and the
+sha256 of the artifact against the manifest (and the registry's own record of it)
+*before* unpickling: pickle runs code, so an unverified file is never loaded.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import tempfile
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import joblib
+
+from .errors import InputError, ModelIntegrityError, NoModelError
+from .fsutil import sha256_file, write_text_atomic
+from .model import TwoHeadModel
+
+FORMAT_VERSION = 1
+ARTIFACT = "model.joblib"
+MANIFEST = "manifest.json"
+REGISTRY = "registry.json"
+_VERSION_RE = re.compile(r"^v(\d+)$")
+
+
+def now() -> str:
+    return datetime.now(UTC).isoformat(timespec="seconds")
+
+
+@dataclass
+class LoadedModel:
+    model: TwoHeadModel
+    manifest: dict[str, Any]
+
+    @property
+    def version(self) -> str:
+        return str(self.manifest["version"])
+
+
+class Registry:
+    """The model versions in one home."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = Path(root)
+
+    # -- state ------------------------------------------------------------------------
+    def _state(self) -> dict[str, Any]:
+        path = self.root / REGISTRY
+        if not path.exists():
+            return {"champion": None, "artifacts": {}, "events": []}
+        try:
+            return dict(json.loads(path.read_text(encoding="utf-8")))
+        except json.JSONDecodeError as exc:
+            raise ModelIntegrityError(f"{path}: registry file is not valid JSON ({exc.msg})") from None
+
+    def _write_state(self, state: dict[str, Any]) -> None:
+        write_text_atomic(self.root / REGISTRY, json.dumps(state, ensure_ascii=False, indent=2))
+
+    def versions(self) -> list[str]:
+        """Version names in creation order."""
+        if not self.root.is_dir():
+            return []
+        found = [(int(m.group(1)), p.name) for p in self.root.iterdir() if (m := _VERSION_RE.match(p.name))]
+        return [name for _, name in sorted(found)]
+
+    def champion(self) -> str | None:
+        return self._state().get("champion")
+
+    def history(self) -> list[dict[str, Any]]:
+        return list(self._state().get("events", []))
+
+    def status(self, version: str) -> str:
+        state = self._state()
+        if state.get("champion") == version:
+            return "champion"
+        if any(e.get("version") == version and e["action"] in ("promote", "rollback") for e in state["events"]):
+            return "retired"
+        return "candidate"
+
+    def manifest(self, version: str) -> dict[str, Any]:
+        path = self.root / version / MANIFEST
+        if not path.is_file():
+            raise InputError(f"no model version {version!r} in {self.root} (known: {', '.join(self.versions()) or 'none'})")
+        return dict(json.loads(path.read_text(encoding="utf-8")))
+
+    # -- writing ----------------------------------------------------------------------
+    def save(self, model: TwoHeadModel, manifest: dict[str, Any]) -> dict[str, Any]:
+        """Write a new version; return its manifest (with version, artifact hash, created)."""
+        self.root.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=".incoming-", dir=self.root))
+        try:
+            artifact = tmp / ARTIFACT
+            fd = os.open(artifact, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            with os.fdopen(fd, "wb") as handle:
+                joblib.dump(model, handle, compress=3)
+            manifest = {
+                **manifest,
+                "format_version": FORMAT_VERSION,
+                "created": now(),
+                "artifact": {"file": ARTIFACT, "sha256": sha256_file(artifact), "bytes": artifact.stat().st_size},
+            }
+            numbers = [int(v[1:]) for v in self.versions()]
+            number = max(numbers, default=0) + 1
+            while True:
+                version = f"v{number}"
+                manifest["version"] = version
+                write_text_atomic(tmp / MANIFEST, json.dumps(manifest, ensure_ascii=False, indent=2))
+                try:
+                    os.rename(tmp, self.root / version)  # fails if another writer took the name
+                    break
+                except OSError:
+                    number += 1
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
+        state = self._state()
+        state.setdefault("artifacts", {})[version] = manifest["artifact"]["sha256"]
+        state.setdefault("events", []).append({"time": now(), "action": "register", "version": version})
+        self._write_state(state)
+        return manifest
+
+    def promote(self, version: str, *, by: str = "", reason: str = "", forced: bool = False, action: str = "promote") -> None:
+        """Make ``version`` the champion and record who, when and why."""
+        self.manifest(version)  # must exist
+        state = self._state()
+        state.setdefault("events", []).append(
+            {
+                "time": now(), "action": action, "version": version, "previous": state.get("champion"),
+                "by": by, "reason": reason, "forced": forced,
+            }
+        )
+        state["champion"] = version
+        self._write_state(state)
+
+    def rollback(self, *, by: str = "", reason: str = "") -> str:
+        """Bring back the champion before the current one; return its version."""
+        state = self._state()
+        current = state.get("champion")
+        previous = None
+        for event in reversed(state.get("events", [])):
+            if event["action"] in ("promote", "rollback") and event["version"] == current:
+                previous = event.get("previous")
+                break
+        if not previous:
+            raise InputError("no earlier champion to roll back to")
+        self.promote(previous, by=by, reason=reason or f"rollback from {current}", action="rollback")
+        return str(previous)
+
+    # -- loading ----------------------------------------------------------------------
+    def load(self, version: str | None = None) -> LoadedModel:
+        """Verify then load a version (default: the champion)."""
+        version = version or self.champion()
+        if not version:
+            raise NoModelError(
+                f"no model in {self.root}; train one first: clue-triage train"
+                + (f" (or promote one of: {', '.join(self.versions())})" if self.versions() else "")
+            )
+        manifest = self.manifest(version)
+        if manifest.get("format_version") != FORMAT_VERSION:
+            raise ModelIntegrityError(
+                f"model {version}: format version {manifest.get('format_version')!r}, this clue-triage reads {FORMAT_VERSION}"
+            )
+        artifact = self.root / version / ARTIFACT
+        if not artifact.is_file():
+            raise ModelIntegrityError(f"model {version}: artifact {artifact} is missing")
+        actual = sha256_file(artifact)
+        expected = manifest.get("artifact", {}).get("sha256")
+        recorded = self._state().get("artifacts", {}).get(version, expected)
+        if actual != expected or actual != recorded:
+            raise ModelIntegrityError(
+                f"model {version}: sha256 of {artifact.name} does not match its manifest; refusing to load it"
+            )
+        model = joblib.load(artifact)
+        if not isinstance(model, TwoHeadModel):
+            raise ModelIntegrityError(f"model {version}: artifact is not a clue-triage model")
+        return LoadedModel(model, manifest)
+
+    # -- views ------------------------------------------------------------------------
+    def summaries(self) -> list[dict[str, Any]]:
+        """One row per version for ``models list``."""
+        rows = []
+        for version in self.versions():
+            m = self.manifest(version)
+            dev = m.get("metrics", {}).get("dev", {})
+            sizes = m.get("data", {}).get("sizes", {})
+            rows.append(
+                {
+                    "version": version,
+                    "status": self.status(version),
+                    "created": m.get("created", ""),
+                    "parent": m.get("parent"),
+                    "final_fit": sizes.get("final_fit", 0),
+                    "reviewed": sizes.get("reviewed", 0),
+                    "overrides_used": m.get("data", {}).get("overrides_used", 0),
+                    "attention_macro_f1": f"{dev.get('attention_macro_f1', 0):.3f}",
+                    "area_macro_f1": f"{dev.get('area_macro_f1', 0):.3f}",
+                    "further_recall": f"{dev.get('further_recall', 0):.3f}",
+                }
+            )
+        return rows
+
+    def model_card(self, version: str) -> str:
+        """A short, human-readable card: data, scores per head and class, known weaknesses."""
+        m = self.manifest(version)
+        sizes = m.get("data", {}).get("sizes", {})
+        lines = [
+            f"model {version} ({self.status(version)}), created {m.get('created')}, parent {m.get('parent') or '-'}",
+            f"artifact sha256 {m['artifact']['sha256']} ({m['artifact']['bytes']:,} bytes), format {m.get('format_version')}",
+            f"segmenter {m.get('segmenter')}; libraries: "
+            + ", ".join(f"{k} {v}" for k, v in m.get("libraries", {}).items()),
+            f"data: train {sizes.get('train', 0)}, dev {sizes.get('dev', 0)}, reviewed clues {sizes.get('reviewed', 0)}, "
+            f"overrides used {m.get('data', {}).get('overrides_used', 0)}; examples sha256 {m.get('data', {}).get('examples_sha256', '')[:16]}…",
+            f"thresholds: further ≥ {m.get('thresholds', {}).get('further')}, needs review below "
+            + ", ".join(f"{h} {t:.3f}" for h, t in m.get("thresholds", {}).get("needs_review", {}).items()),
+            "",
+            "scores:",
+        ]
+        for where, scores in m.get("metrics", {}).items():
+            lines.append(f"  {where}: " + ", ".join(f"{k} {v:.3f}" for k, v in scores.items() if isinstance(v, int | float)))
+        per_class = m.get("per_class", {})
+        if per_class:
+            lines += ["", "per class (dev, model fitted on train):"]
+            weak = []
+            for key, c in per_class.items():
+                lines.append(f"  {key:<24} precision {c['precision']:.3f} recall {c['recall']:.3f} F1 {c['f1']:.3f} (n={c['support']})")
+                if c["f1"] < 0.85:
+                    weak.append(key)
+            lines += ["", "known weaknesses: " + (", ".join(f"{k} (F1 < 0.85 on dev)" for k in weak) or "none below F1 0.85 on dev")]
+        lines += [
+            "limits: trained on a written corpus of one bureau's kind of clues; texts from other sectors, very long "
+            "letters (> 2,000 characters are truncated) and mixed-language texts are less reliable.",
+        ]
+        if m.get("gate"):
+            lines += ["", "promotion gate: " + json.dumps(m["gate"], ensure_ascii=False)]
+        return "\n".join(lines)

@@ -1,0 +1,181 @@
+"""The review store: SQLite in the home, with numbered migrations.
+
+Tables: ``runs`` (one per triage), ``clues`` (content-addressed by unit + normalised text,
+so the same clue triaged twice is one clue), ``predictions`` (one per run and input row),
+``reviewers`` and ``recusals``, and ``overrides``: every reviewer decision and adjudication,
+append-only. Triggers refuse UPDATE and DELETE on ``overrides``: corrections are evidence
+and are never changed after the fact; a later decision is a new row.
+
+WAL mode lets reviewers read while a triage writes; writes are short transactions.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import sqlite3
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from pathlib import Path
+
+from .errors import StoreError
+from .normalize import normalize
+
+
+def now() -> str:
+    return datetime.now(UTC).isoformat(timespec="seconds")
+
+
+def clue_key(unit: str, text: str) -> str:
+    """Stable key of a clue: its unit and normalised text."""
+    return hashlib.sha256(f"{normalize(unit)}\n{normalize(text)}".encode()).hexdigest()[:20]
+
+
+def unit_key(unit: str) -> str:
+    """Units compare after normalisation, so 東城分局 and 东城分局 are one unit."""
+    return normalize(unit).replace(" ", "")
+
+
+def _script(db: sqlite3.Connection, script: str) -> None:
+    """Run SQL statements one by one (``executescript`` would commit the open transaction)."""
+    statement = ""
+    for line in script.splitlines(keepends=True):
+        statement += line
+        if sqlite3.complete_statement(statement):
+            db.execute(statement)
+            statement = ""
+    if statement.strip():
+        raise ValueError(f"incomplete SQL statement: {statement!r}")
+
+
+def m001_initial(db: sqlite3.Connection) -> None:
+    _script(
+        db,
+        """
+        CREATE TABLE runs (
+            run_id INTEGER PRIMARY KEY AUTOINCREMENT,
+            started TEXT NOT NULL,
+            finished TEXT,
+            status TEXT NOT NULL CHECK (status IN ('running', 'complete', 'failed')),
+            model_version TEXT NOT NULL,
+            input_path TEXT NOT NULL,
+            input_sha256 TEXT NOT NULL,
+            row_count INTEGER
+        );
+        CREATE TABLE clues (
+            clue_key TEXT PRIMARY KEY,
+            clue_id TEXT NOT NULL,
+            unit TEXT NOT NULL DEFAULT '',
+            unit_key TEXT NOT NULL DEFAULT '',
+            text TEXT NOT NULL,
+            first_run INTEGER REFERENCES runs(run_id)
+        );
+        CREATE INDEX clues_by_id ON clues(clue_id);
+        CREATE TABLE predictions (
+            run_id INTEGER NOT NULL REFERENCES runs(run_id),
+            row_number INTEGER NOT NULL,
+            clue_key TEXT REFERENCES clues(clue_key),
+            clue_id TEXT NOT NULL,
+            status TEXT NOT NULL,
+            attention TEXT,
+            attention_conf REAL,
+            area TEXT,
+            area_conf REAL,
+            margin REAL,
+            needs_review INTEGER NOT NULL DEFAULT 0,
+            key_terms TEXT NOT NULL DEFAULT '',
+            handover TEXT NOT NULL DEFAULT '',
+            model_version TEXT NOT NULL,
+            PRIMARY KEY (run_id, row_number)
+        );
+        CREATE INDEX predictions_by_clue ON predictions(clue_key);
+        CREATE TABLE reviewers (
+            reviewer_id TEXT PRIMARY KEY,
+            name TEXT NOT NULL,
+            created TEXT NOT NULL
+        );
+        CREATE TABLE recusals (
+            reviewer_id TEXT NOT NULL REFERENCES reviewers(reviewer_id),
+            unit_key TEXT NOT NULL,
+            unit TEXT NOT NULL,
+            created TEXT NOT NULL,
+            PRIMARY KEY (reviewer_id, unit_key)
+        );
+        CREATE TABLE overrides (
+            override_id INTEGER PRIMARY KEY AUTOINCREMENT,
+            clue_key TEXT NOT NULL REFERENCES clues(clue_key),
+            head TEXT NOT NULL CHECK (head IN ('attention', 'area')),
+            kind TEXT NOT NULL CHECK (kind IN ('review', 'adjudication')),
+            predicted_label TEXT,
+            predicted_conf REAL,
+            model_version TEXT,
+            run_id INTEGER,
+            old_label TEXT,
+            new_label TEXT NOT NULL,
+            reviewer_id TEXT NOT NULL REFERENCES reviewers(reviewer_id),
+            reason TEXT NOT NULL DEFAULT '',
+            channel TEXT NOT NULL,
+            import_sha256 TEXT,
+            created TEXT NOT NULL
+        );
+        CREATE INDEX overrides_by_clue ON overrides(clue_key, head);
+        CREATE TRIGGER overrides_no_update BEFORE UPDATE ON overrides
+        BEGIN SELECT RAISE(ABORT, 'overrides are append-only: record a new decision instead'); END;
+        CREATE TRIGGER overrides_no_delete BEFORE DELETE ON overrides
+        BEGIN SELECT RAISE(ABORT, 'overrides are append-only: they cannot be deleted'); END;
+        """
+    )
+
+
+MIGRATIONS: tuple[Callable[[sqlite3.Connection], None], ...] = (m001_initial,)
+
+
+def migrate(db: sqlite3.Connection) -> list[str]:
+    """Apply the migrations not yet recorded in ``_migrations``; return their names."""
+    db.execute("CREATE TABLE IF NOT EXISTS _migrations (name TEXT PRIMARY KEY, applied TEXT NOT NULL)")
+    done = {row[0] for row in db.execute("SELECT name FROM _migrations")}
+    applied = []
+    for migration in MIGRATIONS:
+        if migration.__name__ in done:
+            continue
+        with transaction(db):
+            migration(db)
+            db.execute("INSERT INTO _migrations VALUES (?, ?)", (migration.__name__, now()))
+        applied.append(migration.__name__)
+    return applied
+
+
+def connect(path: str | os.PathLike[str]) -> sqlite3.Connection:
+    """Open (creating owner-only if new) and migrate the store."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if not path.exists():
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        os.close(fd)
+    try:
+        db = sqlite3.connect(path, timeout=30, isolation_level=None)
+        db.row_factory = sqlite3.Row
+        db.execute("PRAGMA journal_mode = WAL")
+        db.execute("PRAGMA foreign_keys = ON")
+        db.execute("PRAGMA busy_timeout = 30000")
+        migrate(db)
+    except sqlite3.DatabaseError as exc:
+        raise StoreError(f"{path}: cannot open the store ({exc})") from None
+    for suffix in ("", "-wal", "-shm"):
+        side = Path(f"{path}{suffix}")
+        if side.exists():
+            os.chmod(side, 0o600)
+    return db
+
+
+@contextmanager
+def transaction(db: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
+    """One write transaction: all of it is stored, or none of it."""
+    db.execute("BEGIN IMMEDIATE")
+    try:
+        yield db
+    except BaseException:
+        db.execute("ROLLBACK")
+        raise
+    db.execute("COMMIT")
