@@ -1,0 +1,1 @@
+"""Command groups of the clue-triage CLI (joined in ``cli.py``)."""

@@ -1,0 +1,52 @@
+"""Shared pieces of the command line: consoles, the error boundary, the home, tables."""
+
+from __future__ import annotations
+
+import sys
+from typing import Any
+
+import typer
+from rich.console import Console
+from rich.table import Table
+from typer.core import TyperGroup
+
+from pipeline.errors import ClueTriageError
+from pipeline.paths import Home
+
+# Piped output is not squeezed to 80 columns: tables stay readable in files and logs.
+out = Console(highlight=False, soft_wrap=True, width=None if sys.stdout.isatty() else 160)
+err = Console(stderr=True, highlight=False, soft_wrap=True, width=None if sys.stderr.isatty() else 160)
+
+
+class ErrorBoundary(TyperGroup):
+    """Turn library errors into one line on stderr and an exit code; no traceback."""
+
+    def invoke(self, ctx: Any) -> Any:
+        try:
+            return super().invoke(ctx)
+        except ClueTriageError as exc:
+            err.print(f"[bold red]error:[/] {exc}", markup=True)
+            for problem in getattr(exc, "problems", []):
+                err.print(f"  - {problem}", markup=False)
+            raise typer.Exit(exc.exit_code) from None
+
+
+def sub_app(help_text: str) -> typer.Typer:
+    """A typer app (root or command group) behind the error boundary."""
+    return typer.Typer(cls=ErrorBoundary, help=help_text, no_args_is_help=True, add_completion=False,
+                       pretty_exceptions_enable=False)
+
+
+def home_of(ctx: typer.Context) -> Home:
+    """The home chosen by the root command's --home / $CLUE_TRIAGE_HOME, created owner-only."""
+    return ctx.find_root().obj.home.ensure()  # type: ignore[no-any-return]
+
+
+def table(title: str, header: list[str], rows: list[list[str]]) -> Table:
+    """A rich table: first column left-aligned, the rest right-aligned."""
+    t = Table(title=title, title_justify="left")
+    for i, name in enumerate(header):
+        t.add_column(name, justify="left" if i == 0 else "right")
+    for row in rows:
+        t.add_row(*row)
+    return t

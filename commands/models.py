@@ -1,0 +1,87 @@
+"""`clue-triage models …`: the model registry."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from .common import home_of, out, sub_app, table
+
+models_app = sub_app("The model registry: list, show, promote, roll back.")
+
+
+@models_app.command("list")
+def models_list(ctx: typer.Context) -> None:
+    """List model versions with status, data sizes and dev scores.
+
+    Example: clue-triage models list
+    """
+    from pipeline.registry import Registry
+
+    rows = Registry(home_of(ctx).models).summaries()
+    out.print(table("models (scores on dev, model fitted on train)",
+                    ["version", "status", "created", "parent", "fit on", "reviewed", "overrides",
+                     "attention F1", "area F1", "further recall"],
+                     [[r["version"], r["status"], r["created"][:16].replace("T", " "), r["parent"] or "-",
+                       str(r["final_fit"]), str(r["reviewed"]),
+                       str(r["overrides_used"]), r["attention_macro_f1"], r["area_macro_f1"], r["further_recall"]] for r in rows]))
+
+
+@models_app.command("current")
+def models_current(ctx: typer.Context) -> None:
+    """Print the champion's version (exit 2 when there is none).
+
+    Example: clue-triage models current
+    """
+    from pipeline.registry import Registry
+
+    registry = Registry(home_of(ctx).models)
+    loaded = registry.load()
+    out.print(loaded.version)
+
+
+@models_app.command("show")
+def models_show(ctx: typer.Context, version: Annotated[str, typer.Argument(help="e.g. v3")]) -> None:
+    """Show a version's manifest and model card.
+
+    Example: clue-triage models show v1
+    """
+    from pipeline.registry import Registry
+
+    out.print(Registry(home_of(ctx).models).model_card(version), markup=False)
+
+
+@models_app.command("promote")
+def models_promote(
+    ctx: typer.Context,
+    version: Annotated[str, typer.Argument(help="e.g. v3")],
+    by: Annotated[str, typer.Option(help="Who decided.")] = "",
+    reason: Annotated[str, typer.Option(help="Why.")] = "",
+) -> None:
+    """Make a version the champion (recorded in the registry history).
+
+    Example: clue-triage models promote v3 --by zhang --reason "reviewed by the group"
+    """
+    from pipeline.registry import Registry
+
+    registry = Registry(home_of(ctx).models)
+    registry.load(version)  # refuse to promote an artifact that fails verification
+    registry.promote(version, by=by, reason=reason, forced=True)
+    out.print(f"{version} is now the champion")
+
+
+@models_app.command("rollback")
+def models_rollback(
+    ctx: typer.Context,
+    by: Annotated[str, typer.Option(help="Who decided.")] = "",
+    reason: Annotated[str, typer.Option(help="Why.")] = "",
+) -> None:
+    """Bring back the previous champion.
+
+    Example: clue-triage models rollback --by zhang --reason "v4 over-flags"
+    """
+    from pipeline.registry import Registry
+
+    version = Registry(home_of(ctx).models).rollback(by=by, reason=reason)
+    out.print(f"{version} is the champion again")
