@@ -42,8 +42,8 @@ _COMMON_SURNAMES = (
 
 #: (placeholder, class token, pattern). Order matters: longer, more specific patterns first.
 _MASKS: tuple[tuple[str, str, str], ...] = (
-    ("MASKURL", "<网址>", r"https?://\S+|www\.\S+"),
-    ("MASKEMAIL", "<邮箱>", r"[\w.+-]+@[\w-]+\.[\w.]+"),
+    ("MASKURL", "<网址>", r"(?:https?://|www\.)[A-Za-z0-9._~:/?#@!$&'()*+,;=%-]+"),
+    ("MASKEMAIL", "<邮箱>", r"[A-Za-z0-9._+-]+@[A-Za-z0-9-]+\.[A-Za-z0-9.]+"),
     ("MASKIDNO", "<证件号>", r"(?<!\d)\d{17}[\dXx](?!\d)"),
     ("MASKPHONE", "<电话>", r"(?<!\d)(?:1[3-9]\d{9}|0\d{2,3}-?\d{7,8})(?!\d)"),
     ("MASKPLATE", "<车牌>",
@@ -58,7 +58,7 @@ _MASKS: tuple[tuple[str, str, str], ...] = (
      r"|\d[\d,]*(?:\.\d+)?\s?(?:多|余)?(?:万|千|百|亿)?(?:多|余)?\s?(?:元|块钱|块)"
      r"|[零一二两三四五六七八九十百千万亿]+(?:多|余)?(?:元|块钱)"
      r"|\d+(?:\.\d+)?\s?(?:万|亿)(?=[^\d元]|$)"),
-    ("MASKCODE", "<编号>", r"[A-Za-z]{1,6}[-_]?\d[\w-]*"),
+    ("MASKCODE", "<编号>", r"[A-Za-z]{1,6}[-_]?\d[A-Za-z0-9_-]*"),
     ("MASKPERSON", "<人名>", rf"(?:[{_COMMON_SURNAMES}](?:某某|某|XX|xx|××|\*\*))(?![市县区镇局省厂企公单部处科村街些种项次])"),
     ("MASKNUM", "<数字>", r"\d+(?:\.\d+)?"),
 )
@@ -75,8 +75,10 @@ def mask(text: str) -> str:
     """Replace specificity markers in normalised text by ASCII placeholders.
 
     Placeholders are surrounded by spaces so that a segmenter keeps each one whole.
+    Underscores become spaces: jieba splits ``yw_deng`` at the underscore and rjieba does
+    not, and nothing in a clue hangs on an account name's underscore.
     """
-    return _MASK_RE.sub(lambda m: f" {m.lastgroup} ", text)
+    return _MASK_RE.sub(lambda m: f" {m.lastgroup} ", text).replace("_", " ")
 
 
 def read_userdict(path: os.PathLike[str] | str = USERDICT_PATH) -> list[tuple[str, int, str]]:
