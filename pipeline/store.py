@@ -128,7 +128,30 @@ def m001_initial(db: sqlite3.Connection) -> None:
     )
 
 
-MIGRATIONS: tuple[Callable[[sqlite3.Connection], None], ...] = (m001_initial,)
+def m002_override_guards(db: sqlite3.Connection) -> None:
+    """Refuse, in the database itself, an override with an unknown label code or by a
+    reviewer recused from the clue's unit: the library checks both first, and these
+    triggers make sure no other writer can store such evidence either. The label codes
+    are written out here (not read from ``labels.py``) so the migration never changes."""
+    _script(
+        db,
+        """
+        CREATE TRIGGER overrides_known_label BEFORE INSERT ON overrides
+        WHEN (NEW.head = 'attention' AND NEW.new_label NOT IN ('further', 'aware', 'reference'))
+          OR (NEW.head = 'area' AND NEW.new_label NOT IN ('policy', 'discipline', 'organization', 'rectification'))
+        BEGIN SELECT RAISE(ABORT, 'override refused: unknown label for this head'); END;
+        CREATE TRIGGER overrides_not_recused BEFORE INSERT ON overrides
+        WHEN EXISTS (
+            SELECT 1 FROM recusals r JOIN clues c ON c.unit_key = r.unit_key
+            WHERE c.clue_key = NEW.clue_key AND r.reviewer_id = NEW.reviewer_id
+        )
+        BEGIN SELECT RAISE(ABORT, 'override refused: the reviewer is recused from this unit'); END;
+        CREATE INDEX overrides_by_reviewer ON overrides(reviewer_id, clue_key, head);
+        """
+    )
+
+
+MIGRATIONS: tuple[Callable[[sqlite3.Connection], None], ...] = (m001_initial, m002_override_guards)
 
 
 def migrate(db: sqlite3.Connection) -> list[str]:

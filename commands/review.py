@@ -1,0 +1,357 @@
+"""`clue-triage reviewers …`, `review …`, `handover` and `history`: the reviewer loop.
+
+The work is done in :mod:`pipeline.review` and :mod:`pipeline.workbooks`; this module reads
+options, calls one library function and renders the result. The terminal queue of
+`review next` is the one piece of real interaction: it reads single key presses from a
+terminal, or one key per line when stdin is not a terminal (pipes, tests).
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import sys
+from collections import Counter
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.table import Table
+from rich.text import Text
+
+from .common import err, home_of, out, sub_app
+
+reviewers_app = sub_app("Reviewers and their recusals (回避).")
+review_app = sub_app("Review the model's labels: terminal queue, Excel round trip, disputes, statistics.")
+
+RunOption = Annotated[int | None, typer.Option("--run", help="One triage run (default: every clue, with its latest prediction).")]
+ReviewerOption = Annotated[str, typer.Option("--reviewer", help="Reviewer id (see: clue-triage reviewers list).")]
+HEAD_NAMES = {"attention": "关注类别 attention", "area": "领域 area"}
+
+
+@contextmanager
+def _store(ctx: typer.Context) -> Iterator[sqlite3.Connection]:
+    from pipeline.store import connect
+
+    db = connect(home_of(ctx).db_path)
+    try:
+        yield db
+    finally:
+        db.close()
+
+
+def _grid(title: str, header: list[str], rows: list[list[str]]) -> Table:
+    t = Table(title=Text(title), title_justify="left")
+    for name in header:
+        t.add_column(Text(name), overflow="fold")
+    for row in rows:
+        t.add_row(*(Text(cell) for cell in row))
+    return t
+
+
+def _name(code: str | None) -> str:
+    from pipeline.labels import SHORT_NAMES
+
+    return SHORT_NAMES.get(code or "", code or "-")
+
+
+# -- reviewers ------------------------------------------------------------------------
+
+
+@reviewers_app.command("add")
+def reviewers_add(
+    ctx: typer.Context,
+    reviewer_id: Annotated[str, typer.Argument(metavar="ID", help="Short id, e.g. zhang.")],
+    name: Annotated[str, typer.Option("--name", help="Full name.")],
+    recuse: Annotated[list[str] | None, typer.Option("--recuse", help="Inspected unit to recuse from (repeatable).")] = None,
+) -> None:
+    """Add a reviewer, or add recusals to an existing one (recusals are never lifted).
+
+    Example: clue-triage reviewers add zhang --name 张三 --recuse 某市生态环境局东城分局
+    """
+    from pipeline.review import add_reviewer
+
+    with _store(ctx) as db:
+        reviewer = add_reviewer(db, reviewer_id, name, recuse or [])
+    out.print(f"reviewer {reviewer.reviewer_id} ({reviewer.name}); recused from: {'、'.join(reviewer.recused) or 'none'}",
+              markup=False)
+
+
+@reviewers_app.command("list")
+def reviewers_list(ctx: typer.Context) -> None:
+    """List reviewers, their recusals and how many decisions they recorded.
+
+    Example: clue-triage reviewers list
+    """
+    from pipeline.review import list_reviewers
+
+    with _store(ctx) as db:
+        rows = [[r.reviewer_id, r.name, r.created[:16].replace("T", " "), "、".join(r.recused) or "-", str(r.decisions)]
+                for r in list_reviewers(db)]
+    out.print(_grid("reviewers", ["id", "name", "added", "recused from", "override rows"], rows))
+
+
+# -- the terminal queue ---------------------------------------------------------------
+
+
+class _Keys:
+    """Single key presses on a terminal; one key (or reason) per line otherwise.
+
+    On a terminal, keys typed before a prompt appears are discarded (the terminal switches
+    to raw mode with a flush) and a read of several characters at once (an arrow key's
+    escape sequence, a paste) is no key: nothing is decided about a clue not yet on screen.
+    """
+
+    def __init__(self) -> None:
+        self.tty = sys.stdin.isatty()
+
+    def key(self, prompt: str) -> str:
+        err.print(prompt, end=" ", markup=False, style="bold")
+        if not self.tty:
+            line = sys.stdin.readline()
+            err.print(line.strip(), markup=False)
+            return line.strip()[:1].lower() if line else "q"
+        try:
+            typed = typer.getchar()
+        except (KeyboardInterrupt, EOFError):
+            typed = "q"
+        err.print(typed if typed.isprintable() else "", markup=False)
+        return typed.lower() if len(typed) == 1 else ""
+
+    def line(self, prompt: str) -> str:
+        err.print(prompt, end=" ", markup=False, style="bold")
+        try:
+            text = sys.stdin.readline()
+        except KeyboardInterrupt:
+            return ""
+        if not self.tty:
+            err.print(text.strip(), markup=False)
+        return text.strip()
+
+
+def _show(state: Any, position: str, pending: dict[str, str], reason: str, handover: str) -> None:
+    from pipeline.labels import NAMES
+
+    p = state.prediction
+    err.print()
+    flag = "  ·  needs review" if p.needs_review else ""
+    err.rule(Text(f"{position}  {state.clue_id}  ·  {state.unit or '-'}  ·  margin {p.margin:.2f}{flag}"), style="cyan")
+    err.print(state.text, markup=False)
+    for head, title in HEAD_NAMES.items():
+        line = f"  {title}: {NAMES[p.labels[head]]} ({p.confidence[head]:.2f})"
+        if pending[head] != p.labels[head]:
+            line += f"  →  {NAMES[pending[head]]}"
+        err.print(line, markup=False)
+    err.print(f"  关键词 key terms: {p.key_terms or '-'}", markup=False)
+    err.print(f"  移交 hand-over: {handover}", markup=False)
+    if reason:
+        err.print(f"  理由 reason: {reason}", markup=False)
+
+
+PROMPT = "[a] accept/record  [1] attention  [2] area  [r] reason  [s] skip  [q] quit >"
+
+
+def _choose(keys: _Keys, head: str) -> str | None:
+    from pipeline.labels import HEADS, NAMES
+
+    codes = HEADS[head]
+    menu = "  ".join(f"[{i}] {NAMES[c]}" for i, c in enumerate(codes, 1))
+    key = keys.key(f"{HEAD_NAMES[head]}: {menu} >")
+    return codes[int(key) - 1] if key.isdigit() and 1 <= int(key) <= len(codes) else None
+
+
+def _session(db: sqlite3.Connection, reviewer: str, run: int | None, keys: _Keys, tally: Counter[str]) -> None:
+    """Walk the reviewer's queue; every decision is committed before the next clue shows."""
+    from pipeline.review import clue_state, record_decision, review_queue
+    from pipeline.routing import load_routing
+
+    routing = load_routing()
+    queue = review_queue(db, reviewer, run)
+    for number, queued in enumerate(queue, 1):
+        assert queued.prediction is not None
+        state = clue_state(db, queued.clue_key, queued.prediction.run_id)
+        if state.decided_by(reviewer):  # decided meanwhile, e.g. in another terminal
+            continue
+        pending, reason = dict(queued.prediction.labels), ""
+        _show(state, f"{number}/{len(queue)}", pending, reason, routing.handover(pending["attention"], pending["area"]))
+        while True:
+            key = keys.key(PROMPT)
+            if key == "a":
+                new = record_decision(db, state.clue_key, reviewer, pending, reason=reason, channel="terminal",
+                                      run=queued.prediction.run_id)
+                tally["decided"] += 1
+                tally["changed"] += pending != queued.prediction.labels
+                err.print("  recorded" + ("; now DISPUTED (reviewers disagree)" if new.disputed else ""), style="green")
+                break
+            if key in ("1", "2"):
+                head = "attention" if key == "1" else "area"
+                pending[head] = _choose(keys, head) or pending[head]  # another key keeps the label
+                _show(state, f"{number}/{len(queue)}", pending, reason, routing.handover(pending["attention"], pending["area"]))
+            elif key == "r":
+                reason = keys.line("理由 reason:")
+            elif key == "s":
+                tally["skipped"] += 1
+                break
+            elif key == "q":
+                tally["left"] = len(queue) - number + 1
+                return
+            else:
+                err.print("  keys: a, 1, 2, r, s, q", markup=False)
+    err.print("the queue is empty", style="green")
+
+
+@review_app.command("next")
+def review_next(ctx: typer.Context, reviewer: ReviewerOption, run: RunOption = None) -> None:
+    """Review clues one by one, most uncertain first; every decision is stored at once.
+
+    Keys: a accept (or record the changed labels), 1 change attention, 2 change area,
+    r add a reason, s skip, q quit.
+
+    Example: clue-triage review next --reviewer zhang
+    """
+    tally = Counter[str]()
+    with _store(ctx) as db:
+        try:
+            _session(db, reviewer, run, _Keys(), tally)
+        except KeyboardInterrupt:
+            err.print("\ninterrupted; every decision recorded so far is stored", markup=False)
+    out.print(f"{tally['decided']} decision(s) recorded ({tally['changed']} changed a label), "
+              f"{tally['skipped']} skipped, {tally['left']} left in the queue")
+
+
+# -- Excel round trip -----------------------------------------------------------------
+
+
+@review_app.command("export")
+def review_export(
+    ctx: typer.Context,
+    output: Annotated[Path, typer.Option("-o", "--output", help="Review sheet to write (.xlsx).")],
+    run: RunOption = None,
+) -> None:
+    """Write a review sheet: one row per clue with the model's labels and drop-down columns to fill in.
+
+    Example: clue-triage review export --run 1 -o review.xlsx
+    """
+    from pipeline.workbooks import export_review_sheet
+
+    with _store(ctx) as db:
+        count = export_review_sheet(db, output, run)
+    out.print(f"{count} clue(s) written to {output}", markup=False)
+
+
+@review_app.command("import")
+def review_import(
+    ctx: typer.Context,
+    sheet: Annotated[Path, typer.Argument(help="A filled-in review sheet (.xlsx).")],
+    reviewer: ReviewerOption,
+) -> None:
+    """Record a reviewer's decisions from a review sheet: all rows or none.
+
+    Example: clue-triage review import review.xlsx --reviewer zhang
+    """
+    from pipeline.workbooks import import_review_sheet
+
+    with _store(ctx) as db:
+        result = import_review_sheet(db, sheet, reviewer)
+    out.print(_grid(f"overrides recorded from {sheet.name} ({result.rows} row(s) with decisions)", ["head", "recorded"],
+                    [[head, str(result.recorded.get(head, 0))] for head in HEAD_NAMES]))
+    if result.unchanged:
+        out.print(f"{result.unchanged} decision(s) were already on record and were not added again")
+
+
+# -- disputes -------------------------------------------------------------------------
+
+
+@review_app.command("disputes")
+def review_disputes(ctx: typer.Context, run: RunOption = None) -> None:
+    """List clues where reviewers disagree and nobody has adjudicated.
+
+    Example: clue-triage review disputes
+    """
+    from pipeline.review import disputes
+
+    with _store(ctx) as db:
+        rows = [[d.state.clue_id, d.state.unit, d.head, _name(d.state.heads[d.head].predicted),
+                 ", ".join(f"{r}={_name(label)}" for r, label in sorted(d.decisions.items())), d.state.clue_key]
+                for d in disputes(db, run)]
+    out.print(_grid(f"{len(rows)} disputed", ["clue", "unit", "head", "model", "reviewers", "clue key"], rows))
+
+
+@review_app.command("resolve")
+def review_resolve(
+    ctx: typer.Context,
+    clue: Annotated[str, typer.Argument(help="Clue id or clue key.")],
+    head: Annotated[str, typer.Option("--head", help="attention or area.")],
+    label: Annotated[str, typer.Option("--label", help="Code or Chinese name.")],
+    reviewer: Annotated[str, typer.Option("--reviewer", help="The adjudicator's reviewer id.")],
+    reason: Annotated[str, typer.Option("--reason", help="Why (required).")],
+) -> None:
+    """Adjudicate a disputed clue: the adjudication becomes the effective label.
+
+    Example: clue-triage review resolve XC-2026-002 --head area --label discipline --reviewer wang --reason "收受购物卡"
+    """
+    from pipeline.review import resolve
+
+    with _store(ctx) as db:
+        state = resolve(db, clue, head, label, reviewer, reason)
+    out.print(f"{clue} {head}: adjudicated as {_name(state.effective)} ({state.effective})", markup=False)
+
+
+@review_app.command("stats")
+def review_stats(ctx: typer.Context) -> None:
+    """Overrides per head and label pair, override rate per model version, reviewer agreement.
+
+    Example: clue-triage review stats
+    """
+    from pipeline.review import review_stats as compute
+
+    with _store(ctx) as db:
+        s = compute(db)
+    out.print(_grid("labels changed by reviewers (latest decision per reviewer)", ["head", "model said", "reviewer set", "n"],
+                    [[h, _name(p), _name(n), str(c)] for h, p, n, c in s.changes]))
+    out.print(_grid("override rate per model version", ["model", "head", "decisions", "changed", "rate"],
+                    [[v, h, str(n), str(c), f"{c / n:.1%}"] for v, h, n, c in s.by_model]))
+    out.print(_grid("reviewer agreement", ["head", "reviewers", "clues", "agreement", "Cohen's kappa"],
+                    [[a.head, " / ".join(a.reviewers), str(a.n), f"{a.agreement:.2f}",
+                      "-" if a.kappa is None else f"{a.kappa:.2f}"] for a in s.agreement]))
+    out.print(f"{s.rows} override row(s); {s.disputed} head(s) disputed")
+
+
+# -- hand-over and history (top-level commands) ---------------------------------------
+
+
+def handover(
+    ctx: typer.Context,
+    output: Annotated[Path, typer.Option("-o", "--output", help="Workbook to write (.xlsx).")],
+    run: RunOption = None,
+) -> None:
+    """Write the hand-over lists (分类移交): one sheet per receiving body, reviewed labels where
+    reviewed; disputed clues and clues still needing review go to a separate sheet.
+
+    Example: clue-triage handover --run 1 -o 移交清单.xlsx
+    """
+    from pipeline.workbooks import write_handover
+
+    with _store(ctx) as db:
+        result = write_handover(db, output, run)
+    out.print(_grid(f"hand-over written to {output}", ["receiving body", "clues"],
+                    [[body, str(n)] for body, n in result.sheets.items()] + [["(待复核或有争议 / not ready)", str(result.pending)]]))
+
+
+def history(ctx: typer.Context, clue: Annotated[str, typer.Argument(help="Clue id or clue key.")]) -> None:
+    """Show a clue's whole trail in time order: predictions, every override, adjudications.
+
+    Example: clue-triage history XC-2026-001
+    """
+    from pipeline.review import history as trail
+
+    with _store(ctx) as db:
+        state, entries = trail(db, clue)
+    out.print(f"{state.clue_id} · {state.unit or '-'} · {state.clue_key}\n{state.text}", markup=False)
+    out.print(_grid("trail", ["time", "event", "by", "head", "label", "conf.", "was", "reason", "channel"],
+                    [[e.time.replace("T", " ")[:19], e.kind, e.actor, e.head, _name(e.label),
+                      "" if e.confidence is None else f"{e.confidence:.2f}", _name(e.old_label) if e.old_label else "",
+                      e.reason, e.channel] for e in entries]))
+    out.print("effective: " + "; ".join(f"{h} = {_name(s.effective)} ({s.status})" for h, s in state.heads.items()),
+              markup=False)

@@ -1,0 +1,488 @@
+"""Reviewer decisions: reviewers and recusal, the review queue, overrides, disputes.
+
+Every decision a reviewer makes is one append-only row in ``overrides`` per head, accepting
+the model's label included (``new_label`` equal to ``predicted_label``); an adjudication of a
+dispute is a row of kind ``adjudication``. Nothing here updates or deletes a row: the
+current state of a clue is *computed* from its rows, so the trail is the evidence.
+
+The effective label of a clue on one head is, in this order:
+
+1. the latest adjudication;
+2. else, when every reviewer's latest decision agrees, that label;
+3. else, when reviewers disagree, the clue is *disputed* and keeps the model's label
+   (flagged, never handed over) until someone adjudicates;
+4. else the model's prediction.
+
+"The prediction" of a clue is the one of the latest complete triage run that has it, or of
+the run a caller names. Call :func:`clue_states` for many clues, :func:`record_decision` to
+store one reviewer decision, :func:`resolve` to adjudicate, :func:`reviewed_examples` for
+retraining. Excel sheets live in :mod:`pipeline.workbooks`.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections import Counter, defaultdict
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+
+from .errors import InputError, StoreError
+from .labels import HEADS, parse_label
+from .store import now, transaction, unit_key
+
+CHANNELS = ("terminal", "excel", "cli")
+
+
+# -- reviewers ------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Reviewer:
+    reviewer_id: str
+    name: str
+    created: str
+    recused: tuple[str, ...] = ()
+    decisions: int = 0
+
+
+def add_reviewer(db: sqlite3.Connection, reviewer_id: str, name: str, recuse: Iterable[str] = ()) -> Reviewer:
+    """Register a reviewer, or add recusals (回避, by inspected unit) to an existing one.
+
+    A reviewer is never renamed and a recusal is never lifted: both are part of the record.
+    """
+    reviewer_id, name = reviewer_id.strip(), name.strip()
+    if not reviewer_id or any(ch.isspace() for ch in reviewer_id):
+        raise InputError(f"reviewer id {reviewer_id!r} must be one word without spaces")
+    if not name:
+        raise InputError(f"reviewer {reviewer_id} needs a name (--name)")
+    units = [u.strip() for u in recuse]
+    if not all(units):
+        raise InputError("a --recuse unit is empty")
+    with transaction(db):
+        row = db.execute("SELECT name FROM reviewers WHERE reviewer_id = ?", (reviewer_id,)).fetchone()
+        if row is None:
+            db.execute("INSERT INTO reviewers VALUES (?, ?, ?)", (reviewer_id, name, now()))
+        elif row["name"] != name:
+            raise StoreError(f"reviewer {reviewer_id} already exists as {row['name']!r}; reviewers are not renamed")
+        db.executemany("INSERT OR IGNORE INTO recusals VALUES (?, ?, ?, ?)",
+                       [(reviewer_id, unit_key(u), u, now()) for u in units])
+    return get_reviewer(db, reviewer_id)
+
+
+def list_reviewers(db: sqlite3.Connection) -> list[Reviewer]:
+    """Every reviewer with their recused units and number of decisions (override rows)."""
+    recused: dict[str, list[str]] = defaultdict(list)
+    for row in db.execute("SELECT reviewer_id, unit FROM recusals ORDER BY created, unit"):
+        recused[row["reviewer_id"]].append(row["unit"])
+    counts = dict(db.execute("SELECT reviewer_id, COUNT(*) FROM overrides GROUP BY reviewer_id").fetchall())
+    return [Reviewer(r["reviewer_id"], r["name"], r["created"], tuple(recused[r["reviewer_id"]]),
+                     counts.get(r["reviewer_id"], 0))
+            for r in db.execute("SELECT * FROM reviewers ORDER BY reviewer_id")]
+
+
+def get_reviewer(db: sqlite3.Connection, reviewer_id: str) -> Reviewer:
+    """The reviewer, or :class:`StoreError` telling how to add them."""
+    for reviewer in list_reviewers(db):
+        if reviewer.reviewer_id == reviewer_id:
+            return reviewer
+    raise StoreError(f"unknown reviewer {reviewer_id!r}; add them first: clue-triage reviewers add {reviewer_id} --name …")
+
+
+def recused_units(db: sqlite3.Connection, reviewer_id: str) -> set[str]:
+    """The unit keys (normalised units) a reviewer recused from."""
+    return {r[0] for r in db.execute("SELECT unit_key FROM recusals WHERE reviewer_id = ?", (reviewer_id,))}
+
+
+# -- clues and their state ------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Prediction:
+    run_id: int
+    row_number: int
+    clue_id: str
+    model_version: str
+    labels: dict[str, str]
+    confidence: dict[str, float]
+    margin: float
+    needs_review: bool
+    key_terms: str
+    handover: str
+
+
+@dataclass(frozen=True)
+class Decision:
+    """One override row."""
+
+    override_id: int
+    clue_key: str
+    head: str
+    kind: str
+    reviewer_id: str
+    new_label: str
+    old_label: str | None
+    predicted_label: str | None
+    predicted_conf: float | None
+    model_version: str | None
+    run_id: int | None
+    reason: str
+    channel: str
+    created: str
+
+
+@dataclass(frozen=True)
+class HeadState:
+    head: str
+    predicted: str | None
+    effective: str | None
+    status: str  # 'predicted', 'reviewed', 'disputed' or 'adjudicated'
+    decisions: dict[str, str] = field(default_factory=dict)  # reviewer -> latest label
+
+
+@dataclass(frozen=True)
+class ClueState:
+    clue_key: str
+    clue_id: str
+    unit: str
+    unit_key: str
+    text: str
+    prediction: Prediction | None
+    heads: dict[str, HeadState]
+    rows: tuple[Decision, ...]
+
+    @property
+    def disputed(self) -> bool:
+        return any(h.status == "disputed" for h in self.heads.values())
+
+    @property
+    def needs_review(self) -> bool:
+        """Flagged by the model and nobody has decided anything about it yet."""
+        return bool(self.prediction and self.prediction.needs_review and not self.rows)
+
+    def decided_by(self, reviewer_id: str) -> bool:
+        return any(d.kind == "review" and d.reviewer_id == reviewer_id for d in self.rows)
+
+    def effective(self) -> dict[str, str | None]:
+        return {head: state.effective for head, state in self.heads.items()}
+
+
+def _prediction(row: sqlite3.Row) -> Prediction:
+    return Prediction(
+        row["run_id"], row["row_number"], row["clue_id"], row["model_version"],
+        {"attention": row["attention"], "area": row["area"]},
+        {"attention": row["attention_conf"], "area": row["area_conf"]},
+        row["margin"] if row["margin"] is not None else 1.0, bool(row["needs_review"]), row["key_terms"], row["handover"],
+    )
+
+
+def check_run(db: sqlite3.Connection, run: int) -> None:
+    row = db.execute("SELECT status FROM runs WHERE run_id = ?", (run,)).fetchone()
+    if row is None:
+        raise InputError(f"there is no triage run {run}")
+    if row["status"] != "complete":
+        raise InputError(f"triage run {run} is {row['status']}, not complete; its predictions do not count")
+
+
+def _predictions(db: sqlite3.Connection, run: int | None, key: str | None = None) -> dict[str, Prediction]:
+    """clue_key -> its prediction, in run and row order."""
+    where, args = "p.clue_key IS NOT NULL AND r.status = 'complete'", list[object]()
+    if run is not None:
+        check_run(db, run)
+        where += " AND p.run_id = ?"
+        args.append(run)
+    if key is not None:
+        where += " AND p.clue_key = ?"
+        args.append(key)
+    chosen: dict[str, Prediction] = {}
+    for row in db.execute(f"SELECT p.* FROM predictions p JOIN runs r ON r.run_id = p.run_id WHERE {where} "
+                          "ORDER BY p.run_id DESC, p.row_number", args):
+        chosen.setdefault(row["clue_key"], _prediction(row))
+    return dict(sorted(chosen.items(), key=lambda kv: (kv[1].run_id, kv[1].row_number)))
+
+
+def _decisions(db: sqlite3.Connection, key: str | None = None) -> dict[str, list[Decision]]:
+    sql, args = "SELECT * FROM overrides", tuple[str, ...]()
+    if key is not None:
+        sql, args = sql + " WHERE clue_key = ?", (key,)
+    grouped: dict[str, list[Decision]] = defaultdict(list)
+    for r in db.execute(sql + " ORDER BY override_id", args):
+        grouped[r["clue_key"]].append(Decision(
+            r["override_id"], r["clue_key"], r["head"], r["kind"], r["reviewer_id"], r["new_label"], r["old_label"],
+            r["predicted_label"], r["predicted_conf"], r["model_version"], r["run_id"], r["reason"], r["channel"],
+            r["created"]))
+    return grouped
+
+
+def head_state(head: str, predicted: str | None, rows: Sequence[Decision]) -> HeadState:
+    """The effective label of one head from its override rows (oldest first)."""
+    rows = [d for d in rows if d.head == head]
+    latest = {d.reviewer_id: d.new_label for d in rows if d.kind == "review"}
+    adjudications = [d for d in rows if d.kind == "adjudication"]
+    if adjudications:
+        return HeadState(head, predicted, adjudications[-1].new_label, "adjudicated", latest)
+    if not latest:
+        return HeadState(head, predicted, predicted, "predicted", latest)
+    if len(set(latest.values())) == 1:
+        return HeadState(head, predicted, next(iter(latest.values())), "reviewed", latest)
+    return HeadState(head, predicted, predicted, "disputed", latest)
+
+
+def _state(clue: sqlite3.Row, prediction: Prediction | None, rows: Sequence[Decision]) -> ClueState:
+    heads = {h: head_state(h, prediction.labels[h] if prediction else None, rows) for h in HEADS}
+    return ClueState(clue["clue_key"], prediction.clue_id if prediction else clue["clue_id"], clue["unit"],
+                     clue["unit_key"], clue["text"], prediction, heads, tuple(rows))
+
+
+def clue_states(db: sqlite3.Connection, run: int | None = None) -> list[ClueState]:
+    """Every clue with a prediction (of ``run``, else of its latest complete run), in run and row order."""
+    predictions = _predictions(db, run)
+    decisions = _decisions(db)
+    clues = {r["clue_key"]: r for r in db.execute("SELECT * FROM clues")}
+    return [_state(clues[key], p, decisions.get(key, [])) for key, p in predictions.items()]
+
+
+def clue_state(db: sqlite3.Connection, key: str, run: int | None = None) -> ClueState:
+    """One clue's state; its prediction from ``run`` when that run has it, else the latest."""
+    clue = db.execute("SELECT * FROM clues WHERE clue_key = ?", (key,)).fetchone()
+    if clue is None:
+        raise InputError(f"unknown clue key {key!r}")
+    prediction = (_predictions(db, run, key) if run is not None else {}).get(key) or _predictions(db, None, key).get(key)
+    return _state(clue, prediction, _decisions(db, key).get(key, []))
+
+
+def clue_keys_for(db: sqlite3.Connection, ref: str) -> list[str]:
+    """The clue keys a user's reference names: a clue key itself, or a clue id (the file's id)."""
+    ref = ref.strip()
+    if db.execute("SELECT 1 FROM clues WHERE clue_key = ?", (ref,)).fetchone():
+        return [ref]
+    rows = db.execute("SELECT clue_key FROM clues WHERE clue_id = ? UNION "
+                      "SELECT clue_key FROM predictions WHERE clue_id = ? AND clue_key IS NOT NULL", (ref, ref))
+    return sorted(r[0] for r in rows)
+
+
+def find_clue(db: sqlite3.Connection, ref: str) -> str:
+    """The one clue key for ``ref``; an error when it names no clue or several."""
+    keys = clue_keys_for(db, ref)
+    if not keys:
+        raise InputError(f"unknown clue {ref!r}: no clue id or clue key in the store matches")
+    if len(keys) > 1:
+        raise InputError(f"clue id {ref!r} names {len(keys)} clues ({', '.join(keys)}); give one of these clue keys")
+    return keys[0]
+
+
+# -- decisions ------------------------------------------------------------------------
+
+
+def review_queue(db: sqlite3.Connection, reviewer_id: str, run: int | None = None) -> list[ClueState]:
+    """Clues for a reviewer, most uncertain first (smallest margin between the top two
+    probabilities of either head), without clues of units they recused from or clues they
+    already decided."""
+    get_reviewer(db, reviewer_id)
+    recused = recused_units(db, reviewer_id)
+    todo = [s for s in clue_states(db, run) if s.unit_key not in recused and not s.decided_by(reviewer_id)]
+    return sorted(todo, key=lambda s: s.prediction.margin if s.prediction else 1.0)
+
+
+def _check_reviewer(db: sqlite3.Connection, reviewer_id: str, state: ClueState) -> None:
+    get_reviewer(db, reviewer_id)
+    if state.unit_key in recused_units(db, reviewer_id):
+        raise StoreError(f"reviewer {reviewer_id} recused from {state.unit!r}; clue {state.clue_id} is not theirs to decide")
+
+
+def insert_override(db: sqlite3.Connection, state: ClueState, head: str, label: str, reviewer_id: str, *,
+                    kind: str = "review", reason: str = "", channel: str = "cli", import_sha256: str | None = None) -> int:
+    """Append one override row (inside the caller's transaction); return its id."""
+    if channel not in CHANNELS:
+        raise ValueError(f"channel must be one of {CHANNELS}")
+    p = state.prediction
+    cursor = db.execute(
+        "INSERT INTO overrides (clue_key, head, kind, predicted_label, predicted_conf, model_version, run_id, "
+        "old_label, new_label, reviewer_id, reason, channel, import_sha256, created) "
+        "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        (state.clue_key, head, kind, p.labels[head] if p else None, p.confidence[head] if p else None,
+         p.model_version if p else None, p.run_id if p else None, state.heads[head].effective, label,
+         reviewer_id, reason.strip(), channel, import_sha256, now()))
+    return int(cursor.lastrowid or 0)
+
+
+def record_decision(db: sqlite3.Connection, key: str, reviewer_id: str, labels: Mapping[str, str], *,
+                    reason: str = "", channel: str = "terminal", run: int | None = None) -> ClueState:
+    """Store one reviewer's decision on a clue (one row per head given) in its own
+    transaction, committed before this returns; return the clue's new state.
+
+    ``labels`` maps heads to codes or Chinese names; give both heads to accept or change
+    the whole clue. The prediction recorded is the one of ``run`` (what the reviewer saw).
+    """
+    parsed = {head: parse_label(head, value) for head, value in labels.items()}
+    if not parsed:
+        raise InputError("a decision needs a label for at least one head")
+    with transaction(db):
+        state = clue_state(db, key, run)
+        _check_reviewer(db, reviewer_id, state)
+        if state.prediction is None:
+            raise StoreError(f"clue {state.clue_id} has no prediction from a complete triage run")
+        for head, label in parsed.items():
+            insert_override(db, state, head, label, reviewer_id, reason=reason, channel=channel)
+    return clue_state(db, key, run)
+
+
+@dataclass(frozen=True)
+class Dispute:
+    state: ClueState
+    head: str
+
+    @property
+    def decisions(self) -> dict[str, str]:
+        return self.state.heads[self.head].decisions
+
+
+def disputes(db: sqlite3.Connection, run: int | None = None) -> list[Dispute]:
+    """Clue and head pairs where reviewers' latest decisions differ and nobody adjudicated."""
+    return [Dispute(s, head) for s in clue_states(db, run) for head, h in s.heads.items() if h.status == "disputed"]
+
+
+def resolve(db: sqlite3.Connection, ref: str, head: str, label: str, adjudicator: str, reason: str) -> HeadState:
+    """Record an adjudication of a disputed head (or a new one of an adjudicated head)."""
+    if head not in HEADS:
+        raise InputError(f"unknown head {head!r}; use one of: {', '.join(HEADS)}")
+    if not reason.strip():
+        raise InputError("an adjudication needs a reason (--reason)")
+    code = parse_label(head, label)
+    with transaction(db):
+        state = clue_state(db, find_clue(db, ref))
+        _check_reviewer(db, adjudicator, state)
+        if state.heads[head].status not in ("disputed", "adjudicated"):
+            raise StoreError(f"clue {state.clue_id} is not disputed on {head}; nothing to adjudicate")
+        insert_override(db, state, head, code, adjudicator, kind="adjudication", reason=reason, channel="cli")
+    return clue_state(db, state.clue_key).heads[head]
+
+
+# -- history, statistics, examples for retraining ---------------------------------------
+
+
+@dataclass(frozen=True)
+class TrailEntry:
+    time: str
+    kind: str  # 'prediction', 'review' or 'adjudication'
+    actor: str  # model version or reviewer id
+    head: str
+    label: str
+    confidence: float | None = None
+    old_label: str | None = None
+    reason: str = ""
+    channel: str = ""
+    run_id: int | None = None
+
+
+def history(db: sqlite3.Connection, ref: str) -> tuple[ClueState, list[TrailEntry]]:
+    """The clue's current state and its whole trail in time order: the predictions of every
+    complete run, every review decision and every adjudication."""
+    key = find_clue(db, ref)
+    entries = []
+    for r in db.execute("SELECT p.*, r.started FROM predictions p JOIN runs r ON r.run_id = p.run_id "
+                        "WHERE p.clue_key = ? AND r.status = 'complete' ORDER BY p.run_id, p.row_number", (key,)):
+        for head in HEADS:
+            entries.append(TrailEntry(r["started"], "prediction", r["model_version"], head, r[head],
+                                      r[f"{head}_conf"], run_id=r["run_id"]))
+    for d in _decisions(db, key).get(key, []):
+        entries.append(TrailEntry(d.created, d.kind, d.reviewer_id, d.head, d.new_label, None, d.old_label,
+                                  d.reason, d.channel, d.run_id))
+    entries.sort(key=lambda e: e.time)  # stable: same-second entries keep their stored order
+    return clue_state(db, key), entries
+
+
+@dataclass(frozen=True)
+class Agreement:
+    head: str
+    reviewers: tuple[str, str]
+    n: int
+    agreement: float
+    kappa: float | None
+
+
+@dataclass(frozen=True)
+class ReviewStats:
+    changes: list[tuple[str, str, str, int]]  # head, predicted, reviewed, count (changed labels only)
+    by_model: list[tuple[str, str, int, int]]  # model version, head, decisions, changed
+    agreement: list[Agreement]
+    rows: int
+    disputed: int
+
+
+def cohen_kappa(a: Sequence[str], b: Sequence[str]) -> float | None:
+    """Cohen's kappa of two raters' labels on the same items; None when undefined."""
+    n = len(a)
+    if n == 0 or n != len(b):
+        return None
+    observed = sum(x == y for x, y in zip(a, b, strict=True)) / n
+    ca, cb = Counter(a), Counter(b)
+    expected = sum(ca[k] * cb[k] for k in ca) / (n * n)
+    return None if expected == 1 else (observed - expected) / (1 - expected)
+
+
+def review_stats(db: sqlite3.Connection) -> ReviewStats:
+    """Counts over each reviewer's latest decision per clue and head (adjudications apart)."""
+    latest: dict[tuple[str, str, str], Decision] = {}
+    rows = 0
+    for key, decisions in _decisions(db).items():
+        for d in decisions:
+            rows += 1
+            if d.kind == "review":
+                latest[(key, d.head, d.reviewer_id)] = d
+    changes: Counter[tuple[str, str, str]] = Counter()
+    decided: Counter[tuple[str, str]] = Counter()
+    changed: Counter[tuple[str, str]] = Counter()
+    for d in latest.values():
+        decided[(d.model_version or "-", d.head)] += 1
+        if d.new_label != d.predicted_label:
+            changed[(d.model_version or "-", d.head)] += 1
+            changes[(d.head, d.predicted_label or "-", d.new_label)] += 1
+    by_clue: dict[tuple[str, str], dict[str, str]] = defaultdict(dict)
+    for (key, head, reviewer), d in latest.items():
+        by_clue[(head, reviewer)][key] = d.new_label
+    agreement = []
+    pairs = sorted(by_clue)
+    for i, (head, ra) in enumerate(pairs):
+        for head_b, rb in pairs[i + 1:]:
+            common = sorted(set(by_clue[(head, ra)]) & set(by_clue[(head_b, rb)])) if head_b == head else []
+            if common:
+                a = [by_clue[(head, ra)][k] for k in common]
+                b = [by_clue[(head, rb)][k] for k in common]
+                agreement.append(Agreement(head, (ra, rb), len(common),
+                                           sum(x == y for x, y in zip(a, b, strict=True)) / len(common), cohen_kappa(a, b)))
+    return ReviewStats(
+        sorted((h, p, n, c) for (h, p, n), c in changes.items()),
+        sorted((v, h, n, changed[(v, h)]) for (v, h), n in decided.items()),
+        agreement, rows, len(disputes(db)))
+
+
+@dataclass(frozen=True)
+class ReviewedClue:
+    clue_key: str
+    clue_id: str
+    unit: str
+    text: str
+    attention: str
+    area: str
+    n_overrides: int
+    last_decided: str
+
+
+def reviewed_examples(db: sqlite3.Connection) -> list[ReviewedClue]:
+    """Reviewed clues as training examples: every clue with at least one override row that
+    is not disputed on either head, with its effective labels (a head nobody decided keeps
+    the model's label: the reviewer saw it and left it standing)."""
+    decisions = _decisions(db)
+    predictions = _predictions(db, None)
+    examples = []
+    for clue in db.execute("SELECT * FROM clues ORDER BY clue_key"):
+        rows = decisions.get(clue["clue_key"])
+        if not rows:
+            continue
+        state = _state(clue, predictions.get(clue["clue_key"]), rows)
+        labels = state.effective()
+        if state.disputed or not labels["attention"] or not labels["area"]:
+            continue
+        examples.append(ReviewedClue(state.clue_key, state.clue_id, state.unit, state.text, str(labels["attention"]),
+                                     str(labels["area"]), len(rows), max(d.created for d in rows)))
+    return examples

@@ -1,0 +1,313 @@
+"""Excel workbooks of the review: the review sheet (export and import) and the hand-over lists.
+
+The review sheet has one row per clue with the model's labels and empty ``reviewed_*``
+columns with drop-down lists; reviewers fill in what they change and the file comes back
+through :func:`import_review_sheet`, which is all or nothing: every row is checked first and
+any bad row stops the whole import with a list of every problem. Re-importing the same
+decisions (even from a re-saved file) records nothing new.
+
+The hand-over workbook (分类移交) has one sheet per receiving body of the routing table,
+holding the clues whose effective labels route there; disputed clues and clues still
+needing review go to a separate sheet and never into a hand-over list.
+"""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+import zipfile
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .errors import InputError, ValidationError
+from .fsutil import atomic_path, sha256_file
+from .labels import AREA, ATTENTION, SHORT_NAMES, parse_label
+from .review import (
+    ClueState,
+    clue_keys_for,
+    clue_state,
+    clue_states,
+    get_reviewer,
+    insert_override,
+    recused_units,
+)
+from .routing import Routing, load_routing
+from .store import transaction
+
+#: (header, width in characters); ``clue_key`` and ``run`` are hidden and read back on import.
+REVIEW_COLUMNS: tuple[tuple[str, int], ...] = (
+    ("id", 14), ("unit", 22), ("text", 60), ("predicted_attention", 16), ("attention_confidence", 11),
+    ("predicted_area", 12), ("area_confidence", 11), ("key_terms", 24), ("needs_review", 9),
+    ("reviewed_attention", 18), ("reviewed_area", 16), ("reason", 30), ("run", 6), ("clue_key", 22),
+)
+REVIEWED = {"attention": "reviewed_attention", "area": "reviewed_area"}
+PENDING_SHEET = "待复核或有争议"
+HEAD_NAMES = {"attention": "关注类别", "area": "领域"}
+SOURCE_NAMES = {"predicted": "模型预测", "reviewed": "复核确认", "adjudicated": "争议裁决", "disputed": "有争议"}
+
+
+def _text(value: Any) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    return str(value).strip()
+
+
+def _put(sheet: Any, row: int, column: int, value: Any) -> Any:
+    """Write a cell; text is kept as text (never a formula) and illegal characters dropped."""
+    from openpyxl.cell.cell import ILLEGAL_CHARACTERS_RE
+
+    cell = sheet.cell(row=row, column=column)
+    if isinstance(value, str):
+        cell.value = ILLEGAL_CHARACTERS_RE.sub("", value)
+        cell.data_type = "s"
+    else:
+        cell.value = value
+    return cell
+
+
+def _table_sheet(sheet: Any, columns: tuple[tuple[str, int], ...], rows: list[list[Any]], wrap: set[str]) -> None:
+    """Header, rows, widths, wrapping, frozen header row and a filter: readable by a person."""
+    from openpyxl.styles import Alignment, Font, PatternFill
+    from openpyxl.utils import get_column_letter
+
+    for c, (name, width) in enumerate(columns, 1):
+        cell = _put(sheet, 1, c, name)
+        cell.font = Font(bold=True)
+        cell.fill = PatternFill("solid", fgColor="DDEBF7")
+        sheet.column_dimensions[get_column_letter(c)].width = width
+    top = Alignment(vertical="top")
+    wrapped = Alignment(vertical="top", wrap_text=True)
+    for r, values in enumerate(rows, 2):
+        for c, value in enumerate(values, 1):
+            _put(sheet, r, c, value).alignment = wrapped if columns[c - 1][0] in wrap else top
+    sheet.freeze_panes = "A2"
+    sheet.auto_filter.ref = f"A1:{get_column_letter(len(columns))}{max(1, len(rows) + 1)}"
+
+
+def _save(book: Any, path: Path) -> None:
+    with atomic_path(path) as tmp:
+        book.save(tmp)
+
+
+def _xlsx_path(path: str | os.PathLike[str]) -> Path:
+    path = Path(path)
+    if path.suffix.lower() != ".xlsx":
+        raise InputError("the workbook must be an .xlsx file", path=path)
+    return path
+
+
+# -- review sheet: export -------------------------------------------------------------
+
+
+def export_review_sheet(db: sqlite3.Connection, path: str | os.PathLike[str], run: int | None = None) -> int:
+    """Write the review sheet for every clue (of ``run``, else every clue with its latest
+    prediction); return the number of clue rows. The file is owner-only and written atomically."""
+    from openpyxl import Workbook
+    from openpyxl.utils import get_column_letter
+    from openpyxl.worksheet.datavalidation import DataValidation
+
+    path = _xlsx_path(path)
+    states = [s for s in clue_states(db, run) if s.prediction]
+    rows = []
+    for s in states:
+        p = s.prediction
+        assert p is not None
+        rows.append([s.clue_id, s.unit, s.text, SHORT_NAMES[p.labels["attention"]], round(p.confidence["attention"], 3),
+                     SHORT_NAMES[p.labels["area"]], round(p.confidence["area"], 3), p.key_terms,
+                     "是" if p.needs_review else "", None, None, None, p.run_id, s.clue_key])
+    book = Workbook()
+    sheet = book.active
+    sheet.title = "复核"
+    _table_sheet(sheet, REVIEW_COLUMNS, rows, wrap={"text", "unit", "key_terms", "reason"})
+    index = {name: i for i, (name, _) in enumerate(REVIEW_COLUMNS, 1)}
+    last = max(2, len(rows) + 1)
+    for head, codes in (("attention", ATTENTION), ("area", AREA)):
+        letter = get_column_letter(index[REVIEWED[head]])
+        dv = DataValidation(type="list", formula1='"' + ",".join(SHORT_NAMES[c] for c in codes) + '"', allow_blank=True,
+                            showErrorMessage=True, errorTitle="不在可选范围内",
+                            error="请从下拉列表选择；留空表示不修改 / choose from the list; blank = no change")
+        dv.add(f"{letter}2:{letter}{last}")
+        sheet.add_data_validation(dv)
+        for r in range(2, len(rows) + 2):
+            sheet[f"{get_column_letter(index[head + '_confidence'])}{r}"].number_format = "0.00"
+    for hidden in ("run", "clue_key"):
+        sheet.column_dimensions[get_column_letter(index[hidden])].hidden = True
+    _save(book, path)
+    return len(rows)
+
+
+# -- review sheet: import -------------------------------------------------------------
+
+
+@dataclass
+class ImportResult:
+    rows: int = 0
+    recorded: Counter[str] = field(default_factory=Counter)  # head -> override rows written
+    unchanged: int = 0  # head decisions already on record for this reviewer
+
+
+def _read_sheet(path: Path) -> tuple[dict[str, int], list[tuple[int, list[Any]]]]:
+    from openpyxl import load_workbook
+
+    try:
+        book = load_workbook(path, read_only=True, data_only=True)
+    except (zipfile.BadZipFile, KeyError, OSError, ValueError) as exc:
+        raise InputError(f"cannot open the Excel file ({exc.__class__.__name__}: {exc})", path=path) from None
+    try:
+        lines = list(book.worksheets[0].iter_rows(values_only=True))
+    finally:
+        book.close()
+    if not lines:
+        raise InputError("the first sheet is empty", path=path)
+    header = {_text(v).lower(): i for i, v in enumerate(lines[0]) if _text(v)}
+    missing = [c for c in REVIEWED.values() if c not in header]
+    if missing or not ({"clue_key", "id"} & set(header)):
+        raise InputError(f"not a review sheet: no column {', '.join(missing) or 'clue_key or id'} in row 1 "
+                         "(export one with clue-triage review export)", path=path)
+    return header, [(n, list(v)) for n, v in enumerate(lines[1:], 2)]
+
+
+def import_review_sheet(db: sqlite3.Connection, path: str | os.PathLike[str], reviewer_id: str) -> ImportResult:
+    """Record a reviewer's decisions from a filled-in review sheet, all or nothing.
+
+    Codes or Chinese names (full or short, Simplified or Traditional) are accepted in the
+    ``reviewed_*`` columns; blank means no change. Any unknown label, unknown clue or row of
+    a unit the reviewer recused from raises :class:`ValidationError` listing every bad row,
+    and nothing is written. A head whose label equals this reviewer's latest decision for
+    the clue is skipped, so importing the same decisions again records nothing.
+    """
+    path = _xlsx_path(path)
+    if not path.is_file():
+        raise InputError("file not found", path=path)
+    header, lines = _read_sheet(path)
+    digest = sha256_file(path)
+
+    def cell(values: list[Any], column: str) -> str:
+        i = header.get(column)
+        return _text(values[i]) if i is not None and i < len(values) else ""
+
+    result = ImportResult()
+    with transaction(db):
+        get_reviewer(db, reviewer_id)
+        recused = recused_units(db, reviewer_id)
+        problems: list[str] = []
+        planned: dict[str, tuple[int, ClueState, dict[str, str], str]] = {}
+        for number, values in lines:
+            labels, reason = {h: cell(values, c) for h, c in REVIEWED.items()}, cell(values, "reason")
+            if not any(labels.values()):
+                if reason:
+                    problems.append(f"row {number}: a reason but no reviewed label (fill reviewed_attention or reviewed_area)")
+                continue
+            result.rows += 1
+            where = f"row {number}"
+            ref = cell(values, "clue_key") or cell(values, "id")
+            keys = clue_keys_for(db, ref) if ref else []
+            if len(keys) != 1:
+                problems.append(f"{where}: " + ("no clue id" if not ref else f"unknown clue id {ref!r}" if not keys
+                                                else f"clue id {ref!r} names several clues; keep the clue_key column"))
+                continue
+            run = cell(values, "run")
+            try:
+                state = clue_state(db, keys[0], int(run) if run.isdigit() else None)
+            except InputError as exc:
+                problems.append(f"{where}, column 'run': {exc}")
+                continue
+            where = f"row {number} (clue {state.clue_id})"
+            if state.unit_key in recused:
+                problems.append(f"{where}: unit {state.unit!r} is one reviewer {reviewer_id} recused from")
+            if state.prediction is None:
+                problems.append(f"{where}: the clue has no prediction from a complete triage run")
+            codes = {}
+            for head, value in labels.items():
+                if value:
+                    try:
+                        codes[head] = parse_label(head, value)
+                    except InputError as exc:
+                        problems.append(f"{where}, column {REVIEWED[head]!r}: {exc}")
+            earlier = planned.get(state.clue_key)
+            if earlier and any(earlier[2].get(h, c) != c for h, c in codes.items()):
+                problems.append(f"{where}: contradicts row {earlier[0]} about the same clue")
+            planned.setdefault(state.clue_key, (number, state, codes, reason))
+        if problems:
+            raise ValidationError(f"{path}: {len(problems)} problem(s); nothing was recorded", problems)
+        for _number, state, codes, reason in planned.values():
+            for head, code in codes.items():
+                mine = [d for d in state.rows if d.head == head and d.kind == "review" and d.reviewer_id == reviewer_id]
+                if mine and mine[-1].new_label == code:
+                    result.unchanged += 1
+                    continue
+                insert_override(db, state, head, code, reviewer_id, reason=reason, channel="excel", import_sha256=digest)
+                result.recorded[head] += 1
+    return result
+
+
+# -- hand-over lists ------------------------------------------------------------------
+
+HANDOVER_COLUMNS: tuple[tuple[str, int], ...] = (
+    ("编号", 14), ("被巡察单位", 22), ("线索内容", 60), ("关注类别", 16), ("领域", 12), ("定性依据", 10),
+    ("关键词", 24), ("复核人", 14), ("批次", 6),
+)
+PENDING_COLUMNS = (*HANDOVER_COLUMNS, ("待办原因", 40))
+
+
+@dataclass
+class HandoverResult:
+    sheets: dict[str, int]  # receiving body -> clues handed over
+    pending: int  # clues on the separate sheet
+
+
+def _sheet_name(name: str, taken: set[str]) -> str:
+    clean = "".join("_" if ch in "[]:*?/\\" else ch for ch in name)[:31] or "sheet"
+    base, n = clean, 2
+    while clean in taken:
+        clean = f"{base[:28]}_{n}"
+        n += 1
+    taken.add(clean)
+    return clean
+
+
+def _pending_reason(state: ClueState) -> str:
+    reasons = [f"{HEAD_NAMES[h]}有争议: " + ", ".join(f"{r}={SHORT_NAMES[label]}" for r, label in sorted(s.decisions.items()))
+               for h, s in state.heads.items() if s.status == "disputed"]
+    if state.needs_review:
+        reasons.append("模型置信度低，尚未复核 / needs review")
+    return "; ".join(reasons)
+
+
+def write_handover(db: sqlite3.Connection, path: str | os.PathLike[str], run: int | None = None,
+                   routing: Routing | None = None) -> HandoverResult:
+    """Write the hand-over workbook: one sheet per receiving body, effective labels, plus
+    the sheet of clues not ready to hand over. Returns the counts per sheet."""
+    from openpyxl import Workbook
+
+    path = _xlsx_path(path)
+    routing = routing or load_routing()
+    bodies: dict[str, list[list[Any]]] = {body: [] for body in routing.bodies()}
+    pending: list[list[Any]] = []
+    for s in clue_states(db, run):
+        labels = s.effective()
+        status = "adjudicated" if any(h.status == "adjudicated" for h in s.heads.values()) else \
+            "reviewed" if any(h.status == "reviewed" for h in s.heads.values()) else "predicted"
+        reviewers = sorted({d.reviewer_id for d in s.rows})
+        assert s.prediction is not None and labels["attention"] and labels["area"]
+        row = [s.clue_id, s.unit, s.text, SHORT_NAMES[labels["attention"]], SHORT_NAMES[labels["area"]],
+               SOURCE_NAMES["disputed" if s.disputed else status], s.prediction.key_terms, "、".join(reviewers),
+               s.prediction.run_id]
+        if s.disputed or s.needs_review:
+            pending.append([*row, _pending_reason(s)])
+        else:
+            bodies.setdefault(routing.handover(labels["attention"], labels["area"]), []).append(row)
+    book = Workbook()
+    book.remove(book.active)
+    taken: set[str] = set()
+    for body, rows in bodies.items():
+        _table_sheet(book.create_sheet(_sheet_name(body, taken)), HANDOVER_COLUMNS, rows, wrap={"线索内容", "被巡察单位"})
+    _table_sheet(book.create_sheet(_sheet_name(PENDING_SHEET, taken)), PENDING_COLUMNS, pending,
+                 wrap={"线索内容", "被巡察单位", "待办原因"})
+    _save(book, path)
+    return HandoverResult({body: len(rows) for body, rows in bodies.items()}, len(pending))
+

@@ -1,0 +1,118 @@
+"""The review store: migrations, schema, WAL, permissions and the append-only overrides."""
+
+from __future__ import annotations
+
+import sqlite3
+import stat
+
+import pytest
+
+from pipeline.store import MIGRATIONS, clue_key, connect, migrate, now, transaction, unit_key
+
+TABLES = {
+    "runs": {"run_id", "started", "finished", "status", "model_version", "input_path", "input_sha256", "row_count"},
+    "clues": {"clue_key", "clue_id", "unit", "unit_key", "text", "first_run"},
+    "predictions": {"run_id", "row_number", "clue_key", "clue_id", "status", "attention", "attention_conf", "area",
+                    "area_conf", "margin", "needs_review", "key_terms", "handover", "model_version"},
+    "reviewers": {"reviewer_id", "name", "created"},
+    "recusals": {"reviewer_id", "unit_key", "unit", "created"},
+    "overrides": {"override_id", "clue_key", "head", "kind", "predicted_label", "predicted_conf", "model_version",
+                  "run_id", "old_label", "new_label", "reviewer_id", "reason", "channel", "import_sha256", "created"},
+    "_migrations": {"name", "applied"},
+}
+TRIGGERS = {"overrides_no_update", "overrides_no_delete", "overrides_known_label", "overrides_not_recused"}
+
+
+@pytest.fixture
+def db(home):
+    connection = connect(home.db_path)
+    yield connection
+    connection.close()
+
+
+def _clue_and_reviewer(db, unit="某市生態環境局東城分局"):
+    key = clue_key(unit, "反映某科長收受購物卡")
+    with transaction(db):
+        db.execute("INSERT INTO clues VALUES (?, 'C1', ?, ?, '反映某科長收受購物卡', NULL)", (key, unit, unit_key(unit)))
+        db.execute("INSERT INTO reviewers VALUES ('zhang', '张三', ?)", (now(),))
+    return key
+
+
+def _override(db, key, label="further", reviewer="zhang", head="attention"):
+    with transaction(db):
+        return db.execute(
+            "INSERT INTO overrides (clue_key, head, kind, new_label, reviewer_id, channel, created) "
+            "VALUES (?, ?, 'review', ?, ?, 'cli', ?)", (key, head, label, reviewer, now())).lastrowid
+
+
+def test_schema_after_migrations(db):
+    tables = {r[0] for r in db.execute("SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%'")}
+    assert tables == set(TABLES)
+    for table, columns in TABLES.items():
+        assert {r[1] for r in db.execute(f"PRAGMA table_info({table})")} == columns, table
+    triggers = {r[0] for r in db.execute("SELECT name FROM sqlite_master WHERE type = 'trigger'")}
+    assert triggers == TRIGGERS
+    applied = [r[0] for r in db.execute("SELECT name FROM _migrations ORDER BY name")]
+    assert applied == [m.__name__ for m in MIGRATIONS] == ["m001_initial", "m002_override_guards"]
+
+
+def test_migrations_apply_once(home, db):
+    assert migrate(db) == []
+    again = connect(home.db_path)
+    assert again.execute("SELECT COUNT(*) FROM _migrations").fetchone()[0] == len(MIGRATIONS)
+    again.close()
+
+
+def test_wal_mode_and_owner_only_files(home, db):
+    assert db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    _clue_and_reviewer(db)
+    db.close()
+    connect(home.db_path).close()
+    for path in home.db_path.parent.glob(home.db_path.name + "*"):
+        assert stat.S_IMODE(path.stat().st_mode) == 0o600, path
+
+
+def test_update_of_an_override_row_fails(db):
+    key = _clue_and_reviewer(db)
+    row_id = _override(db, key)
+    with pytest.raises(sqlite3.IntegrityError, match="append-only"):
+        db.execute("UPDATE overrides SET new_label = 'reference' WHERE override_id = ?", (row_id,))
+    with pytest.raises(sqlite3.IntegrityError, match="append-only"):
+        db.execute("DELETE FROM overrides WHERE override_id = ?", (row_id,))
+    assert [tuple(r) for r in db.execute("SELECT new_label FROM overrides")] == [("further",)]
+
+
+def test_overrides_refuse_unknown_labels(db):
+    key = _clue_and_reviewer(db)
+    with pytest.raises(sqlite3.IntegrityError, match="unknown label"):
+        _override(db, key, label="policy", head="attention")
+    with pytest.raises(sqlite3.IntegrityError, match="unknown label"):
+        _override(db, key, label="further", head="area")
+    _override(db, key, label="policy", head="area")
+    assert db.execute("SELECT COUNT(*) FROM overrides").fetchone()[0] == 1
+
+
+def test_overrides_refuse_a_recused_reviewer_whatever_the_script(db):
+    key = _clue_and_reviewer(db, unit="某市生態環境局東城分局")
+    with transaction(db):
+        db.execute("INSERT INTO recusals VALUES ('zhang', ?, '某市生态环境局东城分局', ?)",
+                   (unit_key("某市生态环境局东城分局"), now()))
+    with pytest.raises(sqlite3.IntegrityError, match="recused"):
+        _override(db, key)
+    assert db.execute("SELECT COUNT(*) FROM overrides").fetchone()[0] == 0
+
+
+def test_a_failed_transaction_stores_nothing(db):
+    key = _clue_and_reviewer(db)
+    with pytest.raises(sqlite3.IntegrityError), transaction(db):
+        db.execute("INSERT INTO overrides (clue_key, head, kind, new_label, reviewer_id, channel, created) "
+                   "VALUES (?, 'area', 'review', 'policy', 'zhang', 'cli', ?)", (key, now()))
+        db.execute("INSERT INTO overrides (clue_key, head, kind, new_label, reviewer_id, channel, created) "
+                   "VALUES (?, 'area', 'review', 'bogus', 'zhang', 'cli', ?)", (key, now()))
+    assert db.execute("SELECT COUNT(*) FROM overrides").fetchone()[0] == 0
+
+
+def test_keys_ignore_script_width_and_spacing():
+    assert unit_key("某市生態環境局 東城分局") == unit_key("某市生态环境局东城分局")
+    assert clue_key("東城分局", "收受購物卡２萬元") == clue_key("东城分局", "收受购物卡2万元")
+    assert clue_key("東城分局", "收受購物卡") != clue_key("西城分局", "收受購物卡")
