@@ -34,14 +34,14 @@ class HeadConfig:
 
     features: str = "word+char2"
     classifier: str = "linsvc"
-    C: float = 0.5
+    C: float = 2.0
     class_weight: str | None = "balanced"
     calibration: str = "sigmoid"
 
 
 DEFAULT_CONFIG: dict[str, HeadConfig] = {
-    "attention": HeadConfig(features="word+char2", classifier="linsvc", C=0.5),
-    "area": HeadConfig(features="word+char2", classifier="linsvc", C=0.5),
+    "attention": HeadConfig(features="word+char2", classifier="linsvc", C=2.0),
+    "area": HeadConfig(features="word+char2", classifier="linsvc", C=2.0),
 }
 
 
@@ -123,10 +123,17 @@ class TwoHeadModel:
         self.review_thresholds: dict[str, float] = {head: 1.0 for head in HEADS}
         self.heads_: dict[str, Pipeline] = {}
 
-    def fit(self, docs: Sequence[Prepared], targets: dict[str, Sequence[str]]) -> TwoHeadModel:
+    def fit(
+        self,
+        docs: Sequence[Prepared],
+        targets: dict[str, Sequence[str]],
+        sample_weight: Sequence[float] | None = None,
+    ) -> TwoHeadModel:
+        """Fit both heads; ``sample_weight`` lets reviewed clues count more than corpus ones."""
         for head in HEADS:
             pipe = build_pipeline(self.config[head], self.seed)
-            pipe.fit(list(docs), list(targets[head]))
+            extra = {} if sample_weight is None else {"clf__sample_weight": np.asarray(sample_weight, dtype=float)}
+            pipe.fit(list(docs), list(targets[head]), **extra)
             self.heads_[head] = pipe
         return self
 

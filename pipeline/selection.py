@@ -37,7 +37,7 @@ def candidates(C_logreg: float = 10.0, C_svc: float = 0.5) -> list[HeadConfig]:
     for kind in ("word", "char", "word+char", "char2", "word+char2"):
         out.append(HeadConfig(kind, "logreg", C_logreg))
         out.append(HeadConfig(kind, "linsvc", C_svc))
-    out += [HeadConfig("word+char2", "linsvc", C) for C in (0.1, 2.0)]
+    out += [HeadConfig("word+char2", "linsvc", C) for C in (0.1, 2.0, 8.0)]
     return out
 
 
