@@ -228,13 +228,20 @@ def review_export(
     ctx: typer.Context,
     output: Annotated[Path, typer.Option("-o", "--output", help="Review sheet to write (.xlsx).")],
     run: RunOption = None,
+    suspect: Annotated[bool, typer.Option("--suspect", help="Instead: the training labels `retrain --audit` finds suspicious, for a second look.")] = False,
 ) -> None:
     """Write a review sheet: one row per clue with the model's labels and drop-down columns to fill in.
 
     Example: clue-triage review export --run 1 -o review.xlsx
     """
-    from pipeline.workbooks import export_review_sheet
+    from pipeline.workbooks import export_review_sheet, export_suspect_sheet
 
+    if suspect:
+        from pipeline.retrain import audit_home
+
+        count = export_suspect_sheet(audit_home(home_of(ctx)), output)
+        out.print(f"{count} suspicious label(s) written to {output}", markup=False)
+        return
     with _store(ctx) as db:
         count = export_review_sheet(db, output, run)
     out.print(f"{count} clue(s) written to {output}", markup=False)

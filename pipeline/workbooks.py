@@ -17,6 +17,7 @@ import os
 import sqlite3
 import zipfile
 from collections import Counter
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -136,6 +137,30 @@ def export_review_sheet(db: sqlite3.Connection, path: str | os.PathLike[str], ru
             sheet[f"{get_column_letter(index[head + '_confidence'])}{r}"].number_format = "0.00"
     for hidden in ("run", "clue_key"):
         sheet.column_dimensions[get_column_letter(index[hidden])].hidden = True
+    _save(book, path)
+    return len(rows)
+
+
+SUSPECT_COLUMNS: tuple[tuple[str, int], ...] = (
+    ("origin", 9), ("id", 22), ("head", 10), ("given", 12), ("suggested", 12), ("p_given", 9), ("p_suggested", 11),
+    ("text", 70), ("second_look", 16), ("reason", 30),
+)
+
+
+def export_suspect_sheet(suspects: Sequence[Any], path: str | os.PathLike[str]) -> int:
+    """Write labels that out-of-fold predictions disagree with (``retrain --audit``) for a
+    second look; return the number of rows. ``origin`` says where a label lives: a corpus
+    clue (fixed in data/clues.jsonl by the corpus maintainer) or a reviewed clue (decided
+    again with ``review next`` / ``review resolve``). Nothing is changed by this sheet."""
+    from openpyxl import Workbook
+
+    path = _xlsx_path(path)
+    rows = [[s.origin, s.ref, s.head, SHORT_NAMES[s.given], SHORT_NAMES[s.suggested], round(s.p_given, 3),
+             round(s.p_suggested, 3), s.text, None, None] for s in suspects]
+    book = Workbook()
+    sheet = book.active
+    sheet.title = "疑似标注错误"
+    _table_sheet(sheet, SUSPECT_COLUMNS, rows, wrap={"text", "reason"})
     _save(book, path)
     return len(rows)
 

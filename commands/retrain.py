@@ -1,0 +1,46 @@
+"""`clue-triage retrain`: reviewed clues into a challenger; promoted only if not worse."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from .common import err, home_of, out, table
+
+
+def retrain(
+    ctx: typer.Context,
+    min_new_overrides: Annotated[int, typer.Option(min=0, help="Do nothing (exit 0) unless this many overrides arrived since the champion was trained.")] = 0,
+    max_drop: Annotated[float, typer.Option(min=0.0, help="Largest macro-F1 fall per head the gate allows.")] = 0.01,
+    force: Annotated[bool, typer.Option("--force", help="Promote even if the gate fails (recorded as forced).")] = False,
+    audit: Annotated[bool, typer.Option("--audit", help="Only list training labels that look wrong; train nothing.")] = False,
+    seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
+) -> None:
+    """Train a challenger on the corpus plus reviewed clues; promote it only if it is not worse.
+
+    Example (cron, nightly): clue-triage retrain --min-new-overrides 50
+    """
+    from pipeline.retrain import audit_home
+    from pipeline.retrain import retrain as run_retrain
+
+    home = home_of(ctx)
+    if audit:
+        suspects = audit_home(home, seed=seed)
+        out.print(table(f"{len(suspects)} label(s) that out-of-fold predictions disagree with (most suspicious first)",
+                        ["origin", "id", "head", "given", "suggested", "p(given)", "p(suggested)", "text"],
+                        [[s.origin, s.ref, s.head, s.given, s.suggested, f"{s.p_given:.2f}", f"{s.p_suggested:.2f}",
+                          s.text[:40]] for s in suspects]))
+        return
+    err.print("retraining (audit, fit, compare with the champion)…")
+    outcome = run_retrain(home, min_new_overrides=min_new_overrides, max_drop=max_drop, force=force, seed=seed)
+    out.print(outcome.message)
+    if outcome.status == "nothing_to_do":
+        return
+    out.print(f"training data: {outcome.sizes}; new overrides since the champion: {outcome.new_overrides}; "
+              f"suspicious labels flagged: {outcome.suspects} (see --audit)")
+    for c in outcome.comparisons:
+        rows = [[k, f"{c.champion[k]:.3f}", f"{c.challenger[k]:.3f}"] for k in c.champion if k in c.challenger]
+        out.print(table(f"{c.data} (n = {c.n}): {'passes' if c.passed else 'FAILS'}", ["metric", "champion", "challenger"], rows))
+        for failure in c.failures:
+            out.print(f"  ✗ {failure}")

@@ -1,0 +1,246 @@
+"""Retraining: reviewed clues flow into a challenger that must not be worse than the champion.
+
+Training data is the corpus ``train`` + ``dev`` splits plus every reviewed clue (an
+override wins over the corpus label for the same normalised text). A fixed 20 % of the
+reviewed clues, chosen by a hash of the clue key so the choice never changes, is held out
+and never trained on. The challenger is compared with the champion on the corpus ``test``
+split and on those held-out reviewed clues; it is promoted only if, on both, no head's
+macro-F1 falls by more than ``max_drop`` and `further` recall does not fall. Otherwise it
+stays a candidate and the outcome says why, head by head. ``force`` promotes anyway and
+the registry records that it was forced.
+
+Before training, :func:`audit` flags labels that look wrong (confident learning on
+out-of-fold probabilities): they are reported, never dropped.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+from sklearn.model_selection import StratifiedKFold, cross_val_predict
+
+from .corpus import Clue, load_corpus, split
+from .errors import NoModelError
+from .evaluate import Evaluation, evaluate_predictions
+from .features import prepare
+from .labels import HEADS
+from .model import DEFAULT_CONFIG, TwoHeadModel, build_pipeline
+from .normalize import normalize
+from .paths import CORPUS_PATH, Home
+from .registry import Registry
+from .review import ReviewedClue, reviewed_examples
+from .store import connect
+from .train import Example, examples_from, fit_and_calibrate
+
+HOLDOUT_SHARE = 0.20
+DEFAULT_MAX_DROP = 0.01
+
+
+def is_held_out(clue_key: str) -> bool:
+    """True for the fixed ~20 % of reviewed clues that are never trained on."""
+    return int(hashlib.sha256(clue_key.encode()).hexdigest()[:8], 16) % 100 < HOLDOUT_SHARE * 100
+
+
+@dataclass(frozen=True)
+class TrainingSet:
+    train: list[Example]
+    dev: list[Example]
+    dev_scripts: list[str]
+    held_out: list[ReviewedClue]
+    reviewed_used: int
+    corpus_replaced: int
+    refs: list[str]  # corpus id or clue key of each example of train + dev, in order
+
+
+def training_set(corpus: Sequence[Clue], reviewed: Sequence[ReviewedClue]) -> TrainingSet:
+    """Corpus train+dev plus reviewed clues; overrides win over corpus labels for the same text."""
+    held = [r for r in reviewed if is_held_out(r.clue_key)]
+    used = [r for r in reviewed if not is_held_out(r.clue_key)]
+    reviewed_texts = {normalize(r.text) for r in reviewed}  # held-out texts must not leak in either
+    train_clues = [c for c in split(corpus, "train") if normalize(c.text) not in reviewed_texts]
+    dev_clues = [c for c in split(corpus, "dev") if normalize(c.text) not in reviewed_texts]
+    replaced = len(split(corpus, "train", "dev")) - len(train_clues) - len(dev_clues)
+    train = examples_from(train_clues) + [Example(r.text, r.attention, r.area, "review") for r in used]
+    refs = [c.id for c in train_clues] + [r.clue_key for r in used] + [c.id for c in dev_clues]
+    return TrainingSet(train, examples_from(dev_clues), [c.script for c in dev_clues], held, len(used), replaced, refs)
+
+
+@dataclass
+class Comparison:
+    """Champion against challenger on one data set."""
+
+    data: str
+    n: int
+    champion: dict[str, float]
+    challenger: dict[str, float]
+    failures: list[str] = field(default_factory=list)
+
+    @property
+    def passed(self) -> bool:
+        return not self.failures
+
+
+def compare(data: str, champion: Evaluation, challenger: Evaluation, max_drop: float) -> Comparison:
+    a, b = champion.summary(), challenger.summary()
+    n = champion.heads["attention"].n
+    result = Comparison(data, n, a, b)
+    for head in HEADS:
+        drop = a[f"{head}_macro_f1"] - b[f"{head}_macro_f1"]
+        if drop > max_drop:
+            result.failures.append(
+                f"{data}: {head} macro-F1 falls {a[f'{head}_macro_f1']:.3f} → {b[f'{head}_macro_f1']:.3f} "
+                f"(more than {max_drop:.3f})"
+            )
+    if champion.heads["attention"].per_class["further"].support and b["further_recall"] < a["further_recall"]:
+        result.failures.append(f"{data}: further recall falls {a['further_recall']:.3f} → {b['further_recall']:.3f}")
+    return result
+
+
+def _score(model: TwoHeadModel, texts: Sequence[str], truth: dict[str, list[str]], name: str, data: str) -> Evaluation:
+    result = model.predict(prepare(texts))
+    return evaluate_predictions(name, data, truth, {h: result[h].labels for h in HEADS})
+
+
+@dataclass(frozen=True)
+class Suspect:
+    """A training label that out-of-fold predictions disagree with confidently."""
+
+    origin: str  # "corpus" or "review"
+    ref: str  # corpus id or clue key
+    text: str
+    head: str
+    given: str
+    suggested: str
+    p_given: float
+    p_suggested: float
+
+
+def audit(examples: Sequence[Example], refs: Sequence[str], *, seed: int = 0, folds: int = 5) -> list[Suspect]:
+    """Confident learning: per class, the threshold is the mean out-of-fold probability of
+    that class among examples labeled with it; an example is suspect when its given label
+    falls below its class threshold while another class reaches its own. Sorted most
+    suspicious first."""
+    docs = prepare([e.text for e in examples])
+    suspects = []
+    for head in HEADS:
+        y = np.array([e.label(head) for e in examples])
+        pipe = build_pipeline(DEFAULT_CONFIG[head], seed)
+        proba = cross_val_predict(
+            pipe, docs, y, cv=StratifiedKFold(folds, shuffle=True, random_state=seed), method="predict_proba"
+        )
+        classes = np.array(sorted(set(y)))
+        index = {c: i for i, c in enumerate(classes)}
+        given = np.array([index[v] for v in y])
+        thresholds = np.array([proba[given == k, k].mean() for k in range(len(classes))])
+        for i in range(len(examples)):
+            p_given = proba[i, given[i]]
+            above = [k for k in range(len(classes)) if k != given[i] and proba[i, k] >= thresholds[k]]
+            if p_given < thresholds[given[i]] and above:
+                k = max(above, key=lambda c: proba[i, c])
+                suspects.append(
+                    Suspect(examples[i].origin, refs[i], examples[i].text, head, str(y[i]), str(classes[k]),
+                            float(p_given), float(proba[i, k]))
+                )
+    return sorted(suspects, key=lambda s: s.p_given - s.p_suggested)
+
+
+def audit_home(home: Home, *, corpus_path: Any = CORPUS_PATH, seed: int = 0) -> list[Suspect]:
+    """Audit everything the next retrain would train on (corpus train+dev and reviewed clues)."""
+    db = connect(home.db_path)
+    try:
+        reviewed = reviewed_examples(db)
+    finally:
+        db.close()
+    data = training_set(load_corpus(corpus_path), reviewed)
+    return audit([*data.train, *data.dev], data.refs, seed=seed)
+
+
+@dataclass
+class RetrainOutcome:
+    status: str  # nothing_to_do | promoted | candidate | forced | first_model
+    message: str
+    version: str | None = None
+    champion: str | None = None
+    new_overrides: int = 0
+    comparisons: list[Comparison] = field(default_factory=list)
+    suspects: int = 0
+    sizes: dict[str, int] = field(default_factory=dict)
+
+
+def _override_count(db: Any) -> tuple[int, int]:
+    row = db.execute("SELECT COUNT(*), COALESCE(MAX(override_id), 0) FROM overrides").fetchone()
+    return int(row[0]), int(row[1])
+
+
+def retrain(
+    home: Home,
+    *,
+    corpus_path: Any = CORPUS_PATH,
+    min_new_overrides: int = 0,
+    max_drop: float = DEFAULT_MAX_DROP,
+    force: bool = False,
+    seed: int = 0,
+    by: str = "retrain",
+) -> RetrainOutcome:
+    """Train a challenger on corpus + reviewed clues, compare, and promote if it passes the gate."""
+    registry = Registry(home.models)
+    db = connect(home.db_path)
+    try:
+        total, max_id = _override_count(db)
+        try:
+            champion = registry.load()
+        except NoModelError:
+            champion = None
+        baseline = int(champion.manifest.get("data", {}).get("overrides_max_id", 0)) if champion else 0
+        new = int(db.execute("SELECT COUNT(*) FROM overrides WHERE override_id > ?", (baseline,)).fetchone()[0])
+        if champion is not None and new < min_new_overrides:
+            return RetrainOutcome("nothing_to_do", f"nothing to do: {new} new override(s) since {champion.version} "
+                                  f"was trained, fewer than {min_new_overrides}", champion=champion.version,
+                                  new_overrides=new)
+        reviewed = reviewed_examples(db)
+    finally:
+        db.close()
+    corpus = load_corpus(corpus_path)
+    data = training_set(corpus, reviewed)
+    suspects = audit([*data.train, *data.dev], data.refs, seed=seed)
+    outcome = fit_and_calibrate(data.train, data.dev, data.dev_scripts, seed=seed)
+    test = split(corpus, "test")
+    test_truth = {h: [c.label(h) for c in test] for h in HEADS}
+    held_truth = {h: [getattr(r, h) for r in data.held_out] for h in HEADS}
+    datasets = [("corpus test", [c.text for c in test], test_truth)]
+    if data.held_out:
+        datasets.append(("held-out reviewed", [r.text for r in data.held_out], held_truth))
+    comparisons, metrics = [], {"dev": outcome.manifest["metrics"]["dev"]}
+    for name, texts, truth in datasets:
+        mine = _score(outcome.model, texts, truth, "challenger", name)
+        metrics[name] = mine.summary()
+        if champion is not None:
+            theirs = _score(champion.model, texts, truth, f"champion {champion.version}", name)
+            comparisons.append(compare(name, theirs, mine, max_drop))
+    sizes = {**outcome.data_sizes, "reviewed": data.reviewed_used, "held_out_reviewed": len(data.held_out),
+             "corpus_replaced_by_review": data.corpus_replaced}
+    manifest = outcome.manifest
+    manifest["data"].update({"sizes": sizes, "overrides_used": total, "overrides_max_id": max_id,
+                             "suspect_labels": len(suspects)})
+    manifest["metrics"] = metrics
+    manifest["parent"] = champion.version if champion else None
+    failures = [f for c in comparisons for f in c.failures]
+    manifest["gate"] = {"max_drop": max_drop, "passed": not failures, "failures": failures, "forced": force and bool(failures)}
+    saved = registry.save(outcome.model, manifest)
+    version = str(saved["version"])
+    common = dict(version=version, new_overrides=new, comparisons=comparisons, suspects=len(suspects), sizes=sizes)
+    if champion is None:
+        registry.promote(version, by=by, reason="first model")
+        return RetrainOutcome("first_model", f"{version} trained and promoted (there was no champion)", **common)
+    if failures and not force:
+        return RetrainOutcome("candidate", f"{version} kept as a candidate; {champion.version} stays champion",
+                              champion=champion.version, **common)
+    registry.promote(version, by=by, reason="passed the gate" if not failures else "forced: " + "; ".join(failures),
+                     forced=bool(failures))
+    status = "forced" if failures else "promoted"
+    return RetrainOutcome(status, f"{version} promoted over {champion.version}" + (" (forced)" if failures else ""),
+                          champion=version, **common)
