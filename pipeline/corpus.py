@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -68,6 +69,6 @@ def load_corpus(path: str | os.PathLike[str] = CORPUS_PATH) -> list[Clue]:
     return clues
 
 
-def split(clues: list[Clue], *names: str) -> list[Clue]:
+def split(clues: Sequence[Clue], *names: str) -> list[Clue]:
     """The clues of the given split(s), in file order."""
     return [c for c in clues if c.split in names]

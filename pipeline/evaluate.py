@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -65,7 +65,9 @@ class Evaluation:
         return out
 
 
-def expected_calibration_error(correct: Sequence[bool], confidence: Sequence[float], bins: int = 10) -> float:
+def expected_calibration_error(
+    correct: Sequence[bool], confidence: Sequence[float] | np.ndarray, bins: int = 10
+) -> float:
     """Weighted mean gap between confidence and accuracy over equal-width confidence bins."""
     correct_a = np.asarray(correct, dtype=float)
     conf = np.asarray(confidence, dtype=float)
@@ -82,7 +84,7 @@ def expected_calibration_error(correct: Sequence[bool], confidence: Sequence[flo
 
 
 def head_metrics(
-    head: str, y_true: Sequence[str], y_pred: Sequence[str], confidence: Sequence[float] | None = None
+    head: str, y_true: Sequence[str], y_pred: Sequence[str], confidence: Sequence[float] | np.ndarray | None = None
 ) -> HeadMetrics:
     labels = list(HEADS[head])
     p, r, f, s = precision_recall_fscore_support(y_true, y_pred, labels=labels, zero_division=0)
@@ -108,9 +110,9 @@ def head_metrics(
 def evaluate_predictions(
     name: str,
     data: str,
-    truth: dict[str, Sequence[str]],
-    predicted: dict[str, Sequence[str]],
-    confidence: dict[str, Sequence[float]] | None = None,
+    truth: Mapping[str, Sequence[str]],
+    predicted: Mapping[str, Sequence[str]],
+    confidence: Mapping[str, Sequence[float] | np.ndarray] | None = None,
     scripts: Sequence[str] | None = None,
 ) -> Evaluation:
     """Score predictions of both heads; with ``scripts``, macro-F1 per script as well."""
@@ -130,7 +132,7 @@ def evaluate_predictions(
     return Evaluation(name=name, data=data, heads=heads, by_script=by_script)
 
 
-def majority_baseline(train_labels: dict[str, Sequence[str]], n: int) -> dict[str, list[str]]:
+def majority_baseline(train_labels: Mapping[str, Sequence[str]], n: int) -> dict[str, list[str]]:
     """Predict each head's most frequent training label for every clue."""
     return {head: [Counter(train_labels[head]).most_common(1)[0][0]] * n for head in HEADS}
 

@@ -205,7 +205,7 @@ class TwoHeadModel:
         top: int,
     ) -> list[list[str]]:
         coef = self.coefficients(head)
-        out = []
+        out: list[list[str]] = []
         for i in range(matrix.shape[0]):
             row = matrix.getrow(i)
             if row.nnz == 0:

@@ -232,15 +232,16 @@ def retrain(
     manifest["gate"] = {"max_drop": max_drop, "passed": not failures, "failures": failures, "forced": force and bool(failures)}
     saved = registry.save(outcome.model, manifest)
     version = str(saved["version"])
-    common = dict(version=version, new_overrides=new, comparisons=comparisons, suspects=len(suspects), sizes=sizes)
+    result = RetrainOutcome("", "", version, None, new, comparisons, len(suspects), sizes)
     if champion is None:
         registry.promote(version, by=by, reason="first model")
-        return RetrainOutcome("first_model", f"{version} trained and promoted (there was no champion)", **common)
-    if failures and not force:
-        return RetrainOutcome("candidate", f"{version} kept as a candidate; {champion.version} stays champion",
-                              champion=champion.version, **common)
-    registry.promote(version, by=by, reason="passed the gate" if not failures else "forced: " + "; ".join(failures),
-                     forced=bool(failures))
-    status = "forced" if failures else "promoted"
-    return RetrainOutcome(status, f"{version} promoted over {champion.version}" + (" (forced)" if failures else ""),
-                          champion=version, **common)
+        result.status, result.message, result.champion = "first_model", f"{version} trained and promoted (there was no champion)", version
+    elif failures and not force:
+        result.status, result.champion = "candidate", champion.version
+        result.message = f"{version} kept as a candidate; {champion.version} stays champion"
+    else:
+        registry.promote(version, by=by, reason="passed the gate" if not failures else "forced: " + "; ".join(failures),
+                         forced=bool(failures))
+        result.status, result.champion = ("forced" if failures else "promoted"), version
+        result.message = f"{version} promoted over {champion.version}" + (" (forced)" if failures else "")
+    return result
