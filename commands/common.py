@@ -7,6 +7,7 @@ from typing import Any
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 from typer.core import TyperGroup
 
@@ -25,7 +26,7 @@ class ErrorBoundary(TyperGroup):
         try:
             return super().invoke(ctx)
         except ClueTriageError as exc:
-            err.print(f"[bold red]error:[/] {exc}", markup=True)
+            err.print(f"[bold red]error:[/] {escape(str(exc))}", markup=True)
             for problem in getattr(exc, "problems", []):
                 err.print(f"  - {problem}", markup=False)
             raise typer.Exit(exc.exit_code) from None
@@ -39,7 +40,8 @@ def sub_app(help_text: str) -> typer.Typer:
 
 def home_of(ctx: typer.Context) -> Home:
     """The home chosen by the root command's --home / $CLUE_TRIAGE_HOME, created owner-only."""
-    return ctx.find_root().obj.home.ensure()  # type: ignore[no-any-return]
+    home: Home = ctx.find_root().obj.home
+    return home.ensure()
 
 
 def table(title: str, header: list[str], rows: list[list[str]]) -> Table:

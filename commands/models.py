@@ -37,8 +37,11 @@ def models_current(ctx: typer.Context) -> None:
     from pipeline.registry import Registry
 
     registry = Registry(home_of(ctx).models)
-    loaded = registry.load()
-    out.print(loaded.version)
+    champion = registry.champion()
+    if champion is None:
+        registry.load()  # raises the "no model; train one first" error
+    registry.verify(str(champion))
+    out.print(champion)
 
 
 @models_app.command("show")
@@ -66,8 +69,8 @@ def models_promote(
     from pipeline.registry import Registry
 
     registry = Registry(home_of(ctx).models)
-    registry.load(version)  # refuse to promote an artifact that fails verification
-    registry.promote(version, by=by, reason=reason, forced=True)
+    gate = registry.manifest(version).get("gate", {})
+    registry.promote(version, by=by, reason=reason or "promoted by hand", forced=gate.get("passed") is False)
     out.print(f"{version} is now the champion")
 
 

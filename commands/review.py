@@ -229,6 +229,7 @@ def review_export(
     output: Annotated[Path, typer.Option("-o", "--output", help="Review sheet to write (.xlsx).")],
     run: RunOption = None,
     suspect: Annotated[bool, typer.Option("--suspect", help="Instead: the training labels `retrain --audit` finds suspicious, for a second look.")] = False,
+    reviewer: Annotated[str | None, typer.Option("--reviewer", help="The sheet is this reviewer's: clues of units they recused from are left out.")] = None,
 ) -> None:
     """Write a review sheet: one row per clue with the model's labels and drop-down columns to fill in.
 
@@ -243,7 +244,7 @@ def review_export(
         out.print(f"{count} suspicious label(s) written to {output}", markup=False)
         return
     with _store(ctx) as db:
-        count = export_review_sheet(db, output, run)
+        count = export_review_sheet(db, output, run, reviewer)
     out.print(f"{count} clue(s) written to {output}", markup=False)
 
 

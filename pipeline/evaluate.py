@@ -186,8 +186,8 @@ def evaluate_and_report(home: Any, *, split: str = "test", data: Any = None, ver
         if split not in SPLITS:
             raise InputError(f"unknown split {split!r}; use one of: {', '.join(SPLITS)}")
         clues, data_name = pick(corpus, split), f"corpus {split} split"
-        if split == "train":
-            data_name += " (the model was trained on it: not a fair score)"
+        if split in ("train", "dev"):
+            data_name += " (the model was fitted on it: not a fair score)"
     ev, baselines = evaluate_model(loaded.model, clues, data_name, f"model {loaded.version}", pick(corpus, "train"))
     stem = f"evaluate-{loaded.version}-{split if data is None else 'file'}-{now().replace(':', '')}"
     paths = write_report(ev, baselines, home.reports, stem)

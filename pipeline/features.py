@@ -4,9 +4,11 @@ A clue is segmented once (:func:`prepare`); every head's pipeline starts from th
 :class:`Prepared` documents, so two heads never segment the same text twice.
 
 Features are hashed (:class:`~sklearn.feature_extraction.FeatureHasher`): the model file
-stores no vocabulary of clue words (these are confidential texts), transforms are fast,
+stores no list of the words and character pairs it was trained on, transforms are fast,
 and :func:`feature_index` recovers the column of any feature string to explain a
-prediction.
+prediction. Hashing is not anonymisation: with the model file, one can test whether a
+given word had weight in training, so model files are as confidential as the clues
+(owner-only, like everything in the home).
 """
 
 from __future__ import annotations

@@ -28,10 +28,20 @@ def atomic_path(target: str | os.PathLike[str]) -> Iterator[Path]:
     try:
         yield tmp_path
         os.chmod(tmp_path, PRIVATE_FILE)
+        _fsync(tmp_path)
         os.replace(tmp_path, target)
+        _fsync(target.parent)  # the rename itself survives a power loss
     except BaseException:
         tmp_path.unlink(missing_ok=True)
         raise
+
+
+def _fsync(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 def write_text_atomic(target: str | os.PathLike[str], text: str) -> None:

@@ -82,5 +82,6 @@ def parse_label(head: str, value: str) -> str:
     code = _ALIASES[head].get(_key(str(value)))
     if code is None:
         allowed = ", ".join(f"{c} ({NAMES[c]})" for c in HEADS[head])
-        raise InputError(f"unknown {head} label {value!r}; allowed: {allowed}")
+        shown = str(value) if len(str(value)) <= 20 else str(value)[:20] + "…"  # never echo a pasted clue
+        raise InputError(f"unknown {head} label {shown!r}; allowed: {allowed}")
     return code

@@ -9,7 +9,7 @@ configuration below was chosen.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 
 import numpy as np
@@ -127,12 +127,12 @@ class TwoHeadModel:
         self,
         docs: Sequence[Prepared],
         targets: dict[str, Sequence[str]],
-        sample_weight: Sequence[float] | None = None,
+        sample_weight: Mapping[str, Sequence[float]] | None = None,
     ) -> TwoHeadModel:
-        """Fit both heads; ``sample_weight`` lets reviewed clues count more than corpus ones."""
+        """Fit both heads; ``sample_weight`` (per head) lets reviewed clues count more."""
         for head in HEADS:
             pipe = build_pipeline(self.config[head], self.seed)
-            extra = {} if sample_weight is None else {"clf__sample_weight": np.asarray(sample_weight, dtype=float)}
+            extra = {} if sample_weight is None else {"clf__sample_weight": np.asarray(sample_weight[head], dtype=float)}
             pipe.fit(list(docs), list(targets[head]), **extra)
             self.heads_[head] = pipe
         return self
@@ -145,7 +145,13 @@ class TwoHeadModel:
             "review_thresholds": self.review_thresholds,
         }
 
-    def _matrices(self, docs: Sequence[Prepared]) -> dict[str, sparse.csr_matrix]:
+    def _matrices(
+        self, docs: Sequence[Prepared]
+    ) -> tuple[dict[str, sparse.csr_matrix], dict[str, list[list[str]]]]:
+        """Per head, the TF-IDF matrix of ``docs``; and the feature strings per feature kind.
+
+        Nothing about a batch is kept on the model: a model saved after predicting must not
+        carry the text of what it predicted (feature strings spell the clue out)."""
         feature_cache: dict[str, list[list[str]]] = {}
         hashed_cache: dict[str, sparse.csr_matrix] = {}
         out = {}
@@ -155,8 +161,7 @@ class TwoHeadModel:
                 feature_cache[kind] = pipe.named_steps["features"].transform(docs)
                 hashed_cache[kind] = pipe.named_steps["hash"].transform(feature_cache[kind])
             out[head] = pipe.named_steps["tfidf"].transform(hashed_cache[kind])
-        self._last_features = feature_cache
-        return out
+        return out, feature_cache
 
     def predict(self, docs: Sequence[Prepared], explain: int = 0, originals: Sequence[str] | None = None) -> dict[str, HeadResult]:
         """Predict both heads; with ``explain=k``, also the top ``k`` terms per clue and head."""
@@ -165,7 +170,7 @@ class TwoHeadModel:
                 head: HeadResult(tuple(HEADS[head]), np.zeros((0, len(HEADS[head]))), [], np.zeros(0), np.zeros(0))
                 for head in HEADS
             }
-        matrices = self._matrices(docs)
+        matrices, features = self._matrices(docs)
         results = {}
         for head, pipe in self.heads_.items():
             clf = pipe.named_steps["clf"]
@@ -183,7 +188,7 @@ class TwoHeadModel:
             if explain:
                 kind = pipe.named_steps["features"].kind
                 result.terms = self._explain(
-                    head, matrices[head], chosen, self._last_features[kind], docs, originals, explain
+                    head, matrices[head], chosen, features[kind], docs, originals, explain
                 )
             results[head] = result
         return results

@@ -15,13 +15,15 @@ sha256 of the artifact against the manifest (and the registry's own record of it
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import re
 import shutil
 import tempfile
-from dataclasses import dataclass
-from datetime import UTC, datetime
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +32,8 @@ import joblib
 from .errors import InputError, ModelIntegrityError, NoModelError
 from .fsutil import sha256_file, write_text_atomic
 from .model import TwoHeadModel
+from .paths import STOPWORDS_PATH, USERDICT_PATH
+from .store import now
 
 FORMAT_VERSION = 1
 ARTIFACT = "model.joblib"
@@ -38,14 +42,21 @@ REGISTRY = "registry.json"
 _VERSION_RE = re.compile(r"^v(\d+)$")
 
 
-def now() -> str:
-    return datetime.now(UTC).isoformat(timespec="seconds")
+def _input_drift(manifest: dict[str, Any]) -> list[str]:
+    """Segmentation inputs that changed since the model was trained (tokens may differ)."""
+    data = manifest.get("data", {})
+    out = []
+    for key, path in (("userdict_sha256", USERDICT_PATH), ("stopwords_sha256", STOPWORDS_PATH)):
+        if data.get(key) and path.exists() and sha256_file(path) != data[key]:
+            out.append(f"{path.name} changed since model {manifest.get('version')} was trained; retrain to use it")
+    return out
 
 
 @dataclass
 class LoadedModel:
     model: TwoHeadModel
     manifest: dict[str, Any]
+    warnings: list[str] = field(default_factory=list)
 
     @property
     def version(self) -> str:
@@ -59,9 +70,26 @@ class Registry:
         self.root = Path(root)
 
     # -- state ------------------------------------------------------------------------
+    @contextmanager
+    def _locked(self) -> Iterator[None]:
+        """Serialise every change of the registry (train, retrain, promote, rollback)."""
+        self.root.mkdir(parents=True, exist_ok=True)
+        fd = os.open(self.root / ".lock", os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            yield
+        finally:
+            fcntl.flock(fd, fcntl.LOCK_UN)
+            os.close(fd)
+
     def _state(self) -> dict[str, Any]:
         path = self.root / REGISTRY
         if not path.exists():
+            if self.versions():
+                raise ModelIntegrityError(
+                    f"{path} is missing but model versions exist; restore it from a backup "
+                    "(it records which artifacts are trusted and which version is champion)"
+                )
             return {"champion": None, "artifacts": {}, "events": []}
         try:
             return dict(json.loads(path.read_text(encoding="utf-8")))
@@ -84,6 +112,17 @@ class Registry:
     def history(self) -> list[dict[str, Any]]:
         return list(self._state().get("events", []))
 
+    @staticmethod
+    def _champion_stack(events: list[dict[str, Any]]) -> list[str]:
+        """Champions in order, as promotions push and rollbacks pop them."""
+        stack: list[str] = []
+        for event in events:
+            if event["action"] == "promote":
+                stack.append(event["version"])
+            elif event["action"] == "rollback" and stack:
+                stack.pop()
+        return stack
+
     def status(self, version: str) -> str:
         state = self._state()
         if state.get("champion") == version:
@@ -92,7 +131,12 @@ class Registry:
             return "retired"
         return "candidate"
 
+    def _check_name(self, version: str) -> None:
+        if not _VERSION_RE.fullmatch(version):
+            raise InputError(f"{version!r} is not a model version (they are named v1, v2, …)")
+
     def manifest(self, version: str) -> dict[str, Any]:
+        self._check_name(version)
         path = self.root / version / MANIFEST
         if not path.is_file():
             raise InputError(f"no model version {version!r} in {self.root} (known: {', '.join(self.versions()) or 'none'})")
@@ -108,60 +152,93 @@ class Registry:
             fd = os.open(artifact, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
             with os.fdopen(fd, "wb") as handle:
                 joblib.dump(model, handle, compress=3)
+                handle.flush()
+                os.fsync(handle.fileno())
             manifest = {
                 **manifest,
                 "format_version": FORMAT_VERSION,
                 "created": now(),
                 "artifact": {"file": ARTIFACT, "sha256": sha256_file(artifact), "bytes": artifact.stat().st_size},
             }
-            numbers = [int(v[1:]) for v in self.versions()]
-            number = max(numbers, default=0) + 1
-            while True:
+            with self._locked():
+                state = self._state()
+                number = max([int(v[1:]) for v in self.versions()] + [0]) + 1
                 version = f"v{number}"
                 manifest["version"] = version
                 write_text_atomic(tmp / MANIFEST, json.dumps(manifest, ensure_ascii=False, indent=2))
-                try:
-                    os.rename(tmp, self.root / version)  # fails if another writer took the name
-                    break
-                except OSError:
-                    number += 1
+                # trusted before it is visible: a reader never finds a folder the registry does not know
+                state.setdefault("artifacts", {})[version] = manifest["artifact"]["sha256"]
+                state.setdefault("events", []).append({"time": now(), "action": "register", "version": version})
+                self._write_state(state)
+                os.rename(tmp, self.root / version)
         except BaseException:
             shutil.rmtree(tmp, ignore_errors=True)
             raise
-        state = self._state()
-        state.setdefault("artifacts", {})[version] = manifest["artifact"]["sha256"]
-        state.setdefault("events", []).append({"time": now(), "action": "register", "version": version})
-        self._write_state(state)
         return manifest
 
-    def promote(self, version: str, *, by: str = "", reason: str = "", forced: bool = False, action: str = "promote") -> None:
-        """Make ``version`` the champion and record who, when and why."""
-        self.manifest(version)  # must exist
-        state = self._state()
-        state.setdefault("events", []).append(
-            {
-                "time": now(), "action": action, "version": version, "previous": state.get("champion"),
-                "by": by, "reason": reason, "forced": forced,
-            }
-        )
-        state["champion"] = version
-        self._write_state(state)
+    def promote(self, version: str, *, by: str = "", reason: str = "", forced: bool = False,
+                expected_champion: str | None | object = ...) -> None:
+        """Make ``version`` the champion and record who, when and why.
+
+        With ``expected_champion``, refuse if the champion changed meanwhile (a retrain that
+        compared against one champion must not replace another)."""
+        self.verify(version)
+        with self._locked():
+            state = self._state()
+            current = state.get("champion")
+            if current == version:
+                raise InputError(f"{version} is already the champion")
+            if expected_champion is not ... and current != expected_champion:
+                raise InputError(f"the champion changed to {current} meanwhile; {version} stays a candidate")
+            state.setdefault("events", []).append(
+                {"time": now(), "action": "promote", "version": version, "previous": current,
+                 "by": by, "reason": reason, "forced": forced}
+            )
+            state["champion"] = version
+            self._write_state(state)
 
     def rollback(self, *, by: str = "", reason: str = "") -> str:
-        """Bring back the champion before the current one; return its version."""
-        state = self._state()
-        current = state.get("champion")
-        previous = None
-        for event in reversed(state.get("events", [])):
-            if event["action"] in ("promote", "rollback") and event["version"] == current:
-                previous = event.get("previous")
-                break
-        if not previous:
-            raise InputError("no earlier champion to roll back to")
-        self.promote(previous, by=by, reason=reason or f"rollback from {current}", action="rollback")
-        return str(previous)
+        """Bring back the champion before the current one; return its version.
+
+        Champions form a stack: a promotion pushes, a rollback pops, so repeated rollbacks
+        walk back through the whole history."""
+        with self._locked():
+            state = self._state()
+            stack = self._champion_stack(state.get("events", []))
+            if len(stack) < 2:
+                raise InputError("no earlier champion to roll back to")
+            current, previous = stack[-1], stack[-2]
+            self.verify(previous)
+            state["events"].append(
+                {"time": now(), "action": "rollback", "version": previous, "previous": current,
+                 "by": by, "reason": reason or f"rollback from {current}", "forced": False}
+            )
+            state["champion"] = previous
+            self._write_state(state)
+        return previous
 
     # -- loading ----------------------------------------------------------------------
+    def verify(self, version: str) -> dict[str, Any]:
+        """Check a version without unpickling it: a known name, a format this code reads, and
+        an artifact whose sha256 matches both its manifest and the registry's own record."""
+        manifest = self.manifest(version)
+        if manifest.get("format_version") != FORMAT_VERSION:
+            raise ModelIntegrityError(
+                f"model {version}: format version {manifest.get('format_version')!r}, this clue-triage reads {FORMAT_VERSION}"
+            )
+        recorded = self._state().get("artifacts", {}).get(version)
+        if recorded is None:
+            raise ModelIntegrityError(f"model {version}: not registered in {REGISTRY}; refusing to load it")
+        artifact = self.root / version / ARTIFACT
+        if not artifact.is_file():
+            raise ModelIntegrityError(f"model {version}: artifact {artifact} is missing")
+        actual = sha256_file(artifact)
+        if actual != manifest.get("artifact", {}).get("sha256") or actual != recorded:
+            raise ModelIntegrityError(
+                f"model {version}: sha256 of {artifact.name} does not match its manifest; refusing to load it"
+            )
+        return manifest
+
     def load(self, version: str | None = None) -> LoadedModel:
         """Verify then load a version (default: the champion)."""
         version = version or self.champion()
@@ -170,25 +247,11 @@ class Registry:
                 f"no model in {self.root}; train one first: clue-triage train"
                 + (f" (or promote one of: {', '.join(self.versions())})" if self.versions() else "")
             )
-        manifest = self.manifest(version)
-        if manifest.get("format_version") != FORMAT_VERSION:
-            raise ModelIntegrityError(
-                f"model {version}: format version {manifest.get('format_version')!r}, this clue-triage reads {FORMAT_VERSION}"
-            )
-        artifact = self.root / version / ARTIFACT
-        if not artifact.is_file():
-            raise ModelIntegrityError(f"model {version}: artifact {artifact} is missing")
-        actual = sha256_file(artifact)
-        expected = manifest.get("artifact", {}).get("sha256")
-        recorded = self._state().get("artifacts", {}).get(version, expected)
-        if actual != expected or actual != recorded:
-            raise ModelIntegrityError(
-                f"model {version}: sha256 of {artifact.name} does not match its manifest; refusing to load it"
-            )
-        model = joblib.load(artifact)
+        manifest = self.verify(version)
+        model = joblib.load(self.root / version / ARTIFACT)
         if not isinstance(model, TwoHeadModel):
             raise ModelIntegrityError(f"model {version}: artifact is not a clue-triage model")
-        return LoadedModel(model, manifest)
+        return LoadedModel(model, manifest, _input_drift(manifest))
 
     # -- views ------------------------------------------------------------------------
     def summaries(self) -> list[dict[str, Any]]:

@@ -2,8 +2,9 @@
 
 Training data is the corpus ``train`` + ``dev`` splits plus every reviewed clue (an
 override wins over the corpus label for the same normalised text). A fixed 20 % of the
-reviewed clues, chosen by a hash of the clue key so the choice never changes, is held out
-and never trained on. The challenger is compared with the champion on the corpus ``test``
+reviewed clues, chosen by a hash of the normalised text so the choice never changes and
+copies of one text under several units fall on the same side, is held out and never
+trained on. Reviewed texts that are corpus ``test`` clues are never trained on either. The challenger is compared with the champion on the corpus ``test``
 split and on those held-out reviewed clues; it is promoted only if, on both, no head's
 macro-F1 falls by more than ``max_drop`` and `further` recall does not fall. Otherwise it
 stays a candidate and the outcome says why, head by head. ``force`` promotes anyway and
@@ -24,9 +25,10 @@ import numpy as np
 from sklearn.model_selection import StratifiedKFold, cross_val_predict
 
 from .corpus import Clue, load_corpus, split
-from .errors import NoModelError
-from .evaluate import Evaluation, evaluate_predictions
+from .errors import InputError, NoModelError
+from .evaluate import Evaluation, head_metrics
 from .features import prepare
+from .fsutil import sha256_file
 from .labels import HEADS
 from .model import DEFAULT_CONFIG, TwoHeadModel, build_pipeline
 from .normalize import normalize
@@ -40,9 +42,9 @@ HOLDOUT_SHARE = 0.20
 DEFAULT_MAX_DROP = 0.01
 
 
-def is_held_out(clue_key: str) -> bool:
-    """True for the fixed ~20 % of reviewed clues that are never trained on."""
-    return int(hashlib.sha256(clue_key.encode()).hexdigest()[:8], 16) % 100 < HOLDOUT_SHARE * 100
+def is_held_out(text: str) -> bool:
+    """True for the fixed ~20 % of reviewed texts that are never trained on (by normalised text)."""
+    return int(hashlib.sha256(normalize(text).encode()).hexdigest()[:8], 16) % 100 < HOLDOUT_SHARE * 100
 
 
 @dataclass(frozen=True)
@@ -54,19 +56,43 @@ class TrainingSet:
     reviewed_used: int
     corpus_replaced: int
     refs: list[str]  # corpus id or clue key of each example of train + dev, in order
+    skipped: dict[str, int] = field(default_factory=dict)  # reviewed clues not used, by reason
+
+
+def _one_per_text(reviewed: Sequence[ReviewedClue]) -> tuple[list[ReviewedClue], int]:
+    """One reviewed clue per normalised text (the latest decided); texts whose copies carry
+    different decided labels are left out and counted, not guessed."""
+    groups: dict[str, list[ReviewedClue]] = {}
+    for r in reviewed:
+        groups.setdefault(normalize(r.text), []).append(r)
+    kept, conflicts = [], 0
+    for copies in groups.values():
+        labels = {(h, getattr(r, h)) for r in copies for h in r.decided}
+        if len({h for h, _ in labels}) != len(labels):
+            conflicts += len(copies)
+            continue
+        kept.append(max(copies, key=lambda r: r.last_decided))
+    return kept, conflicts
 
 
 def training_set(corpus: Sequence[Clue], reviewed: Sequence[ReviewedClue]) -> TrainingSet:
     """Corpus train+dev plus reviewed clues; overrides win over corpus labels for the same text."""
-    held = [r for r in reviewed if is_held_out(r.clue_key)]
-    used = [r for r in reviewed if not is_held_out(r.clue_key)]
-    reviewed_texts = {normalize(r.text) for r in reviewed}  # held-out texts must not leak in either
+    test_texts = {normalize(c.text) for c in split(corpus, "test")}
+    unique, conflicts = _one_per_text(reviewed)
+    in_test = [r for r in unique if normalize(r.text) in test_texts]
+    usable = [r for r in unique if normalize(r.text) not in test_texts]
+    held = [r for r in usable if is_held_out(r.text)]
+    used = [r for r in usable if not is_held_out(r.text)]
+    reviewed_texts = {normalize(r.text) for r in usable}  # held-out texts must not leak in either
     train_clues = [c for c in split(corpus, "train") if normalize(c.text) not in reviewed_texts]
     dev_clues = [c for c in split(corpus, "dev") if normalize(c.text) not in reviewed_texts]
     replaced = len(split(corpus, "train", "dev")) - len(train_clues) - len(dev_clues)
-    train = examples_from(train_clues) + [Example(r.text, r.attention, r.area, "review") for r in used]
+    train = examples_from(train_clues) + [Example(r.text, r.attention, r.area, "review", r.decided) for r in used]
     refs = [c.id for c in train_clues] + [r.clue_key for r in used] + [c.id for c in dev_clues]
-    return TrainingSet(train, examples_from(dev_clues), [c.script for c in dev_clues], held, len(used), replaced, refs)
+    skipped = {"conflicting_copies": conflicts, "corpus_test_text": len(in_test),
+               "duplicate_copies": len(reviewed) - len(unique) - conflicts}
+    return TrainingSet(train, examples_from(dev_clues), [c.script for c in dev_clues], held, len(used), replaced,
+                       refs, skipped)
 
 
 @dataclass
@@ -86,9 +112,11 @@ class Comparison:
 
 def compare(data: str, champion: Evaluation, challenger: Evaluation, max_drop: float) -> Comparison:
     a, b = champion.summary(), challenger.summary()
-    n = champion.heads["attention"].n
+    n = max(m.n for m in champion.heads.values())
     result = Comparison(data, n, a, b)
     for head in HEADS:
+        if champion.heads[head].n == 0:
+            continue
         drop = a[f"{head}_macro_f1"] - b[f"{head}_macro_f1"]
         if drop > max_drop:
             result.failures.append(
@@ -100,9 +128,17 @@ def compare(data: str, champion: Evaluation, challenger: Evaluation, max_drop: f
     return result
 
 
-def _score(model: TwoHeadModel, texts: Sequence[str], truth: dict[str, list[str]], name: str, data: str) -> Evaluation:
+def _score(
+    model: TwoHeadModel, texts: Sequence[str], truth: dict[str, list[str]], name: str, data: str,
+    decided: Sequence[Sequence[str]] | None = None,
+) -> Evaluation:
+    """Score both heads; with ``decided``, each head only on the clues where a person decided it."""
     result = model.predict(prepare(texts))
-    return evaluate_predictions(name, data, truth, {h: result[h].labels for h in HEADS})
+    heads = {}
+    for h in HEADS:
+        keep = [i for i in range(len(texts)) if decided is None or h in decided[i]]
+        heads[h] = head_metrics(h, [truth[h][i] for i in keep], [result[h].labels[i] for i in keep])
+    return Evaluation(name, data, heads)
 
 
 @dataclass(frozen=True)
@@ -195,11 +231,14 @@ def retrain(
             champion = registry.load()
         except NoModelError:
             champion = None
-        baseline = int(champion.manifest.get("data", {}).get("overrides_max_id", 0)) if champion else 0
+        # counted from the newest model any retrain produced, not from the champion: after a
+        # rollback, or a candidate that failed the gate, cron must not retrain the same data
+        baseline = max((int(registry.manifest(v).get("data", {}).get("overrides_max_id", 0))
+                        for v in registry.versions()), default=0)
         new = int(db.execute("SELECT COUNT(*) FROM overrides WHERE override_id > ?", (baseline,)).fetchone()[0])
         if champion is not None and new < min_new_overrides:
-            return RetrainOutcome("nothing_to_do", f"nothing to do: {new} new override(s) since {champion.version} "
-                                  f"was trained, fewer than {min_new_overrides}", champion=champion.version,
+            return RetrainOutcome("nothing_to_do", f"nothing to do: {new} new override(s) since the last "
+                                  f"model was trained, fewer than {min_new_overrides}", champion=champion.version,
                                   new_overrides=new)
         reviewed = reviewed_examples(db)
     finally:
@@ -211,21 +250,25 @@ def retrain(
     test = split(corpus, "test")
     test_truth = {h: [c.label(h) for c in test] for h in HEADS}
     held_truth = {h: [getattr(r, h) for r in data.held_out] for h in HEADS}
-    datasets = [("corpus test", [c.text for c in test], test_truth)]
+    datasets: list[tuple[str, list[str], dict[str, list[str]], list[tuple[str, ...]] | None]] = [
+        ("corpus test", [c.text for c in test], test_truth, None)
+    ]
     if data.held_out:
-        datasets.append(("held-out reviewed", [r.text for r in data.held_out], held_truth))
+        datasets.append(("held-out reviewed", [r.text for r in data.held_out], held_truth,
+                         [r.decided for r in data.held_out]))
     comparisons, metrics = [], {"dev": outcome.manifest["metrics"]["dev"]}
-    for name, texts, truth in datasets:
-        mine = _score(outcome.model, texts, truth, "challenger", name)
+    for name, texts, truth, decided in datasets:
+        mine = _score(outcome.model, texts, truth, "challenger", name, decided)
         metrics[name] = mine.summary()
         if champion is not None:
-            theirs = _score(champion.model, texts, truth, f"champion {champion.version}", name)
+            theirs = _score(champion.model, texts, truth, f"champion {champion.version}", name, decided)
             comparisons.append(compare(name, theirs, mine, max_drop))
     sizes = {**outcome.data_sizes, "reviewed": data.reviewed_used, "held_out_reviewed": len(data.held_out),
-             "corpus_replaced_by_review": data.corpus_replaced}
+             "corpus_replaced_by_review": data.corpus_replaced,
+             **{f"reviewed_skipped_{k}": v for k, v in data.skipped.items()}}
     manifest = outcome.manifest
     manifest["data"].update({"sizes": sizes, "overrides_used": total, "overrides_max_id": max_id,
-                             "suspect_labels": len(suspects)})
+                             "suspect_labels": len(suspects), "corpus_sha256": sha256_file(corpus_path)})
     manifest["metrics"] = metrics
     manifest["parent"] = champion.version if champion else None
     failures = [f for c in comparisons for f in c.failures]
@@ -240,8 +283,13 @@ def retrain(
         result.status, result.champion = "candidate", champion.version
         result.message = f"{version} kept as a candidate; {champion.version} stays champion"
     else:
-        registry.promote(version, by=by, reason="passed the gate" if not failures else "forced: " + "; ".join(failures),
-                         forced=bool(failures))
+        try:
+            registry.promote(version, by=by, forced=bool(failures), expected_champion=champion.version,
+                             reason="passed the gate" if not failures else "forced: " + "; ".join(failures))
+        except InputError as exc:  # someone promoted or rolled back while we trained
+            result.status, result.champion = "candidate", registry.champion()
+            result.message = f"{version} kept as a candidate: {exc}"
+            return result
         result.status, result.champion = ("forced" if failures else "promoted"), version
         result.message = f"{version} promoted over {champion.version}" + (" (forced)" if failures else "")
     return result

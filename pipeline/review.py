@@ -466,6 +466,9 @@ class ReviewedClue:
     area: str
     n_overrides: int
     last_decided: str
+    #: heads whose label a person decided (reviewed or adjudicated); other heads carry the
+    #: model's prediction, which the reviewer saw and left standing
+    decided: tuple[str, ...] = ("attention", "area")
 
 
 def reviewed_examples(db: sqlite3.Connection) -> list[ReviewedClue]:
@@ -483,6 +486,7 @@ def reviewed_examples(db: sqlite3.Connection) -> list[ReviewedClue]:
         labels = state.effective()
         if state.disputed or not labels["attention"] or not labels["area"]:
             continue
+        decided = tuple(h for h in HEADS if state.heads[h].status in ("reviewed", "adjudicated"))
         examples.append(ReviewedClue(state.clue_key, state.clue_id, state.unit, state.text, str(labels["attention"]),
-                                     str(labels["area"]), len(rows), max(d.created for d in rows)))
+                                     str(labels["area"]), len(rows), max(d.created for d in rows), decided))
     return examples

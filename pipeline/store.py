@@ -14,6 +14,7 @@ from __future__ import annotations
 import hashlib
 import os
 import sqlite3
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
@@ -157,29 +158,42 @@ MIGRATIONS: tuple[Callable[[sqlite3.Connection], None], ...] = (m001_initial, m0
 def migrate(db: sqlite3.Connection) -> list[str]:
     """Apply the migrations not yet recorded in ``_migrations``; return their names."""
     db.execute("CREATE TABLE IF NOT EXISTS _migrations (name TEXT PRIMARY KEY, applied TEXT NOT NULL)")
-    done = {row[0] for row in db.execute("SELECT name FROM _migrations")}
     applied = []
     for migration in MIGRATIONS:
-        if migration.__name__ in done:
-            continue
         with transaction(db):
+            # read inside the write transaction: two processes opening a new store must not
+            # both apply the same migration
+            if db.execute("SELECT 1 FROM _migrations WHERE name = ?", (migration.__name__,)).fetchone():
+                continue
             migration(db)
             db.execute("INSERT INTO _migrations VALUES (?, ?)", (migration.__name__, now()))
         applied.append(migration.__name__)
     return applied
 
 
+def _wal(db: sqlite3.Connection, attempts: int = 100) -> None:
+    """Switch to WAL (persistent in the file). SQLite does not wait on its busy handler for
+    this, so when several processes open a new store at once, retry for a few seconds."""
+    for attempt in range(attempts):
+        try:
+            if db.execute("PRAGMA journal_mode").fetchone()[0].lower() != "wal":
+                db.execute("PRAGMA journal_mode = WAL")
+            return
+        except sqlite3.OperationalError:
+            if attempt == attempts - 1:
+                raise
+            time.sleep(0.05)
+
+
 def connect(path: str | os.PathLike[str]) -> sqlite3.Connection:
     """Open (creating owner-only if new) and migrate the store."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    if not path.exists():
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        os.close(fd)
+    os.close(os.open(path, os.O_WRONLY | os.O_CREAT, 0o600))  # owner-only from the first byte
     try:
         db = sqlite3.connect(path, timeout=30, isolation_level=None)
         db.row_factory = sqlite3.Row
-        db.execute("PRAGMA journal_mode = WAL")
+        _wal(db)
         db.execute("PRAGMA foreign_keys = ON")
         db.execute("PRAGMA busy_timeout = 30000")
         migrate(db)

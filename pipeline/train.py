@@ -48,6 +48,7 @@ class Example:
     attention: str
     area: str
     origin: str = "corpus"  # or "review"
+    decided: tuple[str, ...] = ("attention", "area")  # heads whose label a person gave
 
     def label(self, head: str) -> str:
         return self.attention if head == "attention" else self.area
@@ -61,10 +62,15 @@ class TrainOutcome:
     data_sizes: dict[str, int] = field(default_factory=dict)
 
 
-def _weights(examples: Sequence[Example]) -> list[float] | None:
+def _weights(examples: Sequence[Example]) -> dict[str, list[float]] | None:
+    """Per head: a reviewer's decision counts REVIEW_WEIGHT times; a head the reviewer left
+    at the model's prediction counts once, so the model is not taught its own guesses."""
     if all(e.origin == "corpus" for e in examples):
         return None
-    return [REVIEW_WEIGHT if e.origin == "review" else 1.0 for e in examples]
+    return {
+        head: [REVIEW_WEIGHT if e.origin == "review" and head in e.decided else 1.0 for e in examples]
+        for head in HEADS
+    }
 
 
 def examples_from(clues: Sequence[Clue]) -> list[Example]:

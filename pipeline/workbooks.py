@@ -104,15 +104,21 @@ def _xlsx_path(path: str | os.PathLike[str]) -> Path:
 # -- review sheet: export -------------------------------------------------------------
 
 
-def export_review_sheet(db: sqlite3.Connection, path: str | os.PathLike[str], run: int | None = None) -> int:
+def export_review_sheet(
+    db: sqlite3.Connection, path: str | os.PathLike[str], run: int | None = None, reviewer_id: str | None = None
+) -> int:
     """Write the review sheet for every clue (of ``run``, else every clue with its latest
-    prediction); return the number of clue rows. The file is owner-only and written atomically."""
+    prediction); return the number of clue rows. The file is owner-only and written atomically.
+
+    With ``reviewer_id`` the sheet is that reviewer's: clues of units they recused from are
+    left out, so a recused reviewer never even sees them (import refuses them anyway)."""
     from openpyxl import Workbook
     from openpyxl.utils import get_column_letter
     from openpyxl.worksheet.datavalidation import DataValidation
 
     path = _xlsx_path(path)
-    states = [s for s in clue_states(db, run) if s.prediction]
+    recused = recused_units(db, get_reviewer(db, reviewer_id).reviewer_id) if reviewer_id else set()
+    states = [s for s in clue_states(db, run) if s.prediction and s.unit_key not in recused]
     rows = []
     for s in states:
         p = s.prediction
@@ -254,9 +260,14 @@ def import_review_sheet(db: sqlite3.Connection, path: str | os.PathLike[str], re
                     except InputError as exc:
                         problems.append(f"{where}, column {REVIEWED[head]!r}: {exc}")
             earlier = planned.get(state.clue_key)
-            if earlier and any(earlier[2].get(h, c) != c for h, c in codes.items()):
+            if earlier is None:
+                planned[state.clue_key] = (number, state, codes, reason)
+            elif any(earlier[2].get(h, c) != c for h, c in codes.items()):
                 problems.append(f"{where}: contradicts row {earlier[0]} about the same clue")
-            planned.setdefault(state.clue_key, (number, state, codes, reason))
+            else:  # two rows about one clue that agree: keep both heads and both reasons
+                merged = {**earlier[2], **codes}
+                reasons = "; ".join(dict.fromkeys(r for r in (earlier[3], reason) if r))
+                planned[state.clue_key] = (earlier[0], earlier[1], merged, reasons)
         if problems:
             raise ValidationError(f"{path}: {len(problems)} problem(s); nothing was recorded", problems)
         for _number, state, codes, reason in planned.values():

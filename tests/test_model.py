@@ -144,3 +144,16 @@ def test_review_threshold_keeps_clues_above_it_right_95_percent_of_the_time():
     t = review_threshold(correct, confidence)
     assert 0.8 < t < 1.0
     assert correct[confidence >= t].mean() >= 0.95
+
+
+def test_a_saved_model_carries_no_text_of_what_it_predicted(model_home):
+    """Feature strings spell a clue out; predicting must leave nothing of it on the model."""
+    import pickle
+
+    registry = Registry(model_home.models)
+    loaded = registry.load()
+    secret = "举报某县环保局副局长收受企业红包秘密内容甲乙丙"
+    loaded.model.predict(prepare([secret]), explain=3, originals=[secret])
+    blob = pickle.dumps(loaded.model)
+    for fragment in ("秘密", "甲乙丙", "红包"):
+        assert fragment.encode("utf-8") not in blob

@@ -32,9 +32,62 @@ def test_promote_then_rollback_keeps_the_history(three_versions):
     assert three_versions.rollback(by="li", reason="over-flags") == "v1"
     assert three_versions.champion() == "v1"
     actions = [(e["action"], e["version"]) for e in three_versions.history() if e["action"] != "register"]
+
     assert actions == [("promote", "v1"), ("promote", "v3"), ("rollback", "v1")]
     last = three_versions.history()[-1]
     assert last["by"] == "li" and last["previous"] == "v3" and last["time"]
+
+
+def test_repeated_rollbacks_walk_back_through_the_history(three_versions):
+    three_versions.promote("v2")
+    three_versions.promote("v3")
+    assert three_versions.rollback() == "v2"
+    assert three_versions.rollback() == "v1"
+    with pytest.raises(InputError, match="no earlier champion"):
+        three_versions.rollback()
+
+
+def test_promoting_the_champion_again_is_refused(three_versions):
+    with pytest.raises(InputError, match="already the champion"):
+        three_versions.promote("v1")
+
+
+def test_promotion_is_refused_if_the_champion_changed_meanwhile(three_versions):
+    three_versions.promote("v2")
+    with pytest.raises(InputError, match="champion changed to v2 meanwhile"):
+        three_versions.promote("v3", expected_champion="v1")
+
+
+@pytest.mark.parametrize("name", ["../../outside", "v1/../v1", "latest", "v01x"])
+def test_only_version_names_are_accepted(model_home, name):
+    with pytest.raises(InputError, match="not a model version"):
+        Registry(model_home.models).load(name)
+
+
+def test_an_unregistered_version_folder_is_never_unpickled(model_home, monkeypatch):
+    """A folder dropped into models/ with a self-consistent manifest is still refused."""
+    import json
+    import shutil
+
+    import joblib
+
+    shutil.copytree(model_home.models / "v1", model_home.models / "v9")
+    monkeypatch.setattr(joblib, "load", lambda *a, **k: (_ for _ in ()).throw(AssertionError("unpickled")))
+    manifest = json.loads((model_home.models / "v9" / "manifest.json").read_text())
+    manifest["version"] = "v9"
+    (model_home.models / "v9" / "manifest.json").write_text(json.dumps(manifest))
+    from pipeline.errors import ModelIntegrityError
+
+    with pytest.raises(ModelIntegrityError, match="not registered"):
+        Registry(model_home.models).load("v9")
+
+
+def test_a_lost_registry_file_is_an_integrity_error_not_an_empty_registry(model_home):
+    from pipeline.errors import ModelIntegrityError
+
+    (model_home.models / "registry.json").unlink()
+    with pytest.raises(ModelIntegrityError, match="registry.json is missing"):
+        Registry(model_home.models).champion()
 
 
 def test_rollback_without_an_earlier_champion_is_an_error(model_home):

@@ -62,16 +62,14 @@ def _review_through_excel(home, tmp_path, texts, area="从严治党", attention=
 
 def _never_trained_on() -> list[str]:
     """Family members the challenger never sees: not reviewed, or reviewed but held out."""
-    from pipeline.store import clue_key
-
-    held = [t for t in REVIEWED_MEMBERS if is_held_out(clue_key("南湖县清水镇人民政府", t))]
+    held = [t for t in REVIEWED_MEMBERS if is_held_out(t)]
     return UNSEEN_MEMBERS + held
 
 
 def test_the_loop_fixes_a_systematic_error(model_home, tmp_path, small_corpus):
     registry = Registry(model_home.models)
     unseen = _never_trained_on()
-    assert len(unseen) >= 8
+    assert len(unseen) >= 6
     before = registry.load().model.predict(prepare(unseen))["area"].labels
     assert before.count("discipline") <= 1  # the base model calls these clues policy
 
@@ -100,6 +98,11 @@ def test_the_loop_fixes_a_systematic_error(model_home, tmp_path, small_corpus):
     idle = retrain(model_home, corpus_path=small_corpus, min_new_overrides=1)
     assert idle.status == "nothing_to_do" and "0 new override" in idle.message
     assert registry.versions() == ["v1", "v2"]
+
+    # a rollback sticks: the nightly run does not retrain the same overrides and re-promote
+    registry.rollback(by="test", reason="check")
+    idle = retrain(model_home, corpus_path=small_corpus, min_new_overrides=1)
+    assert idle.status == "nothing_to_do" and registry.champion() == "v1"
 
 
 def test_a_failing_gate_keeps_the_champion_and_force_is_recorded(model_home, small_corpus):
@@ -136,28 +139,63 @@ def test_held_out_choice_is_fixed_and_about_a_fifth():
     assert [is_held_out(k) for k in keys[:50]] == [is_held_out(k) for k in keys[:50]]
 
 
+def _reviewed(text, attention="aware", area="policy", key="k", unit="某单位", decided=("attention", "area"), when="t"):
+    return ReviewedClue(key, "X", unit, text, attention, area, 1, when, decided)
+
+
 def test_an_override_wins_over_the_corpus_label_for_the_same_text():
     from pipeline.normalize import to_simplified
 
     corpus = load_corpus()
-    victim = split(corpus, "train")[0]
-    keys = [f"{i:020x}" for i in range(100)]
-    key = next(k for k in keys if not is_held_out(k))
+    victim = next(c for c in split(corpus, "train") if not is_held_out(c.text))
     other = "reference" if victim.attention != "reference" else "aware"
-    reviewed = [ReviewedClue(key, "X1", victim.unit, to_simplified(victim.text), other, victim.area, 1, "t")]
-    data = training_set(corpus, reviewed)
+    data = training_set(corpus, [_reviewed(to_simplified(victim.text), other, victim.area)])
     same = [e for e in data.train if to_simplified(e.text) == to_simplified(victim.text)]
     assert len(same) == 1 and same[0].attention == other and same[0].origin == "review"
     assert data.corpus_replaced == 1 and data.reviewed_used == 1
 
 
+def _texts(held: bool, n: int = 1):
+    candidates = (f"复核中出现的一条线索文本，编号{i}，用于检验留出集的划分" for i in range(1000))
+    return [t for t in candidates if is_held_out(t) == held][:n]
+
+
 def test_held_out_reviewed_clues_are_never_trained_on():
-    corpus = load_corpus()
-    key = next(f"{i:020x}" for i in range(100) if is_held_out(f"{i:020x}"))
-    reviewed = [ReviewedClue(key, "X2", "某单位", "一条只在复核中出现的线索文本，用于检验留出集", "aware", "policy", 1, "t")]
-    data = training_set(corpus, reviewed)
+    [text] = _texts(held=True)
+    reviewed = [_reviewed(text)]
+    data = training_set(load_corpus(), reviewed)
     assert data.held_out == reviewed
     assert all(e.origin == "corpus" for e in data.train)
+
+
+def test_copies_of_one_text_under_several_units_fall_on_one_side():
+    [held_text] = _texts(held=True)
+    copies = [_reviewed(held_text, key=f"k{i}", unit=f"单位{i}") for i in range(5)]
+    data = training_set(load_corpus(), copies)
+    assert len(data.held_out) == 1 and data.reviewed_used == 0
+    assert data.skipped["duplicate_copies"] == 4
+
+
+def test_copies_with_different_decided_labels_are_left_out_and_counted():
+    [text] = _texts(held=False)
+    data = training_set(load_corpus(), [_reviewed(text, "aware", key="a"), _reviewed(text, "further", key="b")])
+    assert data.reviewed_used == 0 and data.skipped["conflicting_copies"] == 2
+
+
+def test_a_reviewed_copy_of_a_corpus_test_clue_is_never_trained_on():
+    corpus = load_corpus()
+    test_clue = split(corpus, "test")[0]
+    data = training_set(corpus, [_reviewed(test_clue.text, key="t")])
+    assert data.reviewed_used == 0 and not data.held_out
+    assert data.skipped["corpus_test_text"] == 1
+
+
+def test_a_head_the_reviewer_left_alone_is_not_weighted_as_a_decision():
+    from pipeline.train import REVIEW_WEIGHT, _weights
+
+    examples = [Example("甲", "aware", "policy"), Example("乙", "further", "discipline", "review", ("area",))]
+    weights = _weights(examples)
+    assert weights == {"attention": [1.0, 1.0], "area": [1.0, REVIEW_WEIGHT]}
 
 
 def test_audit_flags_a_flipped_label_and_keeps_it():
@@ -209,7 +247,7 @@ def test_retraining_while_a_triage_runs_corrupts_nothing(model_home, tmp_path, s
 def test_retrain_command_from_cron_does_nothing_without_new_overrides(model_home):
     result = CliRunner().invoke(app, ["retrain", "--min-new-overrides", "5"])
     assert result.exit_code == 0
-    assert "nothing to do: 0 new override(s) since v1" in result.stdout
+    assert "nothing to do: 0 new override(s)" in result.stdout
 
 
 def test_reviewed_examples_feed_retraining(model_home, tmp_path):

@@ -462,3 +462,30 @@ def test_terminal_session_killed_after_three_decisions_keeps_them(triaged):
         (queue[2].clue_key, "attention", third["attention"]), (queue[2].clue_key, "area", "rectification"),
     ]
     assert {r["channel"] for r in rows} == {"terminal"} and rows[2]["reason"] == "僅供參考"
+
+
+def test_two_rows_about_one_clue_setting_different_heads_are_both_recorded(triaged):
+    db, folder = triaged.db, triaged.folder
+    export_review_sheet(db, folder / "review.xlsx", triaged.run)
+    filled = _fill(folder / "review.xlsx", folder / "two.xlsx", {"C03": {"reviewed_attention": "参考", "reason": "观点"}})
+    book = load_workbook(filled)
+    sheet = book.active
+    source = next(r for r in range(2, sheet.max_row + 1) if sheet.cell(r, COLUMN["id"]).value == "C03")
+    copy = [c.value for c in sheet[source]]
+    copy[COLUMN["reviewed_attention"] - 1] = None
+    copy[COLUMN["reviewed_area"] - 1] = "巡察整改"
+    copy[COLUMN["reason"] - 1] = "属整改问题"
+    sheet.append(copy)
+    book.save(filled)
+    result = import_review_sheet(db, filled, "li")
+    assert dict(result.recorded) == {"attention": 1, "area": 1}
+    assert sorted(r["reason"] for r in _rows(db)) == ["观点; 属整改问题"] * 2
+
+
+def test_a_reviewers_export_leaves_out_units_they_recused_from(triaged):
+    db, folder = triaged.db, triaged.folder
+    everyone = export_review_sheet(db, folder / "all.xlsx", triaged.run)
+    mine = export_review_sheet(db, folder / "zhang.xlsx", triaged.run, reviewer_id="zhang")
+    assert mine < everyone
+    ids = {load_workbook(folder / "zhang.xlsx").active.cell(r, COLUMN["id"]).value for r in range(2, mine + 2)}
+    assert "C01" not in ids  # 東城分局: zhang recused from 东城分局

@@ -116,3 +116,26 @@ def test_keys_ignore_script_width_and_spacing():
     assert unit_key("某市生態環境局 東城分局") == unit_key("某市生态环境局东城分局")
     assert clue_key("東城分局", "收受購物卡２萬元") == clue_key("东城分局", "收受购物卡2万元")
     assert clue_key("東城分局", "收受購物卡") != clue_key("西城分局", "收受購物卡")
+
+
+def _open_store(path):
+    from pipeline.store import connect
+
+    connect(path).close()
+
+
+def test_several_processes_opening_a_new_store_at_once_all_succeed(tmp_path):
+    import multiprocessing
+    import sqlite3
+
+    ctx = multiprocessing.get_context("fork")
+    for trial in range(5):
+        path = tmp_path / f"new-{trial}.db"
+        workers = [ctx.Process(target=_open_store, args=(path,)) for _ in range(4)]
+        for w in workers:
+            w.start()
+        for w in workers:
+            w.join(30)
+        assert [w.exitcode for w in workers] == [0, 0, 0, 0]
+        names = [r[0] for r in sqlite3.connect(path).execute("SELECT name FROM _migrations ORDER BY name")]
+        assert names == sorted(set(names)) and names
