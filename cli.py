@@ -9,16 +9,28 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
 from commands.common import err, home_of, out, sub_app, table
 from commands.models import models_app
+from commands.retrain import retrain
+from commands.review import handover, history, review_app, reviewers_app
 from pipeline.paths import CORPUS_PATH, Home, resolve_home
+
+if TYPE_CHECKING:
+    from pipeline.triage import TriageStart, TriageSummary
 
 app = sub_app("Triage inspection problem clues (问题线索): classify, review, retrain.")
 app.add_typer(models_app, name="models")
+app.command("retrain")(retrain)
+app.add_typer(reviewers_app, name="reviewers")
+app.add_typer(review_app, name="review")
+app.command("handover")(handover)
+app.command("history")(history)
 
 
 @dataclass
@@ -105,6 +117,43 @@ def evaluate(
 
 # -- triage ---------------------------------------------------------------------------
 
+PROGRESS_MIN_ROWS = 2000  # a bar for smaller inputs would only flicker
+
+
+class TriageProgress:
+    """Talks to people during a triage: the input encoding when it is not UTF-8, and a
+    progress bar on a terminal for inputs of more than ``PROGRESS_MIN_ROWS`` rows."""
+
+    def __init__(self, console: Console, quiet: bool = False) -> None:
+        self.console, self.quiet = console, quiet
+        self.bar: Progress | None = None
+        self._task: Any = None
+
+    def start(self, run: TriageStart) -> None:
+        from pipeline.io import encoding_label, is_utf8
+
+        for warning in run.warnings:  # shown even with --quiet: it may change results
+            self.console.print(f"warning: {warning}", markup=False)
+        if self.quiet:
+            return
+        if not is_utf8(run.encoding):
+            self.console.print(f"input encoding: {encoding_label(run.encoding)} (converted; output is UTF-8)",
+                               markup=False)
+        if self.console.is_terminal and run.rows is not None and run.rows > PROGRESS_MIN_ROWS:
+            self.bar = Progress(TextColumn("triage"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
+                                console=self.console, transient=True)
+            self._task = self.bar.add_task("triage", total=run.rows)
+            self.bar.start()
+
+    def advance(self, rows: int) -> None:
+        if self.bar is not None:
+            self.bar.advance(self._task, rows)
+
+    def stop(self) -> None:
+        if self.bar is not None:
+            self.bar.stop()
+            self.bar = None
+
 
 @app.command()
 def triage(
@@ -114,7 +163,7 @@ def triage(
     text_col: Annotated[str | None, typer.Option(help="Column with the clue text (default: found by name).")] = None,
     id_col: Annotated[str | None, typer.Option(help="Column with the clue id (default: found by name, else the row number).")] = None,
     unit_col: Annotated[str | None, typer.Option(help="Column with the inspected unit (default: found by name).")] = None,
-    workers: Annotated[int | None, typer.Option(min=1, help="Worker processes (default: number of cores).")] = None,
+    workers: Annotated[int | None, typer.Option(min=1, help="Worker processes (default: the CPUs available).")] = None,
     model: Annotated[str | None, typer.Option(help="Model version (default: the champion).")] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress and no summary; only errors.")] = False,
 ) -> None:
@@ -122,45 +171,35 @@ def triage(
 
     Example: clue-triage triage data/samples/sample_clues.csv -o var/sample.triaged.xlsx
     """
-    from rich.progress import (
-        BarColumn,
-        MofNCompleteColumn,
-        Progress,
-        TextColumn,
-        TimeRemainingColumn,
-    )
-
     from pipeline.triage import triage_file
 
-    home = home_of(ctx)
-    show = not quiet and err.is_terminal
-    with Progress(TextColumn("triage"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
-                  console=err, disable=not show, transient=True) as bar:
-        task = bar.add_task("triage", total=None)
-        summary = triage_file(home, input, output, text_col=text_col, id_col=id_col, unit_col=unit_col,
-                              workers=workers, version=model, progress=lambda n: bar.advance(task, n))
-    if quiet:
-        return
-    _print_summary(summary)
+    progress = TriageProgress(err, quiet)
+    try:
+        summary = triage_file(home_of(ctx), input, output, text_col=text_col, id_col=id_col, unit_col=unit_col,
+                              workers=workers, version=model, on_start=progress.start, progress=progress.advance)
+    finally:
+        progress.stop()
+    if not quiet:
+        _print_summary(summary)
 
 
-def _print_summary(summary: Any) -> None:
+def _print_summary(summary: TriageSummary) -> None:
+    from rich.markup import escape
+
     from pipeline.labels import AREA, ATTENTION, SHORT_NAMES
 
-    if summary.encoding and summary.encoding not in ("utf-8", "utf-8-sig"):
-        err.print(f"input encoding: {summary.encoding} (read and converted; output is UTF-8)")
     rows = [[SHORT_NAMES[a], *[str(summary.cells.get((a, b), 0)) for b in AREA],
              str(sum(summary.cells.get((a, b), 0) for b in AREA))] for a in ATTENTION]
     rows.append(["合计", *[str(sum(summary.cells.get((a, b), 0) for a in ATTENTION)) for b in AREA],
                  str(sum(summary.cells.values()))])
-    out.print(table(f"run {summary.run_id}: {summary.rows} rows from {summary.input.name}, model {summary.model_version}",
-                     ["关注类别 \\ 领域", *[SHORT_NAMES[b] for b in AREA], "合计"], rows))
+    out.print(table(escape(f"run {summary.run_id}: {summary.rows} rows from {summary.input.name}, model {summary.model_version}"),
+                     ["关注类别 \\ 领域", *[SHORT_NAMES[b] for b in AREA], "合计"], rows), markup=False)
     other = {k: v for k, v in summary.statuses.items() if k != "ok"}
-    out.print(f"needs review: {summary.needs_review} of {summary.rows}")
-    out.print("rows not classified or flagged: "
-              + (", ".join(f"{k} {v}" for k, v in sorted(other.items())) if other else "none"))
-    out.print(f"written: {summary.output}")
-    err.print(f"{summary.seconds:.1f} s, {summary.per_second:,.0f} clues/s")
+    out.print(f"needs review: {summary.needs_review} of {summary.rows}", markup=False)
+    out.print(f"rows with a status other than ok: {summary.not_ok}"
+              + (" (" + ", ".join(f"{k} {v}" for k, v in sorted(other.items())) + ")" if other else ""), markup=False)
+    out.print(f"written: {summary.output}", markup=False)
+    err.print(f"{summary.seconds:.1f} s, {summary.per_second:,.0f} clues/s, {summary.workers} worker(s)", markup=False)
 
 
 if __name__ == "__main__":

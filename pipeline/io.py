@@ -3,22 +3,24 @@
 Input is streamed row by row so memory stays flat for large files. Every data row is
 yielded with its row number as a spreadsheet user sees it (the header is row 1), empty
 rows included (trailing empty rows are not rows). Problems are :class:`InputError` with
-the file, row and column. Output is written to a temporary file and renamed into place,
-so a failed run leaves no partial file.
+the file, row and column. CSV and JSONL files are checked from end to end when they are
+opened (:func:`open_clue_file`), so a truncated or broken file is refused before any work
+starts, and the exact row count is known for a progress bar. Output is written to a
+temporary file and renamed into place, so a failed run leaves no partial file.
 """
 
 from __future__ import annotations
 
 import codecs
+import contextlib
 import csv
-import io
 import json
 import os
 import unicodedata
 import zipfile
-from collections.abc import Iterator, Sequence
-from contextlib import AbstractContextManager, ExitStack
-from dataclasses import dataclass, field
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import AbstractContextManager, ExitStack, contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -30,14 +32,34 @@ FORMATS = {".csv": "csv", ".xlsx": "xlsx", ".xlsm": "xlsx", ".jsonl": "jsonl", "
 TEXT_COLUMNS = ("text", "content", "线索内容", "问题线索", "内容", "反映内容", "问题线索内容", "线索")
 ID_COLUMNS = ("id", "编号", "序号", "线索编号")
 UNIT_COLUMNS = ("unit", "被巡察单位", "单位", "被巡察党组织")
+ENCODING_LABELS = {
+    "utf-8": "UTF-8", "utf-8-sig": "UTF-8 with BOM", "utf-16": "UTF-16",
+    "gb18030": "GB18030/GBK", "cp950": "Big5", "big5hkscs": "Big5-HKSCS",
+}
 SAMPLE_BYTES = 1 << 20
+HEADER_SEARCH_ROWS = 10
+EXCEL_CELL_LIMIT = 32_767  # characters Excel keeps in one cell
+EXCEL_MAX_ROWS = 1_048_576
 _CSV_FIELD_LIMIT = 1 << 24
+#: a UTF-8 decoding error after this many valid non-ASCII characters means a UTF-8 file
+#: with a bad part (reported with its row), not a file in another encoding
+_UTF8_EVIDENCE = 8
 
 csv.field_size_limit(_CSV_FIELD_LIMIT)
 
 
 def _column_key(name: str) -> str:
     return to_simplified(unicodedata.normalize("NFKC", str(name))).strip().lower()
+
+
+def encoding_label(encoding: str | None) -> str:
+    """How an encoding is named to a user: ``cp950`` → ``Big5``."""
+    return ENCODING_LABELS.get(encoding or "utf-8", encoding or "UTF-8")
+
+
+def is_utf8(encoding: str | None) -> bool:
+    """True for UTF-8 with or without BOM (and for .xlsx, which has no text encoding)."""
+    return encoding in (None, "utf-8", "utf-8-sig")
 
 
 @dataclass
@@ -48,7 +70,11 @@ class Row:
 
 @dataclass
 class ClueFile:
-    """An opened clue file: format, encoding, columns and the chosen text/id/unit columns."""
+    """An opened clue file: format, encoding, columns and the chosen text/id/unit columns.
+
+    ``row_count`` is exact for CSV and JSONL (the file was read through when opened) and
+    an estimate from the sheet's declared size for Excel (``None`` when it declares none).
+    """
 
     path: Path
     format: str
@@ -58,7 +84,7 @@ class ClueFile:
     id_col: str | None
     unit_col: str | None
     header_row: int = 1
-    _opened: list[Any] = field(default_factory=list, repr=False)
+    row_count: int | None = None
 
     def rows(self) -> Iterator[Row]:
         """Data rows in file order; trailing empty rows dropped, inner ones kept."""
@@ -76,19 +102,25 @@ class ClueFile:
 
 
 def detect_encoding(path: Path) -> str:
-    """The encoding of a text file: UTF-8 (with or without BOM), GB18030 (GBK) or Big5 (cp950)."""
+    """The encoding of a text file: UTF-8 (with or without BOM), UTF-16 with BOM,
+    GB18030 (a superset of GBK) or Big5 (cp950)."""
     with open(path, "rb") as handle:
         sample = handle.read(SAMPLE_BYTES)
-    if b"\x00" in sample:
-        raise InputError("binary file (contains NUL bytes), not a text clue file", path=path)
     if sample.startswith(codecs.BOM_UTF8):
         return "utf-8-sig"
+    if sample.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
+        return "utf-16"
+    if b"\x00" in sample:
+        raise InputError("binary file (contains NUL bytes), not a text clue file", path=path)
     try:
         sample.decode("utf-8")
         return "utf-8"
     except UnicodeDecodeError as exc:
         if exc.start >= len(sample) - 4 and len(sample) == SAMPLE_BYTES:
             return "utf-8"  # cut in the middle of a character at the sample's end
+        valid = sample[: exc.start].decode("utf-8")
+        if sum(ord(ch) > 0x7F for ch in valid) >= _UTF8_EVIDENCE:
+            return "utf-8"  # UTF-8 with a bad part: reading reports where
     from charset_normalizer import from_bytes
 
     candidates = []
@@ -115,30 +147,61 @@ def detect_encoding(path: Path) -> str:
     raise InputError("cannot tell the text encoding; save it as UTF-8", path=path)
 
 
+def _decode_error(path: Path, encoding: str, fmt: str) -> InputError:
+    """An error naming the row of the first bytes that are not valid ``encoding``."""
+    message = f"not valid {encoding_label(encoding)} text (mixed encodings?)"
+    if encoding == "utf-16":
+        return InputError(message, path=path)
+    found = False
+
+    def good_lines() -> Iterator[str]:
+        nonlocal found
+        with open(path, "rb") as handle:
+            for raw in handle:  # b"\n" is never part of a multi-byte character here
+                try:
+                    yield raw.decode(encoding)
+                except UnicodeDecodeError:
+                    found = True
+                    return
+
+    if fmt == "jsonl":
+        line = sum(1 for _ in good_lines()) + 1
+        return InputError(message, path=path, row=line) if found else InputError(message, path=path)
+    records = 0
+    try:
+        for _ in csv.reader(good_lines(), strict=True):
+            records += 1
+    except csv.Error:
+        pass  # the bad line is inside a quoted field: it belongs to the next record
+    return InputError(message, path=path, row=records + 1) if found else InputError(message, path=path)
+
+
 # -- opening --------------------------------------------------------------------------
 
 
 def _pick(columns: Sequence[str], wanted: str | None, names: Sequence[str], role: str, path: Path, required: bool) -> str | None:
+    seen = ", ".join(map(str, columns)) or "none"
+    option = f"--{role}-col"
     if wanted is not None:
         if wanted in columns:
             return wanted
         matches = [c for c in columns if _column_key(c) == _column_key(wanted)]
         if len(matches) == 1:
             return matches[0]
-        raise InputError(f"no column {wanted!r} for the {role}; columns seen: {', '.join(map(str, columns))}", path=path)
-    keys = [_column_key(n) for n in names]
+        raise InputError(f"no column {wanted!r} for the {role} column; columns seen: {seen}", path=path)
+    keys = {_column_key(n) for n in names}
     found = [c for c in columns if _column_key(c) in keys]
     if len(found) == 1:
         return found[0]
     if len(found) > 1:
         raise InputError(
-            f"several columns could be the {role} ({', '.join(found)}); choose one with --{role.split()[0]}-col",
+            f"several columns could be the {role} column ({', '.join(found)}); choose one with {option}; "
+            f"columns seen: {seen}",
             path=path,
         )
     if required:
         raise InputError(
-            f"no {role} column found (looked for {', '.join(names)}); columns seen: "
-            f"{', '.join(map(str, columns)) or 'none'}; name it with --text-col",
+            f"no {role} column found (looked for {', '.join(names)}); columns seen: {seen}; name it with {option}",
             path=path,
         )
     return None
@@ -151,7 +214,11 @@ def open_clue_file(
     id_col: str | None = None,
     unit_col: str | None = None,
 ) -> ClueFile:
-    """Open a clue file, detect its encoding and header, and find the columns to use."""
+    """Open a clue file, detect its encoding and header, and find the columns to use.
+
+    CSV and JSONL files are read through once here, so a truncated or malformed file is an
+    :class:`InputError` (with its row) before any row is processed.
+    """
     path = Path(path)
     if not path.exists():
         raise InputError("file not found", path=path)
@@ -170,37 +237,40 @@ def open_clue_file(
     if fmt == "xlsx" and not head.startswith(b"PK\x03\x04"):
         raise InputError("not an Excel .xlsx file (old .xls or damaged); re-save it as .xlsx", path=path)
     encoding = None if fmt == "xlsx" else detect_encoding(path)
+    count: int | None
     if fmt == "jsonl":
-        columns, header_row = _jsonl_columns(path, encoding or "utf-8"), 0
+        columns, count = _scan_jsonl(path, encoding or "utf-8")
+        header_row = 0
     elif fmt == "csv":
-        columns, header_row = _csv_header(path, encoding or "utf-8"), 1
+        columns, header_row, count = _scan_csv(path, encoding or "utf-8", text_col)
     else:
-        columns, header_row = _xlsx_header(path, text_col)
-    text = _pick(columns, text_col, TEXT_COLUMNS, "text column", path, required=True)
+        columns, header_row, count = _xlsx_header(path, text_col)
+    text = _pick(columns, text_col, TEXT_COLUMNS, "text", path, required=True)
     assert text is not None
-    ident = _pick(columns, id_col, ID_COLUMNS, "id column", path, required=False)
-    unit = _pick(columns, unit_col, UNIT_COLUMNS, "unit column", path, required=False)
-    return ClueFile(path, fmt, encoding, columns, text, ident, unit, header_row)
+    ident = _pick(columns, id_col, ID_COLUMNS, "id", path, required=False)
+    unit = _pick(columns, unit_col, UNIT_COLUMNS, "unit", path, required=False)
+    return ClueFile(path, fmt, encoding, columns, text, ident, unit, header_row, count)
 
 
-# -- CSV ------------------------------------------------------------------------------
-
-
-def _open_text(path: Path, encoding: str) -> TextIO:
-    return open(path, encoding=encoding, errors="strict", newline="")
-
-
-def _csv_header(path: Path, encoding: str) -> list[str]:
-    try:
-        with _open_text(path, encoding) as handle:
-            for fields in csv.reader(handle, strict=True):
-                if any(f.strip() for f in fields):
-                    return _dedupe([f.strip() for f in fields])
-    except UnicodeDecodeError:
-        raise InputError(f"not valid {encoding} text near the start", path=path, row=1) from None
-    except csv.Error as exc:
-        raise InputError(f"malformed CSV header ({exc})", path=path, row=1) from None
-    raise InputError("file is empty (no header row)", path=path)
+def _choose_header(records: Iterable[tuple[int, list[str]]], text_col: str | None) -> tuple[list[str], int] | None:
+    """The header among the first rows: the first row that names a text column, looking
+    past title rows (one filled cell, often merged across the sheet) above it; else the
+    first non-empty row."""
+    wanted = {_column_key(n) for n in ((text_col,) if text_col else TEXT_COLUMNS)}
+    first: tuple[list[str], int] | None = None
+    for number, cells in records:
+        names = [c.strip() for c in cells]
+        filled = sum(1 for n in names if n)
+        if filled:
+            if first is None:
+                first = (_dedupe(names), number)
+            if any(_column_key(n) in wanted for n in names):
+                return _dedupe(names), number
+            if filled > 1:
+                return _dedupe(names), number  # a real header row that names no text column
+        if number >= HEADER_SEARCH_ROWS:
+            break
+    return first
 
 
 def _dedupe(names: list[str]) -> list[str]:
@@ -213,60 +283,117 @@ def _dedupe(names: list[str]) -> list[str]:
     return out
 
 
+# -- CSV ------------------------------------------------------------------------------
+
+
+def _open_text(path: Path, encoding: str) -> TextIO:
+    return open(path, encoding=encoding, errors="strict", newline="")
+
+
+def _scan_csv(path: Path, encoding: str, text_col: str | None) -> tuple[list[str], int, int]:
+    """(columns, header row, data rows): the whole file is parsed and checked."""
+    record = 0
+    try:
+        with _open_text(path, encoding) as handle:
+            reader = csv.reader(handle, strict=True)
+            head = []
+            for fields in reader:
+                record += 1
+                head.append((record, fields))
+                if record >= HEADER_SEARCH_ROWS:
+                    break
+            chosen = _choose_header(head, text_col)
+            if chosen is None:
+                raise InputError("file is empty (no header row)", path=path)
+            columns, header_row = chosen
+            width, last = len(columns), header_row
+            for number, fields in head[header_row:]:
+                last = _check_record(path, number, fields, width) or last
+            for fields in reader:
+                record += 1
+                last = _check_record(path, record, fields, width) or last
+    except csv.Error as exc:
+        raise InputError(f"malformed CSV ({exc}); the file may be truncated", path=path, row=record + 1) from None
+    except UnicodeDecodeError:
+        raise _decode_error(path, encoding, "csv") from None
+    return columns, header_row, last - header_row
+
+
+def _check_record(path: Path, number: int, fields: list[str], width: int) -> int:
+    """``number`` if the record has text, 0 if it is empty; an error if it has the wrong width."""
+    if not any(f.strip() for f in fields):
+        return 0
+    if len(fields) != width:
+        raise InputError(
+            f"has {len(fields)} fields but the header has {width} (truncated or misquoted file?)",
+            path=path, row=number,
+        )
+    return number
+
+
 def _read_csv(cf: ClueFile) -> Iterator[Row]:
     assert cf.encoding is not None
     record = 0
+    columns, width = cf.columns, len(cf.columns)
+    empty = dict.fromkeys(columns, "")
     with _open_text(cf.path, cf.encoding) as handle:
         reader = csv.reader(handle, strict=True)
         try:
-            header_seen = False
             for fields in reader:
                 record += 1
-                if not header_seen:
-                    if any(f.strip() for f in fields):
-                        header_seen = True
+                if record <= cf.header_row:
                     continue
-                if not any(f.strip() for f in fields):
-                    yield Row(record, dict.fromkeys(cf.columns, ""))
-                    continue
-                if len(fields) != len(cf.columns):
+                if len(fields) == width:
+                    yield Row(record, dict(zip(columns, fields, strict=True)))
+                elif not any(f.strip() for f in fields):
+                    yield Row(record, dict(empty))
+                else:
                     raise InputError(
-                        f"has {len(fields)} fields but the header has {len(cf.columns)} (truncated or misquoted file?)",
+                        f"has {len(fields)} fields but the header has {width} (truncated or misquoted file?)",
                         path=cf.path, row=record,
                     )
-                yield Row(record, dict(zip(cf.columns, fields, strict=True)))
         except csv.Error as exc:
             raise InputError(f"malformed CSV ({exc}); the file may be truncated", path=cf.path, row=record + 1) from None
         except UnicodeDecodeError:
-            raise InputError(f"not valid {cf.encoding} text (mixed encodings?)", path=cf.path, row=record + 1) from None
+            raise _decode_error(cf.path, cf.encoding, "csv") from None
 
 
 # -- JSONL ----------------------------------------------------------------------------
 
 
-def _jsonl_columns(path: Path, encoding: str) -> list[str]:
+def _scan_jsonl(path: Path, encoding: str) -> tuple[list[str], int]:
+    """(columns in order of first appearance, rows up to the last non-empty line)."""
     columns: dict[str, None] = {}
+    last = 0
     try:
         with open(path, encoding=encoding) as handle:
             for number, line in enumerate(handle, 1):
-                if number > 1000:
-                    break
                 if line.strip():
                     obj = _json_object(line, path, number)
-                    columns.update(dict.fromkeys(obj))
+                    if not columns.keys() >= obj.keys():
+                        columns.update(dict.fromkeys(obj))
+                    last = number
     except UnicodeDecodeError:
-        raise InputError(f"not valid {encoding} text", path=path) from None
-    return list(columns)
+        raise _decode_error(path, encoding, "jsonl") from None
+    if not last:
+        raise InputError("file is empty (no JSON lines)", path=path)
+    return list(columns), last
 
 
 def _json_object(line: str, path: Path, number: int) -> dict[str, Any]:
     try:
         obj = json.loads(line)
     except json.JSONDecodeError as exc:
-        raise InputError(f"invalid JSON ({exc.msg})", path=path, row=number) from None
+        raise InputError(f"invalid JSON ({exc.msg}); the file may be truncated", path=path, row=number) from None
     if not isinstance(obj, dict):
         raise InputError("each line must be a JSON object", path=path, row=number)
     return obj
+
+
+def _json_text(value: Any) -> str:
+    if isinstance(value, str):
+        return value
+    return "" if value is None else json.dumps(value, ensure_ascii=False)
 
 
 def _read_jsonl(cf: ClueFile) -> Iterator[Row]:
@@ -278,13 +405,9 @@ def _read_jsonl(cf: ClueFile) -> Iterator[Row]:
                     yield Row(number, dict.fromkeys(cf.columns, ""))
                     continue
                 obj = _json_object(line, cf.path, number)
-                values = {k: "" if v is None else v if isinstance(v, str) else json.dumps(v, ensure_ascii=False)
-                          for k, v in obj.items()}
-                for col in cf.columns:
-                    values.setdefault(col, "")
-                yield Row(number, values)
+                yield Row(number, {col: _json_text(obj.get(col)) for col in cf.columns})
     except UnicodeDecodeError:
-        raise InputError(f"not valid {cf.encoding} text", path=cf.path) from None
+        raise _decode_error(cf.path, cf.encoding, "jsonl") from None
 
 
 # -- Excel ----------------------------------------------------------------------------
@@ -298,47 +421,54 @@ def _cell_text(value: Any) -> str:
     return str(value)
 
 
-def _xlsx_rows(path: Path) -> Iterator[tuple[int, list[str]]]:
+@contextmanager
+def _first_sheet(path: Path) -> Iterator[Any]:
     from openpyxl import load_workbook
 
     try:
         book = load_workbook(path, read_only=True, data_only=True)
-    except (zipfile.BadZipFile, KeyError, OSError, ValueError) as exc:
+    except (zipfile.BadZipFile, KeyError, OSError, ValueError, TypeError) as exc:
         raise InputError(f"cannot open the Excel file ({exc.__class__.__name__}: {exc})", path=path) from None
     try:
-        sheet = book.worksheets[0]
-        for number, cells in enumerate(sheet.iter_rows(values_only=True), 1):
-            yield number, [_cell_text(v) for v in cells]
+        yield book.worksheets[0]
     finally:
         book.close()
 
 
-def _xlsx_header(path: Path, text_col: str | None) -> tuple[list[str], int]:
-    """The header row: the first of the top rows naming a text column (title rows above it,
-    often merged across the sheet, are skipped); else the first non-empty row."""
-    wanted = {_column_key(n) for n in ((text_col,) if text_col else TEXT_COLUMNS)}
-    first: tuple[list[str], int] | None = None
-    for number, cells in _xlsx_rows(path):
-        names = [c.strip() for c in cells]
-        if any(names):
-            if first is None:
-                first = (_dedupe(names), number)
-            if any(_column_key(n) in wanted for n in names):
-                return _dedupe(names), number
-        if number >= 10:
-            break
-    if first is None:
+def _sheet_rows(sheet: Any) -> Iterator[tuple[int, list[str]]]:
+    # the declared size is wrong in files from some tools; rows past it would be lost
+    sheet.reset_dimensions()
+    for number, cells in enumerate(sheet.iter_rows(values_only=True), 1):
+        yield number, [_cell_text(v) for v in cells]
+
+
+def _xlsx_header(path: Path, text_col: str | None) -> tuple[list[str], int, int | None]:
+    """(columns, header row, estimated data rows from the sheet's declared size)."""
+    with _first_sheet(path) as sheet:
+        try:
+            declared, declared_width = sheet.max_row, sheet.max_column
+        except (ValueError, TypeError):
+            declared, declared_width = None, None
+        chosen = _choose_header(_sheet_rows(sheet), text_col)
+    if chosen is None:
         raise InputError("the first sheet is empty", path=path)
-    return first
+    columns, header_row = chosen
+    if isinstance(declared_width, int) and declared_width > len(columns):
+        # data reaches past the last named header cell (e.g. a merged header cell)
+        columns = _dedupe(columns + [""] * (declared_width - len(columns)))
+    estimate = declared - header_row if isinstance(declared, int) and declared > header_row else None
+    return columns, header_row, estimate
 
 
 def _read_xlsx(cf: ClueFile) -> Iterator[Row]:
     width = len(cf.columns)
-    for number, cells in _xlsx_rows(cf.path):
-        if number <= cf.header_row:
-            continue
-        cells = (cells + [""] * width)[:width] if len(cells) != width else cells
-        yield Row(number, dict(zip(cf.columns, cells, strict=True)))
+    with _first_sheet(cf.path) as sheet:
+        for number, cells in _sheet_rows(sheet):
+            if number <= cf.header_row:
+                continue
+            if len(cells) != width:
+                cells = (cells + [""] * width)[:width]
+            yield Row(number, dict(zip(cf.columns, cells, strict=True)))
 
 
 _RAW_READERS = {"csv": _read_csv, "jsonl": _read_jsonl, "xlsx": _read_xlsx}
@@ -347,58 +477,119 @@ _RAW_READERS = {"csv": _read_csv, "jsonl": _read_jsonl, "xlsx": _read_xlsx}
 # -- writing --------------------------------------------------------------------------
 
 
+def output_format(path: str | os.PathLike[str]) -> str:
+    """The format of an output path from its extension; :class:`InputError` if unsupported."""
+    fmt = FORMATS.get(Path(path).suffix.lower())
+    if fmt is None:
+        raise InputError(f"unsupported output type {Path(path).suffix!r}; use .csv, .xlsx or .jsonl", path=path)
+    return fmt
+
+
 class TableWriter(AbstractContextManager["TableWriter"]):
-    """Write rows to .csv (UTF-8 with BOM, for Excel/WPS), .xlsx or .jsonl, atomically."""
+    """Write rows to .csv (UTF-8 with BOM, for Excel/WPS), .xlsx or .jsonl, atomically.
+
+    Rows go to a temporary file beside ``path`` that replaces ``path`` only when the block
+    ends without an exception. Any OS error (full disk, no permission, a folder in the way)
+    is an :class:`InputError` naming ``path``.
+    """
 
     def __init__(self, path: str | os.PathLike[str], columns: Sequence[str]) -> None:
         self.path = Path(path)
-        self.format = FORMATS.get(self.path.suffix.lower())
-        if self.format is None:
-            raise InputError(f"unsupported output type {self.path.suffix!r}; use .csv, .xlsx or .jsonl", path=self.path)
+        self.format = output_format(self.path)
         self.columns = list(columns)
+        self.rows = 0
         self._stack = ExitStack()
 
-    def __enter__(self) -> TableWriter:
-        self._tmp = self._stack.enter_context(atomic_path(self.path))
-        if self.format == "xlsx":
-            from openpyxl import Workbook
+    def _cannot_write(self, exc: OSError) -> InputError:
+        return InputError(f"cannot write ({exc.strerror or exc})", path=self.path)
 
-            self._book = Workbook(write_only=True)
-            self._sheet = self._book.create_sheet("triage")
-            self._sheet.append(self.columns)
-        else:
-            encoding = "utf-8-sig" if self.format == "csv" else "utf-8"
-            self._handle: io.TextIOWrapper = open(self._tmp, "w", encoding=encoding, newline="")
-            self._stack.callback(self._handle.close)
-            if self.format == "csv":
-                self._csv = csv.writer(self._handle)
-                self._csv.writerow(self.columns)
+    def __enter__(self) -> TableWriter:
+        try:
+            self._tmp = self._stack.enter_context(atomic_path(self.path))
+            if self.format == "xlsx":
+                from openpyxl import Workbook
+
+                self._book = Workbook(write_only=True)
+                self._sheet = self._book.create_sheet("triage")
+                self._sheet.append(self.columns)
+            else:
+                encoding = "utf-8-sig" if self.format == "csv" else "utf-8"
+                self._handle = open(self._tmp, "w", encoding=encoding, newline="")
+                self._stack.callback(self._handle.close)
+                if self.format == "csv":
+                    self._csv = csv.writer(self._handle)
+                    self._csv.writerow(self.columns)
+        except BaseException as exc:
+            self._stack.__exit__(type(exc), exc, exc.__traceback__)
+            if isinstance(exc, OSError):
+                raise self._cannot_write(exc) from None
+            raise
         return self
 
     def write(self, row: dict[str, Any]) -> None:
-        values = [row.get(c, "") for c in self.columns]
-        if self.format == "csv":
-            self._csv.writerow(["" if v is None else v for v in values])
-        elif self.format == "jsonl":
-            self._handle.write(json.dumps(dict(zip(self.columns, values, strict=True)), ensure_ascii=False) + "\n")
-        else:
-            self._sheet.append([_excel_cell(self._sheet, v) for v in values])
+        """Write one row given as a mapping of column to value (missing columns are empty)."""
+        self.write_values([row.get(c, "") for c in self.columns])
+
+    def write_values(self, values: Sequence[Any]) -> None:
+        """Write one row given as values in the order of ``columns``."""
+        try:
+            if self.format == "csv":
+                self._csv.writerow(values)  # None is written as an empty field
+            elif self.format == "jsonl":
+                self._handle.write(json.dumps(dict(zip(self.columns, values, strict=True)), ensure_ascii=False) + "\n")
+            else:
+                if self.rows + 2 > EXCEL_MAX_ROWS:
+                    raise InputError(f"more than {EXCEL_MAX_ROWS - 1:,} rows do not fit in .xlsx; write .csv or .jsonl",
+                                     path=self.path)
+                self._sheet.append([_excel_cell(self._sheet, v) for v in values])
+        except OSError as exc:
+            raise self._cannot_write(exc) from None
+        self.rows += 1
+
+    def _discard_workbook(self) -> None:
+        """Drop a half-written workbook and the temporary file openpyxl streams rows to."""
+        sheet = getattr(self, "_sheet", None)
+        if sheet is None:
+            return
+        with contextlib.suppress(Exception):
+            sheet.close()
+        if getattr(sheet, "_writer", None) is not None:
+            with contextlib.suppress(Exception):
+                sheet._writer.cleanup()
 
     def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> bool | None:
-        if exc_type is None and self.format == "xlsx":
-            self._book.save(self._tmp)
-        return self._stack.__exit__(exc_type, exc, tb)
+        if exc_type is not None:
+            self._discard_workbook()
+        else:
+            try:
+                if self.format == "xlsx":
+                    self._book.save(self._tmp)
+                else:
+                    self._handle.close()  # flushes: a full disk shows here
+            except BaseException as err:
+                self._discard_workbook()
+                self._stack.__exit__(type(err), err, err.__traceback__)
+                if isinstance(err, OSError):
+                    raise self._cannot_write(err) from None
+                raise
+        try:
+            return self._stack.__exit__(exc_type, exc, tb)
+        except OSError as err:
+            if exc_type is not None:
+                raise
+            raise self._cannot_write(err) from None
 
 
 def _excel_cell(sheet: Any, value: Any) -> Any:
     """A cell value for openpyxl: text that starts with '=' stays text, never a formula;
-    characters Excel cannot store (C0 controls) are dropped."""
+    characters Excel cannot store (C0 controls) are dropped; text is cut at Excel's
+    32,767-character cell limit."""
     if not isinstance(value, str):
         return value
     from openpyxl.cell import WriteOnlyCell
     from openpyxl.cell.cell import ILLEGAL_CHARACTERS_RE
 
-    value = ILLEGAL_CHARACTERS_RE.sub("", value)
+    value = ILLEGAL_CHARACTERS_RE.sub("", value)[:EXCEL_CELL_LIMIT]
     if value.startswith("="):
         cell = WriteOnlyCell(sheet, value=value)
         cell.data_type = "s"

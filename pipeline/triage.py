@@ -2,8 +2,9 @@
 
 The work is split into batches of rows; with ``workers > 1`` each batch runs the whole
 pipeline (normalise, segment, predict, explain) in a worker process and only results come
-back: shipping token lists between processes would cost more than segmenting. At most a
-few batches are in flight, so memory stays flat however large the input is.
+back: shipping token lists between processes would cost more than segmenting. At most
+``IN_FLIGHT_PER_WORKER`` batches per worker are in flight, so memory stays flat however
+large the input is.
 
 Rows that cannot be classified get a status and a reason instead of labels:
 
@@ -14,45 +15,63 @@ Rows that cannot be classified get a status and a reason instead of labels:
 ``not_chinese``           no Chinese characters (e.g. English only)
 ``too_short``             fewer than 4 Chinese characters; classified, flagged
 ``too_long_truncated``    over 2,000 characters; classified on the first 2,000
+``error``                 the model failed on this text; the reason is given
 ========================  ==================================================
+
+Call :func:`triage_file`; it returns a :class:`TriageSummary` and never prints.
 """
 
 from __future__ import annotations
 
+import contextlib
+import gc
+import hashlib
+import math
 import multiprocessing
 import os
+import signal
+import sqlite3
+import sys
 import time
 from collections import Counter, deque
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from concurrent.futures import Future, ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass, field
+from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
-from .errors import InputError
-from .features import Prepared
+from .errors import ClueTriageError, InputError
+from .features import prepare_one
 from .fsutil import sha256_file
-from .io import ClueFile, Row, TableWriter, open_clue_file
+from .io import EXCEL_MAX_ROWS, ClueFile, Row, TableWriter, open_clue_file, output_format
 from .labels import display_name
 from .model import TwoHeadModel
-from .normalize import han_count, normalize
+from .normalize import fold, han_count, normalize, to_simplified
 from .paths import Home
 from .registry import LoadedModel, Registry
 from .routing import Routing, load_routing
-from .segment import current_segmenter, segment, set_segmenter
+from .segment import current_segmenter, set_segmenter
 from .store import clue_key, connect, now, transaction, unit_key
 
 MAX_CHARS = 2000
 MIN_HAN = 4
 BATCH_SIZE = 500
+STORE_EVERY = 5000  # rows per store transaction
+IN_FLIGHT_PER_WORKER = 2
 KEY_TERMS = 3
 FURTHER_REVIEW_BELOW = 0.90
+CLASSIFIED = ("ok", "too_short", "too_long_truncated")
+#: fork shares the loaded model and dictionary with the workers for free; safe on Linux only
+START_METHOD = "fork" if sys.platform.startswith("linux") else "spawn"
 ADDED_COLUMNS = (
     "id", "attention", "attention_name", "attention_confidence", "area", "area_name", "area_confidence",
     "needs_review", "key_terms", "handover", "model_version", "status", "status_detail",
 )
 
 
-@dataclass
+@dataclass(slots=True)
 class Result:
     """What the classifier says about one row."""
 
@@ -65,41 +84,62 @@ class Result:
     margin: float | None = None
     needs_review: bool = False
     terms: list[str] = field(default_factory=list)
+    key: str | None = None  # the store's clue key, for classified rows when the unit is given
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        # as a plain tuple: ten times cheaper to send back from a worker than the default
+        return (Result, (self.status, self.detail, self.attention, self.attention_conf, self.area, self.area_conf,
+                         self.margin, self.needs_review, self.terms, self.key))
 
 
 # -- per batch (runs in workers) ------------------------------------------------------
 
-_worker_model: TwoHeadModel | None = None
+
+#: (status, detail, text the model sees, whole normalised text)
+#: status, reason, normalised text to classify, whole normalised text, the user's folded text
+Screened = tuple[str, str, str, str, str]
 
 
-def _screen(text: str) -> tuple[str, str, str]:
-    """(status, detail, text to classify) for one raw text."""
-    norm = normalize(text)
+def _screen(text: str) -> Screened:
+    """Status, reason and the text to classify, for one raw text."""
+    folded = fold(text)
+    norm = to_simplified(folded)
     if not norm:
-        return "empty", "no text in the text column", ""
+        return "empty", "no text in the text column", "", norm, folded
     if not any(ch.isalpha() for ch in norm):
-        return "no_text", "only punctuation, symbols or digits", ""
+        return "no_text", "only punctuation, symbols or digits", "", norm, folded
     han = han_count(norm)
     if han == 0:
-        return "not_chinese", "no Chinese characters; not classified", ""
+        return "not_chinese", "no Chinese characters; not classified", "", norm, folded
     if len(norm) > MAX_CHARS:
-        return "too_long_truncated", f"{len(norm):,} characters; classified on the first {MAX_CHARS:,}", norm[:MAX_CHARS]
+        return ("too_long_truncated", f"{len(norm):,} characters; classified on the first {MAX_CHARS:,}",
+                norm[:MAX_CHARS], norm, folded[:MAX_CHARS])
     if han < MIN_HAN:
-        return "too_short", f"only {han} Chinese character(s); check the label", norm
-    return "ok", "", norm
+        return "too_short", f"only {han} Chinese character(s); check the label", norm, norm, folded
+    return "ok", "", norm, norm, folded
 
 
-def classify_texts(model: TwoHeadModel, texts: Sequence[str]) -> list[Result]:
-    """Screen, classify and explain a batch of raw texts (no I/O; the unit of parallel work)."""
-    screened = [_screen(t) for t in texts]
-    todo = [i for i, (status, _, _) in enumerate(screened) if status in ("ok", "too_short", "too_long_truncated")]
-    docs = [Prepared(screened[i][2], tuple(segment(screened[i][2]))) for i in todo]
-    results = [Result(status, detail) for status, detail, _ in screened]
-    if not docs:
-        return results
+@lru_cache(maxsize=4096)
+def _normalized_unit(unit: str) -> str:
+    return normalize(unit)
+
+
+def _clue_key(unit: str, normalized_text: str) -> str:
+    """:func:`store.clue_key` of a clue whose text screening has already normalised.
+
+    Same formula (``tests/test_triage.py`` checks the keys against ``store.clue_key``),
+    without normalising a long text a second time.
+    """
+    return hashlib.sha256(f"{_normalized_unit(unit)}\n{normalized_text}".encode()).hexdigest()[:20]
+
+
+def _classify(model: TwoHeadModel, todo: list[int], screened: list[Screened],
+              texts: Sequence[str], results: list[Result]) -> None:
+    docs = [prepare_one(screened[i][2], screened[i][4]) for i in todo]
     predicted = model.predict(docs, explain=KEY_TERMS, originals=[texts[i] for i in todo])
     att, area = predicted["attention"], predicted["area"]
     thresholds = model.review_thresholds
+    att_min, area_min = thresholds.get("attention", 1.0), thresholds.get("area", 1.0)
     for j, i in enumerate(todo):
         r = results[i]
         r.attention, r.attention_conf = att.labels[j], float(att.confidence[j])
@@ -108,26 +148,183 @@ def classify_texts(model: TwoHeadModel, texts: Sequence[str]) -> list[Result]:
         r.terms = list(dict.fromkeys([*att.terms[j], *area.terms[j]]))
         r.needs_review = (
             r.status != "ok"
-            or r.attention_conf < thresholds.get("attention", 1.0)
-            or r.area_conf < thresholds.get("area", 1.0)
+            or r.attention_conf < att_min
+            or r.area_conf < area_min
             or (r.attention == "further" and r.attention_conf < FURTHER_REVIEW_BELOW)
         )
+
+
+def classify_texts(model: TwoHeadModel, texts: Sequence[str], units: Sequence[str] | None = None) -> list[Result]:
+    """Screen, classify and explain a batch of raw texts (no I/O; the unit of parallel work).
+
+    If the model fails on the batch, its texts are retried one by one, and a text it still
+    fails on gets the status ``error`` with the reason: one odd text never sinks a run.
+    With ``units``, classified rows also get their store key (:func:`store.clue_key`),
+    computed here so that the normalisation runs in the workers.
+    """
+    screened = [_screen(t) for t in texts]
+    results = [Result(s[0], s[1]) for s in screened]
+    todo = [i for i, s in enumerate(screened) if s[0] in CLASSIFIED]
+    if not todo:
+        return results
+    try:
+        _classify(model, todo, screened, texts, results)
+    except Exception:
+        for i in todo:
+            try:
+                _classify(model, [i], screened, texts, results)
+            except Exception as exc:
+                results[i] = Result("error", f"could not be classified ({exc.__class__.__name__}: {exc})",
+                                    needs_review=True)
+    if units is not None:
+        for i in todo:
+            if results[i].attention:
+                results[i].key = _clue_key(units[i], screened[i][3])
     return results
+
+
+_worker_model: TwoHeadModel | None = None
 
 
 def _init_worker(model: TwoHeadModel | None, segmenter: str) -> None:
     global _worker_model
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle
     if model is not None:
         _worker_model = model
     set_segmenter(segmenter)
 
 
-def _work(texts: list[str]) -> list[Result]:
+#: one batch of work: raw texts, and their units when store keys are wanted
+Work = tuple[list[str], list[str] | None]
+
+
+def _work(texts: list[str], units: list[str] | None) -> list[Result]:
     assert _worker_model is not None
-    return classify_texts(_worker_model, texts)
+    return classify_texts(_worker_model, texts, units)
+
+
+def _ready() -> int:
+    return os.getpid()
+
+
+def available_cpus() -> int:
+    """CPUs this process may use: its CPU affinity, capped by a cgroup CPU quota."""
+    try:
+        cpus = len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        cpus = os.cpu_count() or 1
+    quota = None
+    with contextlib.suppress(OSError, ValueError):
+        limit, period = Path("/sys/fs/cgroup/cpu.max").read_text().split()[:2]
+        if limit != "max":
+            quota = int(limit) / int(period)
+    if quota is None:
+        with contextlib.suppress(OSError, ValueError):
+            limit = Path("/sys/fs/cgroup/cpu/cpu.cfs_quota_us").read_text().strip()
+            period = Path("/sys/fs/cgroup/cpu/cpu.cfs_period_us").read_text().strip()
+            if int(limit) > 0:
+                quota = int(limit) / int(period)
+    if quota:
+        cpus = min(cpus, math.ceil(quota))
+    return max(1, cpus)
+
+
+class Classifier:
+    """Classify batches of texts in order, in this process or in worker processes.
+
+    Use as a context manager: with ``workers > 1`` the workers are started on entry
+    (forked, so they share the loaded model and dictionary), before the caller starts any
+    thread of its own (such as a progress bar).
+    """
+
+    def __init__(self, model: TwoHeadModel, workers: int = 1) -> None:
+        self.model = model
+        self.workers = max(1, workers)
+        self._pool: ProcessPoolExecutor | None = None
+        self._frozen = False
+
+    def __enter__(self) -> Classifier:
+        global _worker_model
+        set_segmenter(current_segmenter())  # load the dictionary once, before forking
+        if self.workers > 1:
+            method = START_METHOD
+            _worker_model = self.model  # inherited by forked workers; pickled for spawn
+            gc.collect()
+            gc.freeze()  # the collector then never writes to inherited objects: their pages stay shared
+            self._frozen = True
+            try:
+                self._pool = ProcessPoolExecutor(
+                    self.workers,
+                    mp_context=multiprocessing.get_context(method),
+                    initializer=_init_worker,
+                    initargs=(None if method == "fork" else self.model, current_segmenter()),
+                )
+                self._result(self._pool.submit(_ready))  # with fork, every worker starts now
+            except BaseException:
+                self.__exit__()
+                raise
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        global _worker_model
+        if self._pool is not None:
+            self._pool.shutdown(wait=True, cancel_futures=True)
+            self._pool = None
+        if self._frozen:
+            gc.unfreeze()
+            self._frozen = False
+        _worker_model = None
+
+    @staticmethod
+    def _result(future: Future[Any]) -> Any:
+        try:
+            return future.result()
+        except BrokenProcessPool:
+            raise ClueTriageError(
+                "a worker process died (out of memory or killed?); try again with fewer --workers"
+            ) from None
+
+    def map(self, batches: Iterable[Work]) -> Iterator[list[Result]]:
+        """Results of each batch of (texts, units), in the order of the batches."""
+        if self._pool is None:
+            for texts, units in batches:
+                yield classify_texts(self.model, texts, units)
+            return
+        window: deque[Future[list[Result]]] = deque()
+        limit = IN_FLIGHT_PER_WORKER * self.workers
+        try:
+            for texts, units in batches:
+                window.append(self._pool.submit(_work, texts, units))
+                if len(window) >= limit:
+                    yield self._result(window.popleft())
+            while window:
+                yield self._result(window.popleft())
+        finally:
+            for pending in window:
+                pending.cancel()
+
+
+def classify_batches(model: TwoHeadModel, batches: Iterable[list[str]], workers: int = 1) -> Iterator[list[Result]]:
+    """Results of each batch of texts, in order (see :class:`Classifier`)."""
+    with Classifier(model, workers) as classifier:
+        yield from classifier.map((texts, None) for texts in batches)
 
 
 # -- the run --------------------------------------------------------------------------
+
+
+@dataclass
+class TriageStart:
+    """What a run is about to do: given to ``on_start`` once the input has been checked."""
+
+    run_id: int
+    input: Path
+    output: Path
+    encoding: str | None
+    rows: int | None  # exact for CSV and JSONL, an estimate for Excel, None if unknown
+    model_version: str
+    workers: int
+    warnings: list[str] = field(default_factory=list)  # e.g. the user dictionary changed since training
 
 
 @dataclass
@@ -137,6 +334,7 @@ class TriageSummary:
     output: Path
     encoding: str | None
     model_version: str
+    workers: int = 1
     rows: int = 0
     statuses: Counter[str] = field(default_factory=Counter)
     cells: Counter[tuple[str, str]] = field(default_factory=Counter)
@@ -146,6 +344,11 @@ class TriageSummary:
     @property
     def per_second(self) -> float:
         return self.rows / self.seconds if self.seconds else 0.0
+
+    @property
+    def not_ok(self) -> int:
+        """Rows whose status is not ``ok`` (not classified, or classified and flagged)."""
+        return self.rows - self.statuses.get("ok", 0)
 
 
 def default_output(path: Path) -> Path:
@@ -163,29 +366,14 @@ def _batches(rows: Iterator[Row], size: int) -> Iterator[list[Row]]:
         yield batch
 
 
-def _results_in_order(
-    model: TwoHeadModel, batches: Iterator[list[Row]], text_col: str, workers: int
-) -> Iterator[tuple[list[Row], list[Result]]]:
-    if workers <= 1:
-        for batch in batches:
-            yield batch, classify_texts(model, [r.values.get(text_col, "") for r in batch])
-        return
-    method = "fork" if "fork" in multiprocessing.get_all_start_methods() else "spawn"
-    ctx = multiprocessing.get_context(method)
-    # with fork the model is inherited from this process; with spawn it is pickled once per worker
-    global _worker_model
-    _worker_model = model
-    init_args = (None if method == "fork" else model, current_segmenter())
-    with ctx.Pool(workers, initializer=_init_worker, initargs=init_args) as pool:
-        window: deque[tuple[list[Row], Any]] = deque()
-        for batch in batches:
-            window.append((batch, pool.apply_async(_work, ([r.values.get(text_col, "") for r in batch],))))
-            if len(window) >= 2 * workers:
-                done_batch, pending = window.popleft()
-                yield done_batch, pending.get()
-        while window:
-            done_batch, pending = window.popleft()
-            yield done_batch, pending.get()
+def _check_output(cf: ClueFile, output: Path) -> None:
+    fmt = output_format(output)
+    if output.resolve() == cf.path.resolve() or (output.exists() and os.path.samefile(output, cf.path)):
+        raise InputError("output would overwrite the input; choose another -o", path=output)
+    if output.is_dir():
+        raise InputError("is a folder; give a file name for the output", path=output)
+    if fmt == "xlsx" and cf.row_count is not None and cf.row_count >= EXCEL_MAX_ROWS:
+        raise InputError(f"{cf.row_count:,} rows do not fit in .xlsx; write .csv or .jsonl", path=output)
 
 
 def triage_file(
@@ -199,110 +387,172 @@ def triage_file(
     workers: int | None = None,
     version: str | None = None,
     routing: Routing | None = None,
+    on_start: Callable[[TriageStart], None] | None = None,
     progress: Callable[[int], None] | None = None,
 ) -> TriageSummary:
     """Triage a clue file into an output file and record the run in the store.
 
-    Every input row appears exactly once in the output, in input order. The output is
-    written to a temporary file and renamed at the end; if anything fails, no output file
-    is left and the run is marked failed in the store with its predictions removed.
+    Every input row appears exactly once in the output, in input order. The input is
+    checked before the run starts; the output is written to a temporary file and renamed
+    at the end. If anything fails, no output file is left (an existing one is untouched)
+    and the run is marked failed in the store with its predictions removed.
+
+    Parameters
+    ----------
+    workers : int, optional
+        Worker processes (default: the CPUs available). Inputs of one batch run in-process.
+    on_start : callable, optional
+        Called once with a :class:`TriageStart` when the work begins (row count, encoding).
+    progress : callable, optional
+        Called with the number of rows done after each batch.
+
+    Example
+    -------
+    >>> summary = triage_file(resolve_home(), "clues.csv", "clues.triaged.xlsx")  # doctest: +SKIP
     """
     started = time.perf_counter()
     cf = open_clue_file(input_path, text_col=text_col, id_col=id_col, unit_col=unit_col)
     output = Path(output_path) if output_path else default_output(cf.path)
-    if output.resolve() == cf.path.resolve():
-        raise InputError("output would overwrite the input; choose another -o", path=output)
+    _check_output(cf, output)
     loaded: LoadedModel = Registry(home.models).load(version)
     routing = routing or load_routing()
-    workers = max(1, workers or os.cpu_count() or 1)
+    workers = max(1, workers or available_cpus())
+    if cf.row_count is not None:
+        workers = min(workers, max(1, math.ceil(cf.row_count / BATCH_SIZE)))
+    input_sha256 = sha256_file(cf.path)
     db = connect(home.db_path)
-    with transaction(db):
-        run_id = int(
-            db.execute(
-                "INSERT INTO runs (started, status, model_version, input_path, input_sha256) VALUES (?, 'running', ?, ?, ?)",
-                (now(), loaded.version, str(cf.path), sha256_file(cf.path)),
-            ).lastrowid or 0
-        )
-    summary = TriageSummary(run_id, cf.path, output, cf.encoding, loaded.version)
-    columns = list(cf.columns)
-    clashes = {c for c in ADDED_COLUMNS if c in columns and not (c == "id" and cf.id_col == "id")}
-    added = [f"triage_{c}" if c in clashes else c for c in ADDED_COLUMNS if not (c == "id" and cf.id_col == "id")]
     try:
-        with TableWriter(output, columns + added) as writer:
-            for batch, results in _results_in_order(loaded.model, _batches(cf.rows(), BATCH_SIZE), cf.text_col, workers):
-                records = [_record(cf, row, res, loaded.version, routing) for row, res in zip(batch, results, strict=True)]
-                for row, rec in zip(batch, records, strict=True):
-                    out_row = dict(row.values)
-                    out_row.update({(f"triage_{k}" if k in clashes else k): v for k, v in rec.items() if k in ADDED_COLUMNS})
-                    writer.write(out_row)
-                _store_batch(db, run_id, cf, batch, records)
-                _tally(summary, records)
-                if progress:
-                    progress(len(batch))
-        summary.seconds = time.perf_counter() - started
         with transaction(db):
-            db.execute(
-                "UPDATE runs SET status = 'complete', finished = ?, row_count = ? WHERE run_id = ?",
-                (now(), summary.rows, run_id),
+            run_id = int(
+                db.execute(
+                    "INSERT INTO runs (started, status, model_version, input_path, input_sha256) VALUES (?, 'running', ?, ?, ?)",
+                    (now(), loaded.version, str(cf.path.resolve()), input_sha256),
+                ).lastrowid or 0
             )
-    except BaseException:
-        with transaction(db):
-            db.execute("DELETE FROM predictions WHERE run_id = ?", (run_id,))
-            db.execute("UPDATE runs SET status = 'failed', finished = ? WHERE run_id = ?", (now(), run_id))
-        raise
+        summary = TriageSummary(run_id, cf.path, output, cf.encoding, loaded.version, workers)
+        try:
+            _run(db, cf, loaded, routing, summary, on_start, progress)
+            summary.seconds = time.perf_counter() - started
+            with transaction(db):
+                db.execute(
+                    "UPDATE runs SET status = 'complete', finished = ?, row_count = ? WHERE run_id = ?",
+                    (now(), summary.rows, run_id),
+                )
+        except BaseException:
+            with contextlib.suppress(sqlite3.Error), transaction(db):
+                db.execute("DELETE FROM predictions WHERE run_id = ?", (run_id,))
+                db.execute("UPDATE runs SET status = 'failed', finished = ? WHERE run_id = ?", (now(), run_id))
+            raise
     finally:
         db.close()
     return summary
 
 
-def _record(cf: ClueFile, row: Row, res: Result, version: str, routing: Routing) -> dict[str, Any]:
-    clue_id = (row.values.get(cf.id_col, "") if cf.id_col else "").strip() or str(row.number)
-    classified = bool(res.attention)
-    return {
-        "id": clue_id,
-        "attention": res.attention,
-        "attention_name": display_name(res.attention) if classified else "",
-        "attention_confidence": round(res.attention_conf, 4) if res.attention_conf is not None else "",
-        "area": res.area,
-        "area_name": display_name(res.area) if classified else "",
-        "area_confidence": round(res.area_conf, 4) if res.area_conf is not None else "",
-        "needs_review": "yes" if res.needs_review else "no",
-        "key_terms": "、".join(res.terms),
-        "handover": routing.handover(res.attention, res.area) if classified else "",
-        "model_version": version,
-        "status": res.status,
-        "status_detail": res.detail,
-        "_unit": (row.values.get(cf.unit_col, "") if cf.unit_col else "").strip(),
-        "_text": row.values.get(cf.text_col, ""),
-        "_margin": res.margin,
-        "_review": res.needs_review,
-        "_attention_conf": res.attention_conf,
-        "_area_conf": res.area_conf,
-    }
+def _run(
+    db: sqlite3.Connection,
+    cf: ClueFile,
+    loaded: LoadedModel,
+    routing: Routing,
+    summary: TriageSummary,
+    on_start: Callable[[TriageStart], None] | None,
+    progress: Callable[[int], None] | None,
+) -> None:
+    columns = list(cf.columns)
+    own_id = cf.id_col == "id"  # the input's id column is the output's: filled, not repeated
+    added = [f"triage_{c}" if c in columns else c for c in ADDED_COLUMNS if not (c == "id" and own_id)]
+    id_at = columns.index("id") if own_id else None
+    pending: deque[list[Row]] = deque()
+    store = _StoreWriter(db, summary.run_id)
+    text_col, unit_col = cf.text_col, cf.unit_col
+
+    def work() -> Iterator[Work]:
+        for batch in _batches(cf.rows(), BATCH_SIZE):
+            pending.append(batch)
+            texts = [r.values[text_col] for r in batch]
+            yield texts, ([r.values[unit_col].strip() for r in batch] if unit_col else [""] * len(batch))
+
+    # workers are forked first: they inherit no open output file and no caller's thread
+    with Classifier(loaded.model, summary.workers) as classifier, TableWriter(summary.output, columns + added) as writer:
+        if on_start:
+            on_start(TriageStart(summary.run_id, cf.path, summary.output, cf.encoding, cf.row_count,
+                                 loaded.version, summary.workers, loaded.warnings))
+        for results in classifier.map(work()):
+            batch = pending.popleft()
+            for row, res in zip(batch, results, strict=True):
+                fields = _fields(cf, row, res, loaded.version, routing)
+                values = [row.values[c] for c in columns]
+                if id_at is not None:
+                    values[id_at] = fields[0]
+                    writer.write_values(values + fields[1:])
+                else:
+                    writer.write_values(values + fields)
+                store.add(cf, row, res, fields)
+                _tally(summary, res)
+            store.flush(force=False)
+            if progress:
+                progress(len(batch))
+        store.flush(force=True)
 
 
-def _store_batch(db: Any, run_id: int, cf: ClueFile, batch: list[Row], records: list[dict[str, Any]]) -> None:
-    with transaction(db):
-        clue_rows, pred_rows = [], []
-        for row, rec in zip(batch, records, strict=True):
-            key = None
-            if rec["attention"]:
-                key = clue_key(rec["_unit"], rec["_text"])
-                clue_rows.append((key, rec["id"], rec["_unit"], unit_key(rec["_unit"]), rec["_text"], run_id))
-            pred_rows.append(
-                (run_id, row.number, key, rec["id"], rec["status"], rec["attention"] or None, rec["_attention_conf"],
-                 rec["area"] or None, rec["_area_conf"], rec["_margin"], int(rec["_review"]), rec["key_terms"],
-                 rec["handover"], rec["model_version"])
-            )
-        db.executemany("INSERT OR IGNORE INTO clues VALUES (?, ?, ?, ?, ?, ?)", clue_rows)
-        db.executemany("INSERT INTO predictions VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", pred_rows)
+def _fields(cf: ClueFile, row: Row, res: Result, version: str, routing: Routing) -> list[Any]:
+    """The values of ``ADDED_COLUMNS`` for one row."""
+    clue_id = (row.values[cf.id_col].strip() if cf.id_col else "") or str(row.number)
+    if not res.attention:
+        return [clue_id, "", "", "", "", "", "", "yes" if res.needs_review else "no", "", "", version,
+                res.status, res.detail]
+    return [
+        clue_id,
+        res.attention,
+        display_name(res.attention),
+        round(res.attention_conf, 4) if res.attention_conf is not None else "",
+        res.area,
+        display_name(res.area),
+        round(res.area_conf, 4) if res.area_conf is not None else "",
+        "yes" if res.needs_review else "no",
+        "、".join(res.terms),
+        routing.handover(res.attention, res.area),
+        version,
+        res.status,
+        res.detail,
+    ]
 
 
-def _tally(summary: TriageSummary, records: list[dict[str, Any]]) -> None:
-    for rec in records:
-        summary.rows += 1
-        summary.statuses[rec["status"]] += 1
-        if rec["attention"]:
-            summary.cells[(rec["attention"], rec["area"])] += 1
-        if rec["_review"]:
-            summary.needs_review += 1
+class _StoreWriter:
+    """Predictions and clues of a run, written in a few large transactions (every
+    ``STORE_EVERY`` rows): one commit per small batch would spend the run waiting on disk."""
+
+    def __init__(self, db: sqlite3.Connection, run_id: int) -> None:
+        self.db, self.run_id = db, run_id
+        self.clues: list[tuple[Any, ...]] = []
+        self.predictions: list[tuple[Any, ...]] = []
+        self._unit_key = lru_cache(maxsize=4096)(unit_key)
+
+    def add(self, cf: ClueFile, row: Row, res: Result, fields: list[Any]) -> None:
+        clue_id, key = fields[0], None
+        if res.attention:
+            unit = row.values[cf.unit_col].strip() if cf.unit_col else ""
+            key = res.key or clue_key(unit, row.values[cf.text_col])
+            self.clues.append((key, clue_id, unit, self._unit_key(unit), row.values[cf.text_col], self.run_id))
+        self.predictions.append(
+            (self.run_id, row.number, key, clue_id, res.status, res.attention or None, res.attention_conf,
+             res.area or None, res.area_conf, res.margin, int(res.needs_review), fields[8], fields[9], fields[10])
+        )
+
+    def flush(self, force: bool) -> None:
+        if not self.predictions or (not force and len(self.predictions) < STORE_EVERY):
+            return
+        with transaction(self.db):
+            self.db.executemany("INSERT OR IGNORE INTO clues VALUES (?, ?, ?, ?, ?, ?)", self.clues)
+            self.db.executemany("INSERT INTO predictions VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                                self.predictions)
+        self.clues.clear()
+        self.predictions.clear()
+
+
+def _tally(summary: TriageSummary, res: Result) -> None:
+    summary.rows += 1
+    summary.statuses[res.status] += 1
+    if res.attention:
+        summary.cells[(res.attention, res.area)] += 1
+    if res.needs_review:
+        summary.needs_review += 1
