@@ -13,61 +13,79 @@ given word had weight in training, so model files are as confidential as the clu
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Sequence
 from typing import NamedTuple
 
 from sklearn.base import BaseEstimator, TransformerMixin
 from sklearn.utils import murmurhash3_32
 
-from .normalize import normalize
-from .segment import CLASS_TOKENS, mask, segment
+from .normalize import fold, to_simplified
+from .segment import CLASS_TOKENS, mask, segment_masked
 
-FEATURE_KINDS = ("word", "char", "word+char", "char2", "word+char2")
+FEATURE_KINDS = ("word", "char", "word+char", "char2", "word+char2", "word+bigram")
 N_FEATURES = 2**18
 _PLACEHOLDER_CHARS = {name: chr(0xE000 + i) for i, name in enumerate(CLASS_TOKENS)}
 CHAR_CLASS_TOKENS = {ch: CLASS_TOKENS[name] for name, ch in _PLACEHOLDER_CHARS.items()}
 
 
 class Prepared(NamedTuple):
-    """A clue as the model sees it: normalised text and its tokens."""
+    """A clue as the model sees it: normalised text, its tokens, and its masked form."""
 
     text: str
     tokens: tuple[str, ...]
+    masked: str = ""
+    folded: str = ""  # the user's characters, width-folded (see normalize.fold); "" if unknown
+
+
+def prepare_one(normalized: str, folded: str = "") -> Prepared:
+    """Mask and segment one normalised text (masking once serves words and characters)."""
+    masked = mask(normalized)
+    return Prepared(normalized, tuple(segment_masked(masked)), masked, folded)
 
 
 def prepare(texts: Iterable[str], normalized: bool = False) -> list[Prepared]:
     """Normalise (unless already done) and segment each text once."""
     out = []
     for text in texts:
-        norm = text if normalized else normalize(text)
-        out.append(Prepared(norm, tuple(segment(norm))))
+        if normalized:
+            out.append(prepare_one(text))
+        else:
+            folded = fold(text)
+            out.append(prepare_one(to_simplified(folded), folded))
     return out
 
 
-def _char_source(text: str) -> str:
-    masked = mask(text)
-    for name, ch in _PLACEHOLDER_CHARS.items():
-        masked = masked.replace(f" {name} ", ch)
+_PLACEHOLDER_RE = re.compile(" (" + "|".join(CLASS_TOKENS) + ") ")
+
+
+def _char_source(doc: Prepared) -> str:
+    """The masked text with each placeholder as one private-use character, spaces removed."""
+    masked = doc.masked or mask(doc.text)
+    if "MASK" in masked:
+        masked = _PLACEHOLDER_RE.sub(lambda m: _PLACEHOLDER_CHARS[m.group(1)], masked)
     return "".join(masked.split())
 
 
 def extract(doc: Prepared, kind: str) -> list[str]:
-    """Feature strings of one document: ``w:`` word n-grams, ``c:`` character n-grams."""
+    """Feature strings of one document: ``w:``-prefixed word n-grams, bare character n-grams."""
     feats: list[str] = []
     if kind.startswith("word"):
-        toks = doc.tokens
-        feats.extend("w:" + t for t in toks)
-        feats.extend(f"w:{a} {b}" for a, b in zip(toks, toks[1:], strict=False))
+        feats.extend(_word_features(doc.tokens))
     if kind != "word":
-        chars = _char_source(doc.text)
-        for n in (1, 2) if kind.endswith("char2") else (1, 2, 3):
-            feats.extend("c:" + chars[i : i + n] for i in range(len(chars) - n + 1))
+        # character n-grams go unprefixed (cheaper); word features all start with "w:"
+        chars = _char_source(doc)
+        for n in (2,) if kind.endswith("bigram") else (1, 2) if kind.endswith("char2") else (1, 2, 3):
+            feats.extend([chars[i : i + n] for i in range(len(chars) - n + 1)])
     return feats
 
 
 def feature_index(feature: str, n_features: int = N_FEATURES) -> int:
     """Column of ``feature`` in a :class:`FeatureHasher` output (same hash, seed 0)."""
-    return abs(murmurhash3_32(feature, seed=0)) % n_features
+    h = murmurhash3_32(feature, seed=0)
+    if h == -(2**31):  # FeatureHasher's definition of abs(-2**31) % n
+        return (2**31 - 1 - (n_features - 1)) % n_features
+    return abs(h) % n_features
 
 
 class ClueFeatures(TransformerMixin, BaseEstimator):
@@ -75,9 +93,9 @@ class ClueFeatures(TransformerMixin, BaseEstimator):
 
     Parameters
     ----------
-    kind : {"word", "char", "word+char", "char2", "word+char2"}
-        Word 1–2-grams over jieba tokens, character 1–3-grams (``char2``: 1–2-grams) over the
-        masked text, or both.
+    kind : {"word", "char", "word+char", "char2", "word+char2", "word+bigram"}
+        Word 1–2-grams over jieba tokens, character 1–3-grams (``char2``: 1–2-grams;
+        ``bigram``: 2-grams only) over the masked text, or both.
     """
 
     def __init__(self, kind: str = "word") -> None:
@@ -93,27 +111,47 @@ class ClueFeatures(TransformerMixin, BaseEstimator):
         return [extract(doc, self.kind) for doc in docs]
 
 
-def display_feature(feature: str, normalized: str, original: str) -> str:
+def _word_features(tokens: Sequence[str]) -> list[str]:
+    return ["w:" + t for t in tokens] + [f"w:{a} {b}" for a, b in zip(tokens, tokens[1:], strict=False)]
+
+
+def word_columns(docs: Sequence[Prepared], n_features: int = N_FEATURES) -> list[dict[int, str]]:
+    """Per document, ``{column: word feature}``, hashing each distinct word feature of the
+    batch once (the same hash as the model's hasher)."""
+    per_doc = [_word_features(doc.tokens) for doc in docs]
+    column_of = {f: feature_index(f, n_features) for f in {f for feats in per_doc for f in feats}}
+    maps = []
+    for feats in per_doc:
+        names: dict[int, str] = {}
+        for f in feats:
+            names.setdefault(column_of[f], f)
+        maps.append(names)
+    return maps
+
+
+class ScriptMap:
+    """Finds a Simplified term in the user's own (width-folded) text, to show it as written."""
+
+    def __init__(self, normalized: str, folded: str) -> None:
+        self.normalized, self.folded = normalized, folded
+        self.aligned = len(normalized) == len(folded)  # OpenCC t2s is character for character here
+
+    def original_form(self, term: str) -> str | None:
+        if self.normalized == self.folded:
+            return term
+        if not self.aligned:
+            return None
+        at = self.normalized.find(term)
+        return self.folded[at : at + len(term)] if at >= 0 else None
+
+
+def display_feature(feature: str, script: ScriptMap) -> str:
     """A feature as the user wrote it: class tokens kept, words in the clue's own script."""
-    body = feature[2:]
-    if feature.startswith("c:"):
-        body = "".join(CHAR_CLASS_TOKENS.get(ch, ch) for ch in body)
-    if body in CLASS_TOKENS.values() or any(tok in body for tok in CLASS_TOKENS.values()):
+    if feature.startswith("w:"):
+        body = feature[2:]
+    else:
+        body = "".join(CHAR_CLASS_TOKENS.get(ch, ch) for ch in feature)
+    if any(tok in body for tok in CLASS_TOKENS.values()):
         return body.replace(" ", "")
     joined = body.replace(" ", "")
-    return _in_original_script(joined, normalized, original) or joined
-
-
-def _in_original_script(term: str, normalized: str, original: str) -> str | None:
-    if normalized == original:
-        return term
-    from unicodedata import normalize as unicode_normalize
-
-    from .normalize import to_simplified
-
-    folded = unicode_normalize("NFKC", original)
-    simplified = to_simplified(folded)
-    if len(simplified) != len(folded):
-        return None
-    at = simplified.find(term)
-    return folded[at : at + len(term)] if at >= 0 else None
+    return script.original_form(joined) or joined

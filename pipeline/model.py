@@ -9,7 +9,7 @@ configuration below was chosen.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 
 import numpy as np
@@ -22,8 +22,16 @@ from sklearn.model_selection import StratifiedKFold
 from sklearn.pipeline import Pipeline
 from sklearn.svm import LinearSVC
 
-from .features import N_FEATURES, ClueFeatures, Prepared, display_feature, feature_index
+from .features import (
+    N_FEATURES,
+    ClueFeatures,
+    Prepared,
+    ScriptMap,
+    display_feature,
+    word_columns,
+)
 from .labels import HEADS
+from .normalize import fold
 
 CLASSIFIERS = ("logreg", "linsvc")
 
@@ -99,6 +107,21 @@ def decide(classes: Sequence[str], proba: np.ndarray, further_threshold: float |
     return chosen
 
 
+def _ranked(values: np.ndarray, first: int) -> Iterator[int]:
+    """Indices by decreasing value (ties by position): the ``first`` best without sorting
+    everything, then the rest only if the caller asks for more."""
+    if len(values) <= first:
+        yield from np.argsort(-values, kind="stable").tolist()
+        return
+    part = np.argpartition(-values, first)[:first]
+    best = part[np.lexsort((part, -values[part]))]
+    yield from best.tolist()
+    rest = np.ones(len(values), dtype=bool)
+    rest[best] = False
+    remaining = np.flatnonzero(rest)
+    yield from remaining[np.argsort(-values[remaining], kind="stable")].tolist()
+
+
 class TwoHeadModel:
     """Attention and area classifiers trained and applied together.
 
@@ -170,7 +193,15 @@ class TwoHeadModel:
                 head: HeadResult(tuple(HEADS[head]), np.zeros((0, len(HEADS[head]))), [], np.zeros(0), np.zeros(0))
                 for head in HEADS
             }
-        matrices, features = self._matrices(docs)
+        matrices, _ = self._matrices(docs)
+        word_maps: list[dict[int, str]] | None = None
+        scripts: list[ScriptMap] = []
+        if explain:
+            word_maps = word_columns(docs)
+            scripts = [
+                ScriptMap(d.text, d.folded or (fold(originals[i]) if originals is not None else d.text))
+                for i, d in enumerate(docs)
+            ]
         results = {}
         for head, pipe in self.heads_.items():
             clf = pipe.named_steps["clf"]
@@ -185,11 +216,8 @@ class TwoHeadModel:
                 confidence=proba[np.arange(len(chosen)), chosen],
                 margin=ordered[:, -1] - ordered[:, -2],
             )
-            if explain:
-                kind = pipe.named_steps["features"].kind
-                result.terms = self._explain(
-                    head, matrices[head], chosen, features[kind], docs, originals, explain
-                )
+            if word_maps is not None:
+                result.terms = self._explain(head, matrices[head], chosen, word_maps, scripts, explain)
             results[head] = result
         return results
 
@@ -204,34 +232,33 @@ class TwoHeadModel:
         head: str,
         matrix: sparse.csr_matrix,
         chosen: np.ndarray,
-        features: list[list[str]],
-        docs: Sequence[Prepared],
-        originals: Sequence[str] | None,
+        word_maps: list[dict[int, str]],
+        scripts: list[ScriptMap],
         top: int,
     ) -> list[list[str]]:
+        """Per clue, the word features that pushed it most towards its chosen class
+        (coefficient × TF-IDF value), as the user wrote them. Character n-grams count in the
+        prediction but are not shown: fragments of words mislead more than they explain."""
         coef = self.coefficients(head)
+        matrix.sort_indices()
+        indptr, indices, data = matrix.indptr, matrix.indices, matrix.data
         out: list[list[str]] = []
         for i in range(matrix.shape[0]):
-            row = matrix.getrow(i)
-            if row.nnz == 0:
-                out.append([])
-                continue
-            contrib = row.data * coef[chosen[i], row.indices]
-            by_column = dict(zip(row.indices.tolist(), contrib.tolist(), strict=True))
-            names: dict[int, str] = {}
-            for feat in features[i]:
-                if feat.startswith("w:"):  # character fragments contribute but are not shown
-                    names.setdefault(feature_index(feat), feat)
-            ranked = sorted(((v, c) for c, v in by_column.items() if v > 0), reverse=True)
+            names = word_maps[i]
             terms: list[str] = []
-            original = originals[i] if originals is not None else docs[i].text
-            for _, column in ranked:
-                if column not in names:
-                    continue
-                shown = display_feature(names[column], docs[i].text, original)
-                if shown and shown not in terms:
-                    terms.append(shown)
-                if len(terms) == top:
-                    break
+            if names:
+                row_cols = indices[indptr[i] : indptr[i + 1]]
+                columns = np.fromiter(names, dtype=np.int64, count=len(names))
+                at = np.minimum(np.searchsorted(row_cols, columns), len(row_cols) - 1)
+                present = row_cols[at] == columns
+                values = np.where(present, data[indptr[i] + at], 0.0) * coef[chosen[i], columns]
+                for j in _ranked(values, 4 * top):
+                    if values[j] <= 0:
+                        break
+                    shown = display_feature(names[int(columns[j])], scripts[i])
+                    if shown and shown not in terms:
+                        terms.append(shown)
+                        if len(terms) == top:
+                            break
             out.append(terms)
         return out

@@ -31,10 +31,15 @@ def normalize(text: str) -> str:
     half-width forms; invisible and control characters are dropped; any run of whitespace
     becomes one space; Traditional characters become Simplified.
     """
+    return _T2S.convert(fold(text))
+
+
+def fold(text: str) -> str:
+    """Everything :func:`normalize` does except Traditional → Simplified: the user's own
+    characters, width-folded and cleaned (explanations are shown in this form)."""
     text = unicodedata.normalize("NFKC", text)
     text = _INVISIBLE.sub("", text)
-    text = _SPACE.sub(" ", text).strip()
-    return _T2S.convert(text)
+    return _SPACE.sub(" ", text).strip()
 
 
 def han_count(text: str) -> int:

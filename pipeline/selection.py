@@ -31,13 +31,14 @@ class Candidate:
 
 
 def candidates(C_logreg: float = 10.0, C_svc: float = 0.5) -> list[HeadConfig]:
-    """Word 1–2-grams, character 1–3-grams and their union (and the cheaper character
-    1–2-gram variants), each with LR and a linear SVM; then the SVM's C around its default."""
+    """Word 1–2-grams, character 1–3-grams and their union, and cheaper character variants
+    (1–2-grams; bigrams only), each with LR and a linear SVM; then the SVM's C for the two
+    fastest unions."""
     out = []
-    for kind in ("word", "char", "word+char", "char2", "word+char2"):
+    for kind in ("word", "char", "word+char", "char2", "word+char2", "word+bigram"):
         out.append(HeadConfig(kind, "logreg", C_logreg))
         out.append(HeadConfig(kind, "linsvc", C_svc))
-    out += [HeadConfig("word+char2", "linsvc", C) for C in (0.1, 2.0, 8.0)]
+    out += [HeadConfig(kind, "linsvc", C) for kind in ("word+char2", "word+bigram") for C in (0.1, 2.0, 8.0)]
     return out
 
 

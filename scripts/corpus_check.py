@@ -67,7 +67,7 @@ def load(path: Path) -> tuple[list[dict], list[str]]:
         if obj.get("script") == "traditional":
             if simplified:
                 problems.append(f"{where}: marked traditional but has no Traditional characters")
-            changed = sum(a != b for a, b in zip(text, _S2T.convert(text)))
+            changed = sum(a != b for a, b in zip(text, _S2T.convert(text), strict=False))
             if changed > 3:
                 problems.append(f"{where}: marked traditional but {changed} characters are "
                                 f"Simplified; write it wholly in Traditional")
@@ -109,7 +109,7 @@ def near_duplicates(rows: list[dict], focus: set[str] | None, threshold: float =
     inter = (x @ x.T).tocoo()
     sizes = np.asarray(x.sum(axis=1)).ravel()
     out = []
-    for i, j, v in zip(inter.row, inter.col, inter.data):
+    for i, j, v in zip(inter.row, inter.col, inter.data, strict=True):
         if i < j:
             jac = v / (sizes[i] + sizes[j] - v)
             if jac >= threshold:

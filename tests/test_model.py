@@ -33,11 +33,12 @@ def test_round_trip_predicts_both_heads_with_confidence_and_terms(model_home):
 
 
 def test_key_terms_are_shown_in_the_script_the_user_wrote():
-    from pipeline.features import display_feature
+    from pipeline.features import ScriptMap, display_feature
 
-    assert display_feature("w:购物卡", "收受购物卡", "收受購物卡") == "購物卡"
-    assert display_feature("w:收受 购物卡", "收受购物卡", "收受購物卡") == "收受購物卡"
-    assert display_feature("w:<金额>", "2万元", "2萬元") == "<金额>"
+    script = ScriptMap("收受购物卡", "收受購物卡")  # normalised, and the user's own characters
+    assert display_feature("w:购物卡", script) == "購物卡"
+    assert display_feature("w:收受 购物卡", script) == "收受購物卡"
+    assert display_feature("w:<金额>", ScriptMap("2万元", "2萬元")) == "<金额>"
 
 
 def test_traditional_and_simplified_forms_get_the_same_prediction(model_home):
@@ -157,3 +158,4 @@ def test_a_saved_model_carries_no_text_of_what_it_predicted(model_home):
     blob = pickle.dumps(loaded.model)
     for fragment in ("秘密", "甲乙丙", "红包"):
         assert fragment.encode("utf-8") not in blob
+

@@ -121,3 +121,14 @@ def test_model_card_lists_data_scores_and_weaknesses(model_home):
     card = Registry(model_home.models).model_card("v1")
     assert "model v1 (champion)" in card
     assert "attention/further" in card and "known weaknesses" in card
+
+
+def test_a_changed_user_dictionary_is_reported_when_loading(model_home, tmp_path, monkeypatch):
+    import pipeline.registry as registry_module
+
+    assert Registry(model_home.models).load().warnings == []
+    edited = tmp_path / "userdict.txt"
+    edited.write_text("巡察 3000 n\n", encoding="utf-8")
+    monkeypatch.setattr(registry_module, "USERDICT_PATH", edited)
+    warnings = Registry(model_home.models).load().warnings
+    assert len(warnings) == 1 and "userdict.txt changed since model v1" in warnings[0]
