@@ -76,7 +76,7 @@ def extract(doc: Prepared, kind: str) -> list[str]:
         # character n-grams go unprefixed (cheaper); word features all start with "w:"
         chars = _char_source(doc)
         for n in (2,) if kind.endswith("bigram") else (1, 2) if kind.endswith("char2") else (1, 2, 3):
-            feats.extend([chars[i : i + n] for i in range(len(chars) - n + 1)])
+            feats.extend(chars if n == 1 else [chars[i : i + n] for i in range(len(chars) - n + 1)])
     return feats
 
 
@@ -116,15 +116,14 @@ def _word_features(tokens: Sequence[str]) -> list[str]:
 
 
 def word_columns(docs: Sequence[Prepared], n_features: int = N_FEATURES) -> list[dict[int, str]]:
-    """Per document, ``{column: word feature}``, hashing each distinct word feature of the
-    batch once (the same hash as the model's hasher)."""
-    per_doc = [_word_features(doc.tokens) for doc in docs]
-    column_of = {f: feature_index(f, n_features) for f in {f for feats in per_doc for f in feats}}
+    """Per document, ``{column: word feature}`` for its single-word features (the terms an
+    explanation shows), hashing each distinct word of the batch once."""
+    column_of = {t: feature_index("w:" + t, n_features) for t in {t for doc in docs for t in doc.tokens}}
     maps = []
-    for feats in per_doc:
+    for doc in docs:
         names: dict[int, str] = {}
-        for f in feats:
-            names.setdefault(column_of[f], f)
+        for t in doc.tokens:
+            names.setdefault(column_of[t], "w:" + t)
         maps.append(names)
     return maps
 

@@ -9,7 +9,7 @@ configuration below was chosen.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 
 import numpy as np
@@ -105,21 +105,6 @@ def decide(classes: Sequence[str], proba: np.ndarray, further_threshold: float |
         k = list(classes).index("further")
         chosen = np.where(proba[:, k] >= further_threshold, k, chosen)
     return chosen
-
-
-def _ranked(values: np.ndarray, first: int) -> Iterator[int]:
-    """Indices by decreasing value (ties by position): the ``first`` best without sorting
-    everything, then the rest only if the caller asks for more."""
-    if len(values) <= first:
-        yield from np.argsort(-values, kind="stable").tolist()
-        return
-    part = np.argpartition(-values, first)[:first]
-    best = part[np.lexsort((part, -values[part]))]
-    yield from best.tolist()
-    rest = np.ones(len(values), dtype=bool)
-    rest[best] = False
-    remaining = np.flatnonzero(rest)
-    yield from remaining[np.argsort(-values[remaining], kind="stable")].tolist()
 
 
 class TwoHeadModel:
@@ -240,25 +225,22 @@ class TwoHeadModel:
         (coefficient × TF-IDF value), as the user wrote them. Character n-grams count in the
         prediction but are not shown: fragments of words mislead more than they explain."""
         coef = self.coefficients(head)
-        matrix.sort_indices()
-        indptr, indices, data = matrix.indptr, matrix.indices, matrix.data
-        out: list[list[str]] = []
-        for i in range(matrix.shape[0]):
-            names = word_maps[i]
-            terms: list[str] = []
-            if names:
-                row_cols = indices[indptr[i] : indptr[i + 1]]
-                columns = np.fromiter(names, dtype=np.int64, count=len(names))
-                at = np.minimum(np.searchsorted(row_cols, columns), len(row_cols) - 1)
-                present = row_cols[at] == columns
-                values = np.where(present, data[indptr[i] + at], 0.0) * coef[chosen[i], columns]
-                for j in _ranked(values, 4 * top):
-                    if values[j] <= 0:
-                        break
-                    shown = display_feature(names[int(columns[j])], scripts[i])
-                    if shown and shown not in terms:
-                        terms.append(shown)
-                        if len(terms) == top:
-                            break
-            out.append(terms)
+        n = len(word_maps)
+        out: list[list[str]] = [[] for _ in range(n)]
+        rows = np.repeat(np.arange(n), [len(m) for m in word_maps])
+        if not len(rows):
+            return out
+        cols = np.fromiter((c for m in word_maps for c in m), dtype=np.int64, count=len(rows))
+        # one vectorised pass over every (clue, word) pair of the batch
+        values = np.asarray(matrix[rows, cols]).ravel() * coef[chosen[rows], cols]
+        order = np.lexsort((-values, rows))  # by clue, then by decreasing contribution (stable)
+        rows_o, cols_o, values_o = rows[order], cols[order], values[order]
+        rank = np.arange(len(order)) - np.searchsorted(rows_o, np.arange(n))[rows_o]
+        keep = (rank < 4 * top) & (values_o > 0)  # a few spare candidates per clue, for duplicates
+        for i, column in zip(rows_o[keep].tolist(), cols_o[keep].tolist(), strict=True):
+            terms = out[i]
+            if len(terms) < top:
+                shown = display_feature(word_maps[i][column], scripts[i])
+                if shown and shown not in terms:
+                    terms.append(shown)
         return out

@@ -7,6 +7,7 @@ for display; :func:`normalize` is only what the model sees.
 
 from __future__ import annotations
 
+import itertools
 import re
 import unicodedata
 
@@ -42,9 +43,11 @@ def fold(text: str) -> str:
     return _SPACE.sub(" ", text).strip()
 
 
-def han_count(text: str) -> int:
-    """Number of CJK ideographs in ``text``."""
-    return len(_HAN.findall(text))
+def han_count(text: str, at_most: int | None = None) -> int:
+    """Number of CJK ideographs in ``text`` (counting stops at ``at_most`` when given)."""
+    if at_most is None:
+        return len(_HAN.findall(text))
+    return sum(1 for _ in itertools.islice(_HAN.finditer(text), at_most))
 
 
 def is_traditional(text: str) -> bool:
