@@ -11,6 +11,15 @@ from .common import home_of, out, sub_app, table
 models_app = sub_app("The model registry: list, show, promote, roll back.")
 
 
+def _login() -> str:
+    import getpass
+
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):
+        return "unknown"
+
+
 @models_app.command("list")
 def models_list(ctx: typer.Context) -> None:
     """List model versions with status, data sizes and dev scores.
@@ -59,7 +68,7 @@ def models_show(ctx: typer.Context, version: Annotated[str, typer.Argument(help=
 def models_promote(
     ctx: typer.Context,
     version: Annotated[str, typer.Argument(help="e.g. v3")],
-    by: Annotated[str, typer.Option(help="Who decided.")] = "",
+    by: Annotated[str, typer.Option(help="Who decided (default: your login name).")] = "",
     reason: Annotated[str, typer.Option(help="Why.")] = "",
 ) -> None:
     """Make a version the champion (recorded in the registry history).
@@ -70,14 +79,14 @@ def models_promote(
 
     registry = Registry(home_of(ctx).models)
     gate = registry.manifest(version).get("gate", {})
-    registry.promote(version, by=by, reason=reason or "promoted by hand", forced=gate.get("passed") is False)
+    registry.promote(version, by=by or _login(), reason=reason or "promoted by hand", forced=gate.get("passed") is False)
     out.print(f"{version} is now the champion")
 
 
 @models_app.command("rollback")
 def models_rollback(
     ctx: typer.Context,
-    by: Annotated[str, typer.Option(help="Who decided.")] = "",
+    by: Annotated[str, typer.Option(help="Who decided (default: your login name).")] = "",
     reason: Annotated[str, typer.Option(help="Why.")] = "",
 ) -> None:
     """Bring back the previous champion.
@@ -86,5 +95,5 @@ def models_rollback(
     """
     from pipeline.registry import Registry
 
-    version = Registry(home_of(ctx).models).rollback(by=by, reason=reason)
+    version = Registry(home_of(ctx).models).rollback(by=by or _login(), reason=reason)
     out.print(f"{version} is the champion again")

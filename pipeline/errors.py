@@ -41,7 +41,10 @@ class ModelIntegrityError(ClueTriageError):
 
 
 class StoreError(ClueTriageError):
-    """The review store refused an operation (recusal, unknown reviewer, …)."""
+    """The review store refused an operation (recusal, unknown reviewer, …): exit code 2,
+    like any other input the user can correct."""
+
+    exit_code = 2
 
 
 class ValidationError(InputError):

@@ -26,7 +26,7 @@ from sklearn.model_selection import StratifiedKFold, cross_val_predict
 
 from .corpus import Clue, load_corpus, split
 from .errors import InputError, NoModelError
-from .evaluate import Evaluation, head_metrics
+from .evaluate import Evaluation, HeadMetrics, head_metrics
 from .features import prepare
 from .fsutil import sha256_file
 from .labels import HEADS
@@ -123,7 +123,8 @@ def compare(data: str, champion: Evaluation, challenger: Evaluation, max_drop: f
                 f"{data}: {head} macro-F1 falls {a[f'{head}_macro_f1']:.3f} → {b[f'{head}_macro_f1']:.3f} "
                 f"(more than {max_drop:.3f})"
             )
-    if champion.heads["attention"].per_class["further"].support and b["further_recall"] < a["further_recall"]:
+    further = champion.heads["attention"].per_class.get("further")
+    if further is not None and further.support and b["further_recall"] < a["further_recall"]:
         result.failures.append(f"{data}: further recall falls {a['further_recall']:.3f} → {b['further_recall']:.3f}")
     return result
 
@@ -137,7 +138,10 @@ def _score(
     heads = {}
     for h in HEADS:
         keep = [i for i in range(len(texts)) if decided is None or h in decided[i]]
-        heads[h] = head_metrics(h, [truth[h][i] for i in keep], [result[h].labels[i] for i in keep])
+        if keep:
+            heads[h] = head_metrics(h, [truth[h][i] for i in keep], [result[h].labels[i] for i in keep])
+        else:  # nobody decided this head on any held-out clue: nothing to score, the gate skips it
+            heads[h] = HeadMetrics(h, 0, 0.0, 0.0, {}, list(HEADS[h]), [])
     return Evaluation(name, data, heads)
 
 

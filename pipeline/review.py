@@ -353,6 +353,10 @@ def resolve(db: sqlite3.Connection, ref: str, head: str, label: str, adjudicator
         _check_reviewer(db, adjudicator, state)
         if state.heads[head].status not in ("disputed", "adjudicated"):
             raise StoreError(f"clue {state.clue_id} is not disputed on {head}; nothing to adjudicate")
+        if adjudicator in state.heads[head].decisions:
+            raise StoreError(
+                f"{adjudicator} reviewed clue {state.clue_id} on {head}; the adjudicator must be someone else"
+            )
         insert_override(db, state, head, code, adjudicator, kind="adjudication", reason=reason, channel="cli")
     return clue_state(db, state.clue_key).heads[head]
 

@@ -281,3 +281,18 @@ def test_suspect_labels_go_to_a_sheet_for_a_second_look(model_home, tmp_path):
     assert sheet.max_row == count + 1 and count > 0
     assert {sheet.cell(r, 1).value for r in range(2, sheet.max_row + 1)} <= {"corpus", "review"}
     assert out.stat().st_mode & 0o077 == 0
+
+
+def test_a_held_out_set_where_nobody_decided_one_head_is_scored_on_the_other(model_home):
+    """Reviewers may fill one column only; the gate then skips the head nobody decided."""
+    from pipeline.retrain import _score
+
+    model = Registry(model_home.models).load().model
+    texts = [FAMILY[0], FAMILY[1]]
+    truth = {"attention": ["aware", "aware"], "area": ["discipline", "discipline"]}
+    decided = [("attention",), ("attention",)]
+    champion = _score(model, texts, truth, "champion", "held-out reviewed", decided)
+    challenger = _score(model, texts, truth, "challenger", "held-out reviewed", decided)
+    assert champion.heads["area"].n == 0 and champion.heads["attention"].n == 2
+    result = compare("held-out reviewed", champion, challenger, max_drop=0.01)
+    assert result.passed and result.n == 2

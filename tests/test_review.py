@@ -299,6 +299,8 @@ def test_a_dispute_is_raised_kept_out_of_hand_over_and_resolved(triaged):
         resolve(db, "C05", "attention", "further", "wang", "nothing to settle")
     with pytest.raises(InputError, match="reason"):
         resolve(db, "C03", "attention", "further", "zhang", " ")
+    with pytest.raises(StoreError, match="the adjudicator must be someone else"):
+        resolve(db, "C03", "attention", "further", "li", "I was right")  # li is one of the disputants
     head = resolve(db, "C03", "attention", "進一步了解關注類", "zhang", "有具體時間地點")
     assert (head.effective, head.status) == ("further", "adjudicated")
     assert disputes(db) == []
