@@ -30,7 +30,12 @@ def now() -> str:
 
 def clue_key(unit: str, text: str) -> str:
     """Stable key of a clue: its unit and normalised text."""
-    return hashlib.sha256(f"{normalize(unit)}\n{normalize(text)}".encode()).hexdigest()[:20]
+    return key_of_normalized(normalize(unit), normalize(text))
+
+
+def key_of_normalized(unit: str, text: str) -> str:
+    """:func:`clue_key` of a unit and text that are already normalised (triage has them)."""
+    return hashlib.sha256(f"{unit}\n{text}".encode()).hexdigest()[:20]
 
 
 def unit_key(unit: str) -> str:

@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import contextlib
 import gc
-import hashlib
 import math
 import multiprocessing
 import os
@@ -53,7 +52,7 @@ from .paths import Home
 from .registry import LoadedModel, Registry
 from .routing import Routing, load_routing
 from .segment import current_segmenter, set_segmenter
-from .store import clue_key, connect, now, transaction, unit_key
+from .store import clue_key, connect, key_of_normalized, now, transaction, unit_key
 
 MAX_CHARS = 2000
 MIN_HAN = 4
@@ -125,12 +124,8 @@ def _normalized_unit(unit: str) -> str:
 
 
 def _clue_key(unit: str, normalized_text: str) -> str:
-    """:func:`store.clue_key` of a clue whose text screening has already normalised.
-
-    Same formula (``tests/test_triage.py`` checks the keys against ``store.clue_key``),
-    without normalising a long text a second time.
-    """
-    return hashlib.sha256(f"{_normalized_unit(unit)}\n{normalized_text}".encode()).hexdigest()[:20]
+    """:func:`store.clue_key` of a clue whose text screening has already normalised."""
+    return key_of_normalized(_normalized_unit(unit), normalized_text)
 
 
 def _classify(model: TwoHeadModel, todo: list[int], screened: list[Screened],
