@@ -26,7 +26,6 @@ from .segment import CLASS_TOKENS, mask, segment_masked
 FEATURE_KINDS = ("word", "char", "word+char", "char2", "word+char2", "word+bigram")
 N_FEATURES = 2**18
 _PLACEHOLDER_CHARS = {name: chr(0xE000 + i) for i, name in enumerate(CLASS_TOKENS)}
-CHAR_CLASS_TOKENS = {ch: CLASS_TOKENS[name] for name, ch in _PLACEHOLDER_CHARS.items()}
 
 
 class Prepared(NamedTuple):
@@ -145,11 +144,9 @@ class ScriptMap:
 
 
 def display_feature(feature: str, script: ScriptMap) -> str:
-    """A feature as the user wrote it: class tokens kept, words in the clue's own script."""
-    if feature.startswith("w:"):
-        body = feature[2:]
-    else:
-        body = "".join(CHAR_CLASS_TOKENS.get(ch, ch) for ch in feature)
+    """A word feature (``w:…``) as the user wrote it: class tokens kept, words in the clue's
+    own script."""
+    body = feature.removeprefix("w:")
     if any(tok in body for tok in CLASS_TOKENS.values()):
         return body.replace(" ", "")
     joined = body.replace(" ", "")

@@ -153,23 +153,20 @@ class TwoHeadModel:
             "review_thresholds": self.review_thresholds,
         }
 
-    def _matrices(
-        self, docs: Sequence[Prepared]
-    ) -> tuple[dict[str, sparse.csr_matrix], dict[str, list[list[str]]]]:
-        """Per head, the TF-IDF matrix of ``docs``; and the feature strings per feature kind.
+    def _matrices(self, docs: Sequence[Prepared]) -> dict[str, sparse.csr_matrix]:
+        """Per head, the TF-IDF matrix of ``docs``; heads with the same features share the
+        extraction and hashing.
 
         Nothing about a batch is kept on the model: a model saved after predicting must not
         carry the text of what it predicted (feature strings spell the clue out)."""
-        feature_cache: dict[str, list[list[str]]] = {}
-        hashed_cache: dict[str, sparse.csr_matrix] = {}
+        hashed: dict[str, sparse.csr_matrix] = {}
         out = {}
         for head, pipe in self.heads_.items():
             kind = pipe.named_steps["features"].kind
-            if kind not in feature_cache:
-                feature_cache[kind] = pipe.named_steps["features"].transform(docs)
-                hashed_cache[kind] = pipe.named_steps["hash"].transform(feature_cache[kind])
-            out[head] = pipe.named_steps["tfidf"].transform(hashed_cache[kind])
-        return out, feature_cache
+            if kind not in hashed:
+                hashed[kind] = pipe.named_steps["hash"].transform(pipe.named_steps["features"].transform(docs))
+            out[head] = pipe.named_steps["tfidf"].transform(hashed[kind])
+        return out
 
     def predict(self, docs: Sequence[Prepared], explain: int = 0, originals: Sequence[str] | None = None) -> dict[str, HeadResult]:
         """Predict both heads; with ``explain=k``, also the top ``k`` terms per clue and head."""
@@ -178,7 +175,7 @@ class TwoHeadModel:
                 head: HeadResult(tuple(HEADS[head]), np.zeros((0, len(HEADS[head]))), [], np.zeros(0), np.zeros(0))
                 for head in HEADS
             }
-        matrices, _ = self._matrices(docs)
+        matrices = self._matrices(docs)
         word_maps: list[dict[int, str]] | None = None
         scripts: list[ScriptMap] = []
         if explain:
