@@ -16,7 +16,6 @@ import contextlib
 import csv
 import json
 import os
-import unicodedata
 import zipfile
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import AbstractContextManager, ExitStack, contextmanager
@@ -26,7 +25,7 @@ from typing import Any, TextIO
 
 from .errors import InputError
 from .fsutil import atomic_path
-from .normalize import to_simplified
+from .normalize import lookup_key
 
 FORMATS = {".csv": "csv", ".xlsx": "xlsx", ".xlsm": "xlsx", ".jsonl": "jsonl", ".ndjson": "jsonl"}
 TEXT_COLUMNS = ("text", "content", "线索内容", "问题线索", "内容", "反映内容", "问题线索内容", "线索")
@@ -46,10 +45,6 @@ _CSV_FIELD_LIMIT = 1 << 24
 _UTF8_EVIDENCE = 8
 
 csv.field_size_limit(_CSV_FIELD_LIMIT)
-
-
-def _column_key(name: str) -> str:
-    return to_simplified(unicodedata.normalize("NFKC", str(name))).strip().lower()
 
 
 def encoding_label(encoding: str | None) -> str:
@@ -185,12 +180,12 @@ def _pick(columns: Sequence[str], wanted: str | None, names: Sequence[str], role
     if wanted is not None:
         if wanted in columns:
             return wanted
-        matches = [c for c in columns if _column_key(c) == _column_key(wanted)]
+        matches = [c for c in columns if lookup_key(c) == lookup_key(wanted)]
         if len(matches) == 1:
             return matches[0]
         raise InputError(f"no column {wanted!r} for the {role} column; columns seen: {seen}", path=path)
-    keys = {_column_key(n) for n in names}
-    found = [c for c in columns if _column_key(c) in keys]
+    keys = {lookup_key(n) for n in names}
+    found = [c for c in columns if lookup_key(c) in keys]
     if len(found) == 1:
         return found[0]
     if len(found) > 1:
@@ -256,7 +251,7 @@ def _choose_header(records: Iterable[tuple[int, list[str]]], text_col: str | Non
     """The header among the first rows: the first row that names a text column, looking
     past title rows (one filled cell, often merged across the sheet) above it; else the
     first non-empty row."""
-    wanted = {_column_key(n) for n in ((text_col,) if text_col else TEXT_COLUMNS)}
+    wanted = {lookup_key(n) for n in ((text_col,) if text_col else TEXT_COLUMNS)}
     first: tuple[list[str], int] | None = None
     for number, cells in records:
         names = [c.strip() for c in cells]
@@ -264,7 +259,7 @@ def _choose_header(records: Iterable[tuple[int, list[str]]], text_col: str | Non
         if filled:
             if first is None:
                 first = (_dedupe(names), number)
-            if any(_column_key(n) in wanted for n in names):
+            if any(lookup_key(n) in wanted for n in names):
                 return _dedupe(names), number
             if filled > 1:
                 return _dedupe(names), number  # a real header row that names no text column

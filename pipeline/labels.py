@@ -7,9 +7,8 @@ full-width characters, so a reviewer can type either into a spreadsheet.
 
 from __future__ import annotations
 
-import unicodedata
-
 from .errors import InputError
+from .normalize import lookup_key
 
 ATTENTION: tuple[str, ...] = ("further", "aware", "reference")
 AREA: tuple[str, ...] = ("policy", "discipline", "organization", "rectification")
@@ -43,23 +42,17 @@ def display_name(code: str, short: bool = False) -> str:
     return (SHORT_NAMES if short else NAMES)[code]
 
 
-def _key(text: str) -> str:
-    from .normalize import to_simplified
-
-    return to_simplified(unicodedata.normalize("NFKC", text)).strip().lower()
-
-
 def _aliases() -> dict[str, dict[str, str]]:
     table: dict[str, dict[str, str]] = {}
     for head, codes in HEADS.items():
         table[head] = {}
         for code in codes:
             for alias in (code, NAMES[code], SHORT_NAMES[code]):
-                table[head][_key(alias)] = code
+                table[head][lookup_key(alias)] = code
     # common shorthand seen in office spreadsheets
-    table["attention"][_key("进一步了解")] = "further"
-    table["attention"][_key("了解")] = "aware"
-    table["attention"][_key("参考")] = "reference"
+    table["attention"][lookup_key("进一步了解")] = "further"
+    table["attention"][lookup_key("了解")] = "aware"
+    table["attention"][lookup_key("参考")] = "reference"
     return table
 
 
@@ -79,7 +72,7 @@ def parse_label(head: str, value: str) -> str:
         raise InputError(f"unknown head {head!r}; use one of: {', '.join(HEADS)}")
     if _ALIASES is None:
         _ALIASES = _aliases()
-    code = _ALIASES[head].get(_key(str(value)))
+    code = _ALIASES[head].get(lookup_key(str(value)))
     if code is None:
         allowed = ", ".join(f"{c} ({NAMES[c]})" for c in HEADS[head])
         shown = str(value) if len(str(value)) <= 20 else str(value)[:20] + "…"  # never echo a pasted clue

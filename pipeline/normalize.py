@@ -43,6 +43,12 @@ def fold(text: str) -> str:
     return _SPACE.sub(" ", text).strip()
 
 
+def lookup_key(text: str) -> str:
+    """How names typed by people are compared (column headers, label names): width-folded,
+    Simplified, trimmed, lower-case, so 線索內容 matches 线索内容 and ＦＵＲＴＨＥＲ matches further."""
+    return _T2S.convert(unicodedata.normalize("NFKC", str(text))).strip().lower()
+
+
 def han_count(text: str, at_most: int | None = None) -> int:
     """Number of CJK ideographs in ``text`` (counting stops at ``at_most`` when given)."""
     if at_most is None:

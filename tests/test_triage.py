@@ -79,6 +79,21 @@ class FullDisk:
         raise OSError(28, "No space left on device")
 
 
+def fill_disk_at_row(monkeypatch, n: int) -> None:
+    """Make the triage output's n-th row write hit a full disk."""
+    real = triage_mod.TableWriter.write_values
+    calls = 0
+
+    def failing(self, row):
+        nonlocal calls
+        calls += 1
+        if calls == n:
+            self._csv = FullDisk()
+        real(self, row)
+
+    monkeypatch.setattr(triage_mod.TableWriter, "write_values", failing)
+
+
 def mixed_rows(n: int) -> list[list[str]]:
     """``n`` rows cycling through every screening case, ids ``R0001…``."""
     texts = [t for t, _, _ in SCREENING if len(t) < 1000] + CLUES
@@ -298,17 +313,7 @@ def test_a_failed_run_leaves_no_output_and_is_marked_failed(model_home, tmp_path
     src = write_csv(tmp_path / "in.csv", ["编号", "被巡察单位", "线索内容"], mixed_rows(30))
     out = tmp_path / "out.csv"
     out.write_text("previous result", encoding="utf-8")
-    calls = 0
-    real = triage_mod.TableWriter.write_values
-
-    def failing(self, row):
-        nonlocal calls
-        calls += 1
-        if calls == 10:
-            self._csv = FullDisk()
-        real(self, row)
-
-    monkeypatch.setattr(triage_mod.TableWriter, "write_values", failing)
+    fill_disk_at_row(monkeypatch, 10)
     with pytest.raises(InputError, match=r"out\.csv: cannot write.*No space left"):
         triage_file(model_home, src, out, workers=1)
     assert out.read_text(encoding="utf-8") == "previous result"
@@ -435,17 +440,7 @@ def test_cli_without_a_model_says_how_to_get_one(tmp_path):
 def test_cli_failure_mid_run_leaves_nothing(model_home, tmp_path, monkeypatch):
     monkeypatch.setattr(triage_mod, "BATCH_SIZE", 3)
     src = write_csv(tmp_path / "in.csv", ["编号", "被巡察单位", "线索内容"], mixed_rows(20))
-    real = triage_mod.TableWriter.write_values
-    calls = 0
-
-    def failing(self, row):
-        nonlocal calls
-        calls += 1
-        if calls == 8:
-            self._csv = FullDisk()
-        real(self, row)
-
-    monkeypatch.setattr(triage_mod.TableWriter, "write_values", failing)
+    fill_disk_at_row(monkeypatch, 8)
     result = runner.invoke(app, ["triage", str(src), "--workers", "2"])
     assert result.exit_code == 2
     assert "Traceback" not in result.output
