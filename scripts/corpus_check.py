@@ -6,7 +6,8 @@ without id and split) and run::
     python scripts/corpus_check.py data/batches/batch_03.jsonl   # one batch against everything
     python scripts/corpus_check.py                                # the corpus and every batch
 
-Reports: malformed lines, unknown labels, lengths outside 15-500 characters, a `script`
+Reports: malformed lines, unknown labels, lengths outside 15-1600 characters, a missing `register` or
+(for grounded registers) `source_url` in wave-2 batches, a `script`
 field that disagrees with the text, any 20-character substring shared by two texts
 (compared after NFKC + Traditional->Simplified), and pairs whose character 5-gram Jaccard
 similarity is 0.5 or more. Exit code 1 when anything is reported.
@@ -28,6 +29,14 @@ ATTENTION = {"further", "aware", "reference"}
 AREA = {"policy", "discipline", "organization", "rectification"}
 SOURCES = {"信訪舉報", "個別談話", "調閱資料", "財務審計", "職能處室", "選人用人檢查", "現場檢查"}
 SCRIPTS = {"simplified", "traditional"}
+# Wave 2 (issue 9): every new clue says which register it is written in; grounded ones
+# name the public page whose facts they restate.
+REGISTERS = {"feedback_line", "case_notice", "citizen_message", "inspection_case",
+             "audit_finding", "media_report", "letter", "talk_note", "file_check",
+             "finance_check", "division_lead", "selection_check", "site_check"}
+GROUNDED = {"feedback_line", "case_notice", "citizen_message", "inspection_case",
+            "audit_finding", "media_report"}
+MAX_LEN = 1600
 _T2S = opencc.OpenCC("t2s")
 _S2T = opencc.OpenCC("s2t")
 
@@ -59,8 +68,15 @@ def load(path: Path) -> tuple[list[dict], list[str]]:
             problems.append(f"{where}: script {obj.get('script')!r}")
         if not obj.get("unit"):
             problems.append(f"{where}: unit missing")
-        if not 15 <= len(text) <= 500:
-            problems.append(f"{where}: length {len(text)} outside 15-500")
+        if not 15 <= len(text) <= MAX_LEN:
+            problems.append(f"{where}: length {len(text)} outside 15-{MAX_LEN}")
+        if "register" in obj or path.name.startswith("wave2"):
+            register = obj.get("register")
+            if register not in REGISTERS:
+                problems.append(f"{where}: register {register!r}")
+            url = obj.get("source_url") or ""
+            if register in GROUNDED and not url.startswith("http"):
+                problems.append(f"{where}: register {register} needs the source_url it restates")
         simplified = norm(text) == unicodedata.normalize("NFKC", text)
         if obj.get("script") == "simplified" and not simplified:
             problems.append(f"{where}: marked simplified but has Traditional characters")
