@@ -19,6 +19,8 @@ from commands.common import err, home_of, out, sub_app, table
 from commands.models import models_app
 from commands.retrain import retrain
 from commands.review import handover, history, review_app, reviewers_app
+from commands.rounds import rounds_app
+from commands.units import units_app
 from pipeline.paths import CORPUS_PATH, Home, resolve_home
 
 if TYPE_CHECKING:
@@ -28,6 +30,8 @@ app = sub_app("Triage inspection problem clues (问题线索): classify, review,
 app.add_typer(models_app, name="models")
 app.command("retrain")(retrain)
 app.add_typer(reviewers_app, name="reviewers")
+app.add_typer(units_app, name="units")
+app.add_typer(rounds_app, name="rounds")
 app.add_typer(review_app, name="review")
 app.command("handover")(handover)
 app.command("history")(history)
@@ -136,6 +140,8 @@ class TriageProgress:
             self.console.print(f"warning: {warning}", markup=False)
         if self.quiet:
             return
+        for notice in run.notices:
+            self.console.print(f"warning: {notice}", markup=False)
         if not is_utf8(run.encoding):
             self.console.print(f"input encoding: {encoding_label(run.encoding)} (converted; output is UTF-8)",
                                markup=False)
@@ -165,6 +171,7 @@ def triage(
     unit_col: Annotated[str | None, typer.Option(help="Column with the inspected unit (default: found by name).")] = None,
     workers: Annotated[int | None, typer.Option(min=1, help="Worker processes (default: the CPUs available).")] = None,
     model: Annotated[str | None, typer.Option(help="Model version (default: the champion).")] = None,
+    round_name: Annotated[str | None, typer.Option("--round", help="The round this file belongs to (default: the open round).")] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress and no summary; only errors.")] = False,
 ) -> None:
     """Classify every clue of a file; write every row, in order, with labels and hand-over.
@@ -176,7 +183,8 @@ def triage(
     progress = TriageProgress(err, quiet)
     try:
         summary = triage_file(home_of(ctx), input, output, text_col=text_col, id_col=id_col, unit_col=unit_col,
-                              workers=workers, version=model, on_start=progress.start, progress=progress.advance)
+                              workers=workers, version=model, round_name=round_name, on_start=progress.start,
+                              progress=progress.advance)
     finally:
         progress.stop()
     if not quiet:
@@ -192,12 +200,28 @@ def _print_summary(summary: TriageSummary) -> None:
              str(sum(summary.cells.get((a, b), 0) for b in AREA))] for a in ATTENTION]
     rows.append(["合计", *[str(sum(summary.cells.get((a, b), 0) for a in ATTENTION)) for b in AREA],
                  str(sum(summary.cells.values()))])
-    out.print(table(escape(f"run {summary.run_id}: {summary.rows} rows from {summary.input.name}, model {summary.model_version}"),
+    in_round = f", round {summary.round_name}" if summary.round_name else ""
+    out.print(table(escape(f"run {summary.run_id}: {summary.rows} rows from {summary.input.name}, "
+                           f"model {summary.model_version}{in_round}"),
                      ["关注类别 \\ 领域", *[SHORT_NAMES[b] for b in AREA], "合计"], rows), markup=False)
     other = {k: v for k, v in summary.statuses.items() if k != "ok"}
     out.print(f"needs review: {summary.needs_review} of {summary.rows}", markup=False)
     out.print(f"rows with a status other than ok: {summary.not_ok}"
               + (" (" + ", ".join(f"{k} {v}" for k, v in sorted(other.items())) + ")" if other else ""), markup=False)
+    if summary.unit_column is None:
+        out.print(f"no unit column: recusal cannot be applied to {summary.no_unit} clue(s)", markup=False)
+    elif summary.no_unit:
+        out.print(f"no unit given: recusal cannot be applied to {summary.no_unit} clue(s)", markup=False)
+    if summary.unresolved_units:
+        shown = "、".join(f"{u} ({n})" for u, n in summary.unresolved_units.most_common(5))
+        more = len(summary.unresolved_units) - 5
+        out.print(f"units not in the unit directory ({summary.directory_units} entries): "
+                  f"{sum(summary.unresolved_units.values())} clue(s) of {len(summary.unresolved_units)} unit name(s): "
+                  f"{shown}{f' and {more} more' if more > 0 else ''}; stored as written (clue-triage units add)",
+                  markup=False)
+    if summary.outside_round:
+        out.print(f"clues of units outside round {summary.round_name}: "
+                  + "、".join(f"{u} ({n})" for u, n in summary.outside_round.most_common()), markup=False)
     out.print(f"written: {summary.output}", markup=False)
     err.print(f"{summary.seconds:.1f} s, {summary.per_second:,.0f} clues/s, {summary.workers} worker(s)", markup=False)
 

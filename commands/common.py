@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import sqlite3
 import sys
-from typing import Any
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Annotated, Any
 
 import typer
 from rich.console import Console
@@ -52,3 +55,33 @@ def table(title: str, header: list[str], rows: list[list[str]]) -> Table:
     for row in rows:
         t.add_row(*row)
     return t
+
+
+JsonOption = Annotated[bool, typer.Option("--json", help="Machine-readable JSON on stdout instead of a table.")]
+QuietOption = Annotated[bool, typer.Option("--quiet", "-q", help="No progress or summary; only errors.")]
+
+
+@contextmanager
+def store(ctx: typer.Context) -> Iterator[sqlite3.Connection]:
+    """The home's store, open for the length of one command."""
+    from pipeline.store import connect
+
+    db = connect(home_of(ctx).db_path)
+    try:
+        yield db
+    finally:
+        db.close()
+
+
+RoundOption = Annotated[str | None, typer.Option("--round", help="One round (default: the open round, else the latest run).")]
+RunOption = Annotated[int | None, typer.Option("--run", help="One triage run.")]
+AllOption = Annotated[bool, typer.Option("--all", help="Every clue of every run, each with its latest prediction.")]
+
+
+def scope_of(db: sqlite3.Connection, round_name: str | None, run: int | None, every: bool) -> Any:
+    """The :class:`pipeline.rounds.Scope` of --round / --run / --all, said on stderr."""
+    from pipeline.rounds import resolve_scope
+
+    scope = resolve_scope(db, round_name, run, every)
+    err.print(f"scope: {scope.label}", markup=False)
+    return scope

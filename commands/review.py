@@ -20,13 +20,15 @@ import typer
 from rich.table import Table
 from rich.text import Text
 
-from .common import err, home_of, out, sub_app
+from .common import AllOption, RoundOption, RunOption, err, home_of, out, scope_of, sub_app
 
 reviewers_app = sub_app("Reviewers and their recusals (回避).")
 review_app = sub_app("Review the model's labels: terminal queue, Excel round trip, disputes, statistics.")
 
-RunOption = Annotated[int | None, typer.Option("--run", help="One triage run (default: every clue, with its latest prediction).")]
 ReviewerOption = Annotated[str, typer.Option("--reviewer", help="Reviewer id (see: clue-triage reviewers list).")]
+UnknownUnitsOption = Annotated[bool, typer.Option(
+    "--include-unknown-units",
+    help="Also give a reviewer with recusals clues whose unit is unknown (no unit, or not in the directory).")]
 HEAD_NAMES = {"attention": "关注类别 attention", "area": "领域 area"}
 
 
@@ -66,16 +68,58 @@ def reviewers_add(
     name: Annotated[str, typer.Option("--name", help="Full name.")],
     recuse: Annotated[list[str] | None, typer.Option("--recuse", help="Inspected unit to recuse from (repeatable).")] = None,
 ) -> None:
-    """Add a reviewer, or add recusals to an existing one (recusals are never lifted).
+    """Add a reviewer, or add recusals to an existing one; warns when a unit is not in the directory.
 
     Example: clue-triage reviewers add zhang --name 张三 --recuse 某市生态环境局东城分局
     """
     from pipeline.review import add_reviewer
+    from pipeline.units import unit_warnings
 
     with _store(ctx) as db:
+        for warning in unit_warnings(db, recuse or []):
+            err.print(f"warning: {warning}", markup=False)
         reviewer = add_reviewer(db, reviewer_id, name, recuse or [])
     out.print(f"reviewer {reviewer.reviewer_id} ({reviewer.name}); recused from: {'、'.join(reviewer.recused) or 'none'}",
               markup=False)
+
+
+@reviewers_app.command("recuse")
+def reviewers_recuse(
+    ctx: typer.Context,
+    reviewer_id: Annotated[str, typer.Argument(metavar="ID", help="Reviewer id.")],
+    units: Annotated[list[str], typer.Argument(metavar="UNIT...", help="Inspected unit(s) to recuse from.")],
+    reason: Annotated[str, typer.Option("--reason", help="Why (recorded).")] = "",
+) -> None:
+    """Recuse a reviewer from units (回避); warns when a unit is not in the directory.
+
+    Example: clue-triage reviewers recuse zhang 某市生态环境局南湖县分局 --reason "配偶在该局工作"
+    """
+    from pipeline.review import recuse
+    from pipeline.units import unit_warnings
+
+    with _store(ctx) as db:
+        for warning in unit_warnings(db, units):
+            err.print(f"warning: {warning}", markup=False)
+        reviewer = recuse(db, reviewer_id, units, reason)
+    out.print(f"reviewer {reviewer.reviewer_id}; recused from: {'、'.join(reviewer.recused) or 'none'}", markup=False)
+
+
+@reviewers_app.command("unrecuse")
+def reviewers_unrecuse(
+    ctx: typer.Context,
+    reviewer_id: Annotated[str, typer.Argument(metavar="ID", help="Reviewer id.")],
+    unit: Annotated[str, typer.Argument(metavar="UNIT", help="The unit whose recusal ends.")],
+    reason: Annotated[str, typer.Option("--reason", help="Why it ends (required, recorded).")],
+) -> None:
+    """End a recusal with a recorded reason; the recusal and its end stay in the record.
+
+    Example: clue-triage reviewers unrecuse zhang 某市生态环境局南湖县分局 --reason "录入错误，应为北山县分局"
+    """
+    from pipeline.review import end_recusal
+
+    with _store(ctx) as db:
+        reviewer = end_recusal(db, reviewer_id, unit, reason)
+    out.print(f"reviewer {reviewer.reviewer_id}; recused from: {'、'.join(reviewer.recused) or 'none'}", markup=False)
 
 
 @reviewers_app.command("list")
@@ -161,13 +205,14 @@ def _choose(keys: _Keys, head: str) -> str | None:
     return codes[int(key) - 1] if key.isdigit() and 1 <= int(key) <= len(codes) else None
 
 
-def _session(db: sqlite3.Connection, reviewer: str, run: int | None, keys: _Keys, tally: Counter[str]) -> None:
+def _session(db: sqlite3.Connection, reviewer: str, run: Any, keys: _Keys, tally: Counter[str],
+             include_unknown_units: bool = False) -> None:
     """Walk the reviewer's queue; every decision is committed before the next clue shows."""
     from pipeline.review import clue_state, record_decision, review_queue
     from pipeline.routing import load_routing
 
     routing = load_routing()
-    queue = review_queue(db, reviewer, run)
+    queue = review_queue(db, reviewer, run, include_unknown_units=include_unknown_units)
     for number, queued in enumerate(queue, 1):
         assert queued.prediction is not None
         state = clue_state(db, queued.clue_key, queued.prediction.run_id)
@@ -202,7 +247,8 @@ def _session(db: sqlite3.Connection, reviewer: str, run: int | None, keys: _Keys
 
 
 @review_app.command("next")
-def review_next(ctx: typer.Context, reviewer: ReviewerOption, run: RunOption = None) -> None:
+def review_next(ctx: typer.Context, reviewer: ReviewerOption, round_name: RoundOption = None, run: RunOption = None,
+                every: AllOption = False, include_unknown_units: UnknownUnitsOption = False) -> None:
     """Review clues one by one, most uncertain first; every decision is stored at once.
 
     Keys: a accept (or record the changed labels), 1 change attention, 2 change area,
@@ -213,7 +259,7 @@ def review_next(ctx: typer.Context, reviewer: ReviewerOption, run: RunOption = N
     tally = Counter[str]()
     with _store(ctx) as db:
         try:
-            _session(db, reviewer, run, _Keys(), tally)
+            _session(db, reviewer, scope_of(db, round_name, run, every), _Keys(), tally, include_unknown_units)
         except KeyboardInterrupt:
             err.print("\ninterrupted; every decision recorded so far is stored", markup=False)
     out.print(f"{tally['decided']} decision(s) recorded ({tally['changed']} changed a label), "
@@ -227,9 +273,12 @@ def review_next(ctx: typer.Context, reviewer: ReviewerOption, run: RunOption = N
 def review_export(
     ctx: typer.Context,
     output: Annotated[Path, typer.Option("-o", "--output", help="Review sheet to write (.xlsx).")],
+    round_name: RoundOption = None,
     run: RunOption = None,
+    every: AllOption = False,
     suspect: Annotated[bool, typer.Option("--suspect", help="Instead: the training labels `retrain --audit` finds suspicious, for a second look.")] = False,
     reviewer: Annotated[str | None, typer.Option("--reviewer", help="The sheet is this reviewer's: clues of units they recused from are left out.")] = None,
+    include_unknown_units: UnknownUnitsOption = False,
 ) -> None:
     """Write a review sheet: one row per clue with the model's labels and drop-down columns to fill in.
 
@@ -244,7 +293,8 @@ def review_export(
         out.print(f"{count} suspicious label(s) written to {output}", markup=False)
         return
     with _store(ctx) as db:
-        count = export_review_sheet(db, output, run, reviewer)
+        count = export_review_sheet(db, output, scope_of(db, round_name, run, every), reviewer,
+                                    include_unknown_units=include_unknown_units)
     out.print(f"{count} clue(s) written to {output}", markup=False)
 
 
@@ -272,7 +322,8 @@ def review_import(
 
 
 @review_app.command("disputes")
-def review_disputes(ctx: typer.Context, run: RunOption = None) -> None:
+def review_disputes(ctx: typer.Context, round_name: RoundOption = None, run: RunOption = None,
+                    every: AllOption = False) -> None:
     """List clues where reviewers disagree and nobody has adjudicated.
 
     Example: clue-triage review disputes
@@ -282,7 +333,7 @@ def review_disputes(ctx: typer.Context, run: RunOption = None) -> None:
     with _store(ctx) as db:
         rows = [[d.state.clue_id, d.state.unit, d.head, _name(d.state.heads[d.head].predicted),
                  ", ".join(f"{r}={_name(label)}" for r, label in sorted(d.decisions.items())), d.state.clue_key]
-                for d in disputes(db, run)]
+                for d in disputes(db, scope_of(db, round_name, run, every))]
     out.print(_grid(f"{len(rows)} disputed", ["clue", "unit", "head", "model", "reviewers", "clue key"], rows))
 
 
@@ -307,7 +358,8 @@ def review_resolve(
 
 
 @review_app.command("stats")
-def review_stats(ctx: typer.Context) -> None:
+def review_stats(ctx: typer.Context, round_name: RoundOption = None, run: RunOption = None,
+                 every: AllOption = False) -> None:
     """Overrides per head and label pair, override rate per model version, reviewer agreement.
 
     Example: clue-triage review stats
@@ -315,7 +367,7 @@ def review_stats(ctx: typer.Context) -> None:
     from pipeline.review import review_stats as compute
 
     with _store(ctx) as db:
-        s = compute(db)
+        s = compute(db, scope_of(db, round_name, run, every))
     out.print(_grid("labels changed by reviewers (latest decision per reviewer)", ["head", "model said", "reviewer set", "n"],
                     [[h, _name(p), _name(n), str(c)] for h, p, n, c in s.changes]))
     out.print(_grid("override rate per model version", ["model", "head", "decisions", "changed", "rate"],
@@ -332,7 +384,9 @@ def review_stats(ctx: typer.Context) -> None:
 def handover(
     ctx: typer.Context,
     output: Annotated[Path, typer.Option("-o", "--output", help="Workbook to write (.xlsx).")],
+    round_name: RoundOption = None,
     run: RunOption = None,
+    every: AllOption = False,
 ) -> None:
     """Write the hand-over lists (分类移交): one sheet per receiving body, reviewed labels where
     reviewed; disputed clues and clues still needing review go to a separate sheet.
@@ -342,7 +396,7 @@ def handover(
     from pipeline.workbooks import write_handover
 
     with _store(ctx) as db:
-        result = write_handover(db, output, run)
+        result = write_handover(db, output, scope_of(db, round_name, run, every))
     out.print(_grid(f"hand-over written to {output}", ["receiving body", "clues"],
                     [[body, str(n)] for body, n in result.sheets.items()] + [["(待复核或有争议 / not ready)", str(result.pending)]]))
 

@@ -30,7 +30,7 @@ from .normalize import lookup_key
 FORMATS = {".csv": "csv", ".xlsx": "xlsx", ".xlsm": "xlsx", ".jsonl": "jsonl", ".ndjson": "jsonl"}
 TEXT_COLUMNS = ("text", "content", "线索内容", "问题线索", "内容", "反映内容", "问题线索内容", "线索")
 ID_COLUMNS = ("id", "编号", "序号", "线索编号")
-UNIT_COLUMNS = ("unit", "被巡察单位", "单位", "被巡察党组织")
+UNIT_COLUMNS = ("unit", "被巡察单位", "单位", "被巡察党组织", "单位名称", "被反映单位", "所属单位")
 ENCODING_LABELS = {
     "utf-8": "UTF-8", "utf-8-sig": "UTF-8 with BOM", "utf-16": "UTF-16",
     "gb18030": "GB18030/GBK", "cp950": "Big5", "big5hkscs": "Big5-HKSCS",

@@ -28,7 +28,8 @@ from dataclasses import dataclass, field
 
 from .errors import InputError, StoreError
 from .labels import HEADS, parse_label
-from .store import now, transaction, unit_key
+from .rounds import Scope
+from .store import now, transaction
 
 CHANNELS = ("terminal", "excel", "cli")
 
@@ -48,7 +49,9 @@ class Reviewer:
 def add_reviewer(db: sqlite3.Connection, reviewer_id: str, name: str, recuse: Iterable[str] = ()) -> Reviewer:
     """Register a reviewer, or add recusals (回避, by inspected unit) to an existing one.
 
-    A reviewer is never renamed and a recusal is never lifted: both are part of the record.
+    A reviewer is never renamed. A recusal is on the unit the written name resolves to in
+    the unit directory (:mod:`pipeline.units`); a name that resolves to nothing is kept as
+    written (:func:`pipeline.units.unit_warnings` says so and suggests the nearest names).
     """
     reviewer_id, name = reviewer_id.strip(), name.strip()
     if not reviewer_id or any(ch.isspace() for ch in reviewer_id):
@@ -64,15 +67,68 @@ def add_reviewer(db: sqlite3.Connection, reviewer_id: str, name: str, recuse: It
             db.execute("INSERT INTO reviewers VALUES (?, ?, ?)", (reviewer_id, name, now()))
         elif row["name"] != name:
             raise StoreError(f"reviewer {reviewer_id} already exists as {row['name']!r}; reviewers are not renamed")
-        db.executemany("INSERT OR IGNORE INTO recusals VALUES (?, ?, ?, ?)",
-                       [(reviewer_id, unit_key(u), u, now()) for u in units])
+        for unit in units:
+            _recuse(db, reviewer_id, unit, "")
+    return get_reviewer(db, reviewer_id)
+
+
+def _recuse(db: sqlite3.Connection, reviewer_id: str, unit: str, reason: str) -> bool:
+    """Start (or restart) a recusal inside the caller's transaction; False if already on."""
+    from .units import load_directory
+
+    key = load_directory(db).resolve(unit).key
+    row = db.execute("SELECT ended FROM recusals WHERE reviewer_id = ? AND unit_key = ?", (reviewer_id, key)).fetchone()
+    if row is not None and row["ended"] is None:
+        return False
+    if row is None:
+        db.execute("INSERT INTO recusals (reviewer_id, unit_key, unit, created) VALUES (?, ?, ?, ?)",
+                   (reviewer_id, key, unit, now()))
+    else:  # recused again after an end: the log keeps both
+        db.execute("UPDATE recusals SET ended = NULL, end_reason = '', unit = ? WHERE reviewer_id = ? AND unit_key = ?",
+                   (unit, reviewer_id, key))
+    db.execute("INSERT INTO recusal_log (reviewer_id, unit_key, unit, action, reason, created) VALUES (?, ?, ?, 'recuse', ?, ?)",
+               (reviewer_id, key, unit, reason.strip(), now()))
+    return True
+
+
+def recuse(db: sqlite3.Connection, reviewer_id: str, units: Iterable[str], reason: str = "") -> Reviewer:
+    """Add recusals to an existing reviewer (recorded in the recusal log)."""
+    units = [u.strip() for u in units]
+    if not units or not all(units):
+        raise InputError("give at least one unit to recuse from")
+    with transaction(db):
+        get_reviewer(db, reviewer_id)
+        for unit in units:
+            _recuse(db, reviewer_id, unit, reason)
+    return get_reviewer(db, reviewer_id)
+
+
+def end_recusal(db: sqlite3.Connection, reviewer_id: str, unit: str, reason: str) -> Reviewer:
+    """End a reviewer's recusal from a unit, with a reason; the recusal row and the log keep
+    the whole story (nothing is deleted)."""
+    from .units import load_directory
+
+    if not reason.strip():
+        raise InputError("ending a recusal needs a reason (--reason)")
+    with transaction(db):
+        reviewer = get_reviewer(db, reviewer_id)
+        key = load_directory(db).resolve(unit).key
+        row = db.execute("SELECT unit FROM recusals WHERE reviewer_id = ? AND unit_key = ? AND ended IS NULL",
+                         (reviewer_id, key)).fetchone()
+        if row is None:
+            raise StoreError(f"reviewer {reviewer_id} is not recused from {unit!r}; recused from: "
+                             f"{'、'.join(reviewer.recused) or 'none'}")
+        db.execute("UPDATE recusals SET ended = ?, end_reason = ? WHERE reviewer_id = ? AND unit_key = ?",
+                   (now(), reason.strip(), reviewer_id, key))
+        db.execute("INSERT INTO recusal_log (reviewer_id, unit_key, unit, action, reason, created) "
+                   "VALUES (?, ?, ?, 'end', ?, ?)", (reviewer_id, key, row["unit"], reason.strip(), now()))
     return get_reviewer(db, reviewer_id)
 
 
 def list_reviewers(db: sqlite3.Connection) -> list[Reviewer]:
-    """Every reviewer with their recused units and number of decisions (override rows)."""
+    """Every reviewer with their current recusals and number of decisions (override rows)."""
     recused: dict[str, list[str]] = defaultdict(list)
-    for row in db.execute("SELECT reviewer_id, unit FROM recusals ORDER BY created, unit"):
+    for row in db.execute("SELECT reviewer_id, unit FROM recusals WHERE ended IS NULL ORDER BY created, unit"):
         recused[row["reviewer_id"]].append(row["unit"])
     counts = dict(db.execute("SELECT reviewer_id, COUNT(*) FROM overrides GROUP BY reviewer_id").fetchall())
     return [Reviewer(r["reviewer_id"], r["name"], r["created"], tuple(recused[r["reviewer_id"]]),
@@ -89,8 +145,32 @@ def get_reviewer(db: sqlite3.Connection, reviewer_id: str) -> Reviewer:
 
 
 def recused_units(db: sqlite3.Connection, reviewer_id: str) -> set[str]:
-    """The unit keys (normalised units) a reviewer recused from."""
-    return {r[0] for r in db.execute("SELECT unit_key FROM recusals WHERE reviewer_id = ?", (reviewer_id,))}
+    """The unit keys (resolved units) a reviewer is currently recused from."""
+    return {r[0] for r in db.execute("SELECT unit_key FROM recusals WHERE reviewer_id = ? AND ended IS NULL",
+                                     (reviewer_id,))}
+
+
+class Eligibility:
+    """Which clues a reviewer may be given: none of a unit they are recused from, and, when
+    they have recusals, none whose unit is unknown (no unit, or a name the non-empty unit
+    directory does not know) unless ``include_unknown`` is given."""
+
+    def __init__(self, db: sqlite3.Connection, reviewer_id: str, include_unknown: bool = False) -> None:
+        from .units import load_directory
+
+        get_reviewer(db, reviewer_id)
+        self.recused = recused_units(db, reviewer_id)
+        self.directory = load_directory(db)
+        self.include_unknown = include_unknown
+
+    def unknown(self, key: str) -> bool:
+        return not key or (bool(self.directory) and not self.directory.is_known(key))
+
+    def __call__(self, unit_keys: Iterable[str]) -> bool:
+        keys = list(unit_keys)
+        if any(k in self.recused for k in keys):
+            return False
+        return not (self.recused and not self.include_unknown and any(self.unknown(k) for k in keys))
 
 
 # -- clues and their state ------------------------------------------------------------
@@ -183,10 +263,19 @@ def check_run(db: sqlite3.Connection, run: int) -> None:
         raise InputError(f"triage run {run} is {row['status']}, not complete; its predictions do not count")
 
 
-def _predictions(db: sqlite3.Connection, run: int | None, key: str | None = None) -> dict[str, Prediction]:
+#: which predictions count: one run, a :class:`~pipeline.rounds.Scope` (a round's runs), or
+#: None for every complete run (each clue with its latest prediction)
+RunScope = int | Scope | None
+
+
+def _predictions(db: sqlite3.Connection, run: RunScope, key: str | None = None) -> dict[str, Prediction]:
     """clue_key -> its prediction, in run and row order."""
     where, args = "p.clue_key IS NOT NULL AND r.status = 'complete'", list[object]()
-    if run is not None:
+    if isinstance(run, Scope):
+        if run.runs is not None:
+            where += f" AND p.run_id IN ({','.join('?' * len(run.runs))})"
+            args.extend(run.runs)
+    elif run is not None:
         check_run(db, run)
         where += " AND p.run_id = ?"
         args.append(run)
@@ -233,7 +322,7 @@ def _state(clue: sqlite3.Row, prediction: Prediction | None, rows: Sequence[Deci
                      clue["unit_key"], clue["text"], prediction, heads, tuple(rows))
 
 
-def clue_states(db: sqlite3.Connection, run: int | None = None) -> list[ClueState]:
+def clue_states(db: sqlite3.Connection, run: RunScope = None) -> list[ClueState]:
     """Every clue with a prediction (of ``run``, else of its latest complete run), in run and row order."""
     predictions = _predictions(db, run)
     decisions = _decisions(db)
@@ -273,13 +362,13 @@ def find_clue(db: sqlite3.Connection, ref: str) -> str:
 # -- decisions ------------------------------------------------------------------------
 
 
-def review_queue(db: sqlite3.Connection, reviewer_id: str, run: int | None = None) -> list[ClueState]:
+def review_queue(db: sqlite3.Connection, reviewer_id: str, run: RunScope = None, *,
+                 include_unknown_units: bool = False) -> list[ClueState]:
     """Clues for a reviewer, most uncertain first (smallest margin between the top two
-    probabilities of either head), without clues of units they recused from or clues they
-    already decided."""
-    get_reviewer(db, reviewer_id)
-    recused = recused_units(db, reviewer_id)
-    todo = [s for s in clue_states(db, run) if s.unit_key not in recused and not s.decided_by(reviewer_id)]
+    probabilities of either head), without clues they already decided or may not be given
+    (:class:`Eligibility`: recused units, and unknown units for a reviewer with recusals)."""
+    eligible = Eligibility(db, reviewer_id, include_unknown_units)
+    todo = [s for s in clue_states(db, run) if eligible([s.unit_key]) and not s.decided_by(reviewer_id)]
     return sorted(todo, key=lambda s: s.prediction.margin if s.prediction else 1.0)
 
 
@@ -336,7 +425,7 @@ class Dispute:
         return self.state.heads[self.head].decisions
 
 
-def disputes(db: sqlite3.Connection, run: int | None = None) -> list[Dispute]:
+def disputes(db: sqlite3.Connection, run: RunScope = None) -> list[Dispute]:
     """Clue and head pairs where reviewers' latest decisions differ and nobody adjudicated."""
     return [Dispute(s, head) for s in clue_states(db, run) for head, h in s.heads.items() if h.status == "disputed"]
 
@@ -424,11 +513,15 @@ def cohen_kappa(a: Sequence[str], b: Sequence[str]) -> float | None:
     return None if expected == 1 else (observed - expected) / (1 - expected)
 
 
-def review_stats(db: sqlite3.Connection) -> ReviewStats:
-    """Counts over each reviewer's latest decision per clue and head (adjudications apart)."""
+def review_stats(db: sqlite3.Connection, run: RunScope = None) -> ReviewStats:
+    """Counts over each reviewer's latest decision per clue and head (adjudications apart),
+    for the clues of ``run`` (a run, a scope, or None for every clue)."""
     latest: dict[tuple[str, str, str], Decision] = {}
     rows = 0
+    keys = None if run is None or (isinstance(run, Scope) and run.runs is None) else set(_predictions(db, run))
     for key, decisions in _decisions(db).items():
+        if keys is not None and key not in keys:
+            continue
         for d in decisions:
             rows += 1
             if d.kind == "review":
@@ -457,7 +550,7 @@ def review_stats(db: sqlite3.Connection) -> ReviewStats:
     return ReviewStats(
         sorted((h, p, n, c) for (h, p, n), c in changes.items()),
         sorted((v, h, n, changed[(v, h)]) for (v, h), n in decided.items()),
-        agreement, rows, len(disputes(db)))
+        agreement, rows, len(disputes(db, run)))
 
 
 @dataclass(frozen=True)

@@ -157,7 +157,103 @@ def m002_override_guards(db: sqlite3.Connection) -> None:
     )
 
 
-MIGRATIONS: tuple[Callable[[sqlite3.Connection], None], ...] = (m001_initial, m002_override_guards)
+def m020_units_and_recusal_ends(db: sqlite3.Connection) -> None:
+    """The unit directory (names and aliases by normalised key); recusals that can end, with
+    a recorded reason, and are never deleted; an append-only log of recusals and their ends.
+    The recusal guard on overrides now ignores ended recusals."""
+    _script(
+        db,
+        """
+        CREATE TABLE units (
+            unit_key TEXT PRIMARY KEY,
+            name TEXT NOT NULL,
+            kind TEXT NOT NULL DEFAULT '',
+            parent TEXT NOT NULL DEFAULT '',
+            created TEXT NOT NULL
+        );
+        CREATE TABLE unit_aliases (
+            alias_key TEXT PRIMARY KEY,
+            alias TEXT NOT NULL,
+            unit_key TEXT NOT NULL REFERENCES units(unit_key),
+            created TEXT NOT NULL
+        );
+        ALTER TABLE recusals ADD COLUMN ended TEXT;
+        ALTER TABLE recusals ADD COLUMN end_reason TEXT NOT NULL DEFAULT '';
+        CREATE TABLE recusal_log (
+            log_id INTEGER PRIMARY KEY AUTOINCREMENT,
+            reviewer_id TEXT NOT NULL REFERENCES reviewers(reviewer_id),
+            unit_key TEXT NOT NULL,
+            unit TEXT NOT NULL,
+            action TEXT NOT NULL CHECK (action IN ('recuse', 'end')),
+            reason TEXT NOT NULL DEFAULT '',
+            created TEXT NOT NULL
+        );
+        INSERT INTO recusal_log (reviewer_id, unit_key, unit, action, reason, created)
+            SELECT reviewer_id, unit_key, unit, 'recuse', '', created FROM recusals;
+        CREATE TRIGGER recusals_no_delete BEFORE DELETE ON recusals
+        BEGIN SELECT RAISE(ABORT, 'recusals are never deleted: end one with a reason instead'); END;
+        CREATE TRIGGER recusal_log_no_update BEFORE UPDATE ON recusal_log
+        BEGIN SELECT RAISE(ABORT, 'the recusal log is append-only'); END;
+        CREATE TRIGGER recusal_log_no_delete BEFORE DELETE ON recusal_log
+        BEGIN SELECT RAISE(ABORT, 'the recusal log is append-only'); END;
+        DROP TRIGGER overrides_not_recused;
+        CREATE TRIGGER overrides_not_recused BEFORE INSERT ON overrides
+        WHEN EXISTS (
+            SELECT 1 FROM recusals r JOIN clues c ON c.unit_key = r.unit_key
+            WHERE c.clue_key = NEW.clue_key AND r.reviewer_id = NEW.reviewer_id AND r.ended IS NULL
+        )
+        BEGIN SELECT RAISE(ABORT, 'override refused: the reviewer is recused from this unit'); END;
+        """
+    )
+
+
+def m021_rounds(db: sqlite3.Connection) -> None:
+    """Rounds of inspection: the units each covers and the triage runs that belong to it.
+    At most one round is open (a partial unique index)."""
+    _script(
+        db,
+        """
+        CREATE TABLE rounds (
+            round_id INTEGER PRIMARY KEY AUTOINCREMENT,
+            name TEXT NOT NULL UNIQUE,
+            status TEXT NOT NULL CHECK (status IN ('open', 'closed')),
+            started TEXT NOT NULL,
+            closed TEXT
+        );
+        CREATE UNIQUE INDEX rounds_one_open ON rounds(status) WHERE status = 'open';
+        CREATE TABLE round_units (
+            round_id INTEGER NOT NULL REFERENCES rounds(round_id),
+            unit_key TEXT NOT NULL,
+            unit TEXT NOT NULL,
+            PRIMARY KEY (round_id, unit_key)
+        );
+        ALTER TABLE runs ADD COLUMN round_id INTEGER REFERENCES rounds(round_id);
+        """
+    )
+
+
+def m022_repeat_groups(db: sqlite3.Connection) -> None:
+    """Repeat clues (同一问题多次反映): each clue's group is the clue key of the group's first
+    clue (NULL for clues stored before grouping: each is its own group); the MinHash
+    signature and exact-text hash of every grouped clue, so later runs group with it."""
+    _script(
+        db,
+        """
+        ALTER TABLE clues ADD COLUMN group_key TEXT;
+        CREATE INDEX clues_by_group ON clues(group_key);
+        CREATE TABLE clue_signatures (
+            clue_key TEXT PRIMARY KEY REFERENCES clues(clue_key),
+            text_hash TEXT NOT NULL,
+            signature BLOB NOT NULL
+        );
+        """
+    )
+
+
+#: sorted by name: m001_… (schema), m010_… (models), m020_… (workflow)
+MIGRATIONS: tuple[Callable[[sqlite3.Connection], None], ...] = (
+    m001_initial, m002_override_guards, m020_units_and_recusal_ends, m021_rounds, m022_repeat_groups,
+)
 
 
 def migrate(db: sqlite3.Connection) -> list[str]:

@@ -41,18 +41,31 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from .errors import ClueTriageError, InputError
 from .features import prepare_one
 from .fsutil import sha256_file
-from .io import EXCEL_MAX_ROWS, ClueFile, Row, TableWriter, open_clue_file, output_format
+from .io import (
+    EXCEL_MAX_ROWS,
+    UNIT_COLUMNS,
+    ClueFile,
+    Row,
+    TableWriter,
+    open_clue_file,
+    output_format,
+)
 from .labels import display_name
 from .model import TwoHeadModel
 from .normalize import fold, han_count, normalize, to_simplified
 from .paths import Home
 from .registry import LoadedModel, Registry
+from .repeats import Grouper, Placed, band_keys, canonical_of_normalized, signatures, text_hash
+from .rounds import round_for_triage
 from .routing import Routing, load_routing
 from .segment import current_segmenter, set_segmenter
-from .store import clue_key, connect, key_of_normalized, now, transaction, unit_key
+from .store import clue_key, connect, key_of_normalized, now, transaction
+from .units import Directory, Resolution, load_directory
 
 MAX_CHARS = 2000
 MIN_HAN = 4
@@ -66,7 +79,7 @@ CLASSIFIED = ("ok", "too_short", "too_long_truncated")
 START_METHOD = "fork" if sys.platform.startswith("linux") else "spawn"
 ADDED_COLUMNS = (
     "id", "attention", "attention_name", "attention_confidence", "area", "area_name", "area_confidence",
-    "needs_review", "key_terms", "handover", "model_version", "status", "status_detail",
+    "needs_review", "key_terms", "handover", "model_version", "status", "status_detail", "group_id", "repeat_of",
 )
 
 
@@ -84,11 +97,14 @@ class Result:
     needs_review: bool = False
     terms: list[str] = field(default_factory=list)
     key: str | None = None  # the store's clue key, for classified rows when the unit is given
+    thash: str = ""  # repeat grouping: exact-text hash, MinHash signature and LSH band keys
+    sig: bytes = b""
+    bands: list[int] = field(default_factory=list)
 
     def __reduce__(self) -> tuple[Any, ...]:
         # as a plain tuple: ten times cheaper to send back from a worker than the default
         return (Result, (self.status, self.detail, self.attention, self.attention_conf, self.area, self.area_conf,
-                         self.margin, self.needs_review, self.terms, self.key))
+                         self.margin, self.needs_review, self.terms, self.key, self.thash, self.sig, self.bands))
 
 
 # -- per batch (runs in workers) ------------------------------------------------------
@@ -172,9 +188,14 @@ def classify_texts(model: TwoHeadModel, texts: Sequence[str], units: Sequence[st
                 results[i] = Result("error", f"could not be classified ({exc.__class__.__name__}: {exc})",
                                     needs_review=True)
     if units is not None:
-        for i in todo:
-            if results[i].attention:
-                results[i].key = _clue_key(units[i], screened[i][3])
+        done = [i for i in todo if results[i].attention]
+        canon = [canonical_of_normalized(screened[i][3]) for i in done]
+        sigs = signatures(canon)
+        bands = band_keys(sigs).tolist()
+        for j, i in enumerate(done):
+            r = results[i]
+            r.key = _clue_key(units[i], screened[i][3])
+            r.thash, r.sig, r.bands = text_hash(canon[j]), sigs[j].tobytes(), bands[j]
     return results
 
 
@@ -323,6 +344,7 @@ class TriageStart:
     model_version: str
     workers: int
     warnings: list[str] = field(default_factory=list)  # e.g. the user dictionary changed since training
+    notices: list[str] = field(default_factory=list)  # e.g. no unit column: recusal cannot be applied
 
 
 @dataclass
@@ -338,6 +360,14 @@ class TriageSummary:
     cells: Counter[tuple[str, str]] = field(default_factory=Counter)
     needs_review: int = 0
     seconds: float = 0.0
+    unit_column: str | None = None
+    no_unit: int = 0  # clues with no unit: recusal cannot be applied to them
+    unresolved_units: Counter[str] = field(default_factory=Counter)  # written unit -> clues, not in the directory
+    directory_units: int = 0  # entries in the unit directory
+    round_name: str | None = None
+    round_units: frozenset[str] = frozenset()  # unit keys the round covers
+    outside_round: Counter[str] = field(default_factory=Counter)  # resolved unit name -> clues, not in the round
+    repeats: int = 0  # clues that repeat an earlier report (this run or the store)
 
     @property
     def per_second(self) -> float:
@@ -385,6 +415,7 @@ def triage_file(
     workers: int | None = None,
     version: str | None = None,
     routing: Routing | None = None,
+    round_name: str | None = None,
     on_start: Callable[[TriageStart], None] | None = None,
     progress: Callable[[int], None] | None = None,
 ) -> TriageSummary:
@@ -399,6 +430,8 @@ def triage_file(
     ----------
     workers : int, optional
         Worker processes (default: the CPUs available). Inputs of one batch run in-process.
+    round_name : str, optional
+        The round the run belongs to (it must be open); default: the open round, if any.
     on_start : callable, optional
         Called once with a :class:`TriageStart` when the work begins (row count, encoding).
     progress : callable, optional
@@ -421,13 +454,17 @@ def triage_file(
     db = connect(home.db_path)
     try:
         with transaction(db):
+            chosen = round_for_triage(db, round_name)
             run_id = int(
                 db.execute(
-                    "INSERT INTO runs (started, status, model_version, input_path, input_sha256) VALUES (?, 'running', ?, ?, ?)",
-                    (now(), loaded.version, str(cf.path.resolve()), input_sha256),
+                    "INSERT INTO runs (started, status, model_version, input_path, input_sha256, round_id) "
+                    "VALUES (?, 'running', ?, ?, ?, ?)",
+                    (now(), loaded.version, str(cf.path.resolve()), input_sha256, chosen.round_id if chosen else None),
                 ).lastrowid or 0
             )
         summary = TriageSummary(run_id, cf.path, output, cf.encoding, loaded.version, workers)
+        if chosen is not None:
+            summary.round_name, summary.round_units = chosen.name, frozenset(chosen.unit_keys)
         try:
             _run(db, cf, loaded, routing, summary, on_start, progress)
             summary.seconds = time.perf_counter() - started
@@ -460,7 +497,9 @@ def _run(
     added = [f"triage_{c}" if c in columns else c for c in ADDED_COLUMNS if not (c == "id" and own_id)]
     id_at = columns.index("id") if own_id else None
     pending: deque[list[Row]] = deque()
-    store = _StoreWriter(db, summary.run_id)
+    store = _StoreWriter(db, summary.run_id, load_directory(db))
+    grouper = Grouper.from_store(db)
+    summary.unit_column, summary.directory_units = cf.unit_col, len(store.directory.units)
     text_col, unit_col = cf.text_col, cf.unit_col
 
     def work() -> Iterator[Work]:
@@ -472,20 +511,30 @@ def _run(
     # workers are forked first: they inherit no open output file and no caller's thread
     with Classifier(loaded.model, summary.workers) as classifier, TableWriter(summary.output, columns + added) as writer:
         if on_start:
+            notices = []
+            if unit_col is None:
+                notices.append(f"no unit column (looked for {', '.join(UNIT_COLUMNS)}); recusal cannot be applied "
+                                "to these clues; name the column with --unit-col")
             on_start(TriageStart(summary.run_id, cf.path, summary.output, cf.encoding, cf.row_count,
-                                 loaded.version, summary.workers, loaded.warnings))
+                                 loaded.version, summary.workers, loaded.warnings, notices))
         for results in classifier.map(work()):
             batch = pending.popleft()
             for row, res in zip(batch, results, strict=True):
                 fields = _fields(cf, row, res, loaded.version, routing)
+                unit = store.resolve(row.values[unit_col].strip() if unit_col else "") if res.attention else None
+                placed = None
+                if unit is not None and res.key:
+                    placed = grouper.place(res.key, fields[0], unit.key, res.thash,
+                                           np.frombuffer(res.sig, dtype=np.uint32), res.bands)
+                    fields[-2:] = [placed.group, placed.repeat_of]
                 values = [row.values[c] for c in columns]
                 if id_at is not None:
                     values[id_at] = fields[0]
                     writer.write_values(values + fields[1:])
                 else:
                     writer.write_values(values + fields)
-                store.add(cf, row, res, fields)
-                _tally(summary, res)
+                store.add(cf, row, res, fields, unit, placed)
+                _tally(summary, res, unit, placed)
             store.flush(force=False)
             if progress:
                 progress(len(batch))
@@ -497,7 +546,7 @@ def _fields(cf: ClueFile, row: Row, res: Result, version: str, routing: Routing)
     clue_id = (row.values[cf.id_col].strip() if cf.id_col else "") or str(row.number)
     if not res.attention:
         return [clue_id, "", "", "", "", "", "", "yes" if res.needs_review else "no", "", "", version,
-                res.status, res.detail]
+                res.status, res.detail, "", ""]
     return [
         clue_id,
         res.attention,
@@ -512,6 +561,8 @@ def _fields(cf: ClueFile, row: Row, res: Result, version: str, routing: Routing)
         version,
         res.status,
         res.detail,
+        "",  # group_id and repeat_of: filled in by the run, which sees the store
+        "",
     ]
 
 
@@ -519,18 +570,28 @@ class _StoreWriter:
     """Predictions and clues of a run, written in a few large transactions (every
     ``STORE_EVERY`` rows): one commit per small batch would spend the run waiting on disk."""
 
-    def __init__(self, db: sqlite3.Connection, run_id: int) -> None:
-        self.db, self.run_id = db, run_id
+    def __init__(self, db: sqlite3.Connection, run_id: int, directory: Directory) -> None:
+        self.db, self.run_id, self.directory = db, run_id, directory
         self.clues: list[tuple[Any, ...]] = []
         self.predictions: list[tuple[Any, ...]] = []
-        self._unit_key = lru_cache(maxsize=4096)(unit_key)
+        self.signatures: list[tuple[Any, ...]] = []
+        self._resolve = lru_cache(maxsize=4096)(directory.resolve)
 
-    def add(self, cf: ClueFile, row: Row, res: Result, fields: list[Any]) -> None:
+    def resolve(self, unit: str) -> Resolution:
+        return self._resolve(unit)
+
+    def add(self, cf: ClueFile, row: Row, res: Result, fields: list[Any], unit: Resolution | None,
+            placed: Placed | None) -> None:
+        """Queue one row; ``unit`` and ``placed`` are given for a classified row."""
         clue_id, key = fields[0], None
         if res.attention:
-            unit = row.values[cf.unit_col].strip() if cf.unit_col else ""
-            key = res.key or clue_key(unit, row.values[cf.text_col])
-            self.clues.append((key, clue_id, unit, self._unit_key(unit), row.values[cf.text_col], self.run_id))
+            written = row.values[cf.unit_col].strip() if cf.unit_col else ""
+            key = res.key or clue_key(written, row.values[cf.text_col])
+            resolved = unit.key if unit is not None else self._resolve(written).key
+            self.clues.append((key, clue_id, written, resolved, row.values[cf.text_col], self.run_id,
+                               placed.group if placed else None))
+            if placed is not None:
+                self.signatures.append((key, res.thash, res.sig))
         self.predictions.append(
             (self.run_id, row.number, key, clue_id, res.status, res.attention or None, res.attention_conf,
              res.area or None, res.area_conf, res.margin, int(res.needs_review), fields[8], fields[9], fields[10])
@@ -540,15 +601,27 @@ class _StoreWriter:
         if not self.predictions or (not force and len(self.predictions) < STORE_EVERY):
             return
         with transaction(self.db):
-            self.db.executemany("INSERT OR IGNORE INTO clues VALUES (?, ?, ?, ?, ?, ?)", self.clues)
+            self.db.executemany("INSERT OR IGNORE INTO clues (clue_key, clue_id, unit, unit_key, text, first_run, "
+                                "group_key) VALUES (?, ?, ?, ?, ?, ?, ?)", self.clues)
+            self.db.executemany("INSERT OR IGNORE INTO clue_signatures VALUES (?, ?, ?)", self.signatures)
             self.db.executemany("INSERT INTO predictions VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                                 self.predictions)
         self.clues.clear()
         self.predictions.clear()
+        self.signatures.clear()
 
 
-def _tally(summary: TriageSummary, res: Result) -> None:
+def _tally(summary: TriageSummary, res: Result, unit: Resolution | None, placed: Placed | None) -> None:
     summary.rows += 1
+    if placed is not None and placed.repeat_of:
+        summary.repeats += 1
+    if unit is not None and unit.unit is not None and summary.round_units and unit.key not in summary.round_units:
+        summary.outside_round[unit.unit.name] += 1
+    if unit is not None and not unit.resolved:
+        if unit.how == "empty":
+            summary.no_unit += 1
+        else:
+            summary.unresolved_units[unit.written] += 1
     summary.statuses[res.status] += 1
     if res.attention:
         summary.cells[(res.attention, res.area)] += 1

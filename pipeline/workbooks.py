@@ -27,6 +27,8 @@ from .fsutil import atomic_path, sha256_file
 from .labels import AREA, ATTENTION, SHORT_NAMES, parse_label
 from .review import (
     ClueState,
+    Eligibility,
+    RunScope,
     clue_keys_for,
     clue_state,
     clue_states,
@@ -105,20 +107,23 @@ def _xlsx_path(path: str | os.PathLike[str]) -> Path:
 
 
 def export_review_sheet(
-    db: sqlite3.Connection, path: str | os.PathLike[str], run: int | None = None, reviewer_id: str | None = None
+    db: sqlite3.Connection, path: str | os.PathLike[str], run: RunScope = None, reviewer_id: str | None = None,
+    *, include_unknown_units: bool = False,
 ) -> int:
     """Write the review sheet for every clue (of ``run``, else every clue with its latest
     prediction); return the number of clue rows. The file is owner-only and written atomically.
 
     With ``reviewer_id`` the sheet is that reviewer's: clues of units they recused from are
-    left out, so a recused reviewer never even sees them (import refuses them anyway)."""
+    left out, so a recused reviewer never even sees them (import refuses them anyway), and
+    so are clues of unknown units unless ``include_unknown_units``
+    (:class:`pipeline.review.Eligibility`)."""
     from openpyxl import Workbook
     from openpyxl.utils import get_column_letter
     from openpyxl.worksheet.datavalidation import DataValidation
 
     path = _xlsx_path(path)
-    recused = recused_units(db, get_reviewer(db, reviewer_id).reviewer_id) if reviewer_id else set()
-    states = [s for s in clue_states(db, run) if s.prediction and s.unit_key not in recused]
+    eligible = Eligibility(db, reviewer_id, include_unknown_units) if reviewer_id else None
+    states = [s for s in clue_states(db, run) if s.prediction and (eligible is None or eligible([s.unit_key]))]
     rows = []
     for s in states:
         p = s.prediction
@@ -314,7 +319,7 @@ def _pending_reason(state: ClueState) -> str:
     return "; ".join(reasons)
 
 
-def write_handover(db: sqlite3.Connection, path: str | os.PathLike[str], run: int | None = None,
+def write_handover(db: sqlite3.Connection, path: str | os.PathLike[str], run: RunScope = None,
                    routing: Routing | None = None) -> HandoverResult:
     """Write the hand-over workbook: one sheet per receiving body, effective labels, plus
     the sheet of clues not ready to hand over. Returns the counts per sheet."""

@@ -10,17 +10,20 @@ import pytest
 from pipeline.store import MIGRATIONS, clue_key, connect, migrate, now, transaction, unit_key
 
 TABLES = {
-    "runs": {"run_id", "started", "finished", "status", "model_version", "input_path", "input_sha256", "row_count"},
-    "clues": {"clue_key", "clue_id", "unit", "unit_key", "text", "first_run"},
+    "runs": {"run_id", "started", "finished", "status", "model_version", "input_path", "input_sha256", "row_count",
+             "round_id"},
+    "clues": {"clue_key", "clue_id", "unit", "unit_key", "text", "first_run", "group_key"},
     "predictions": {"run_id", "row_number", "clue_key", "clue_id", "status", "attention", "attention_conf", "area",
                     "area_conf", "margin", "needs_review", "key_terms", "handover", "model_version"},
     "reviewers": {"reviewer_id", "name", "created"},
-    "recusals": {"reviewer_id", "unit_key", "unit", "created"},
+    "recusals": {"reviewer_id", "unit_key", "unit", "created", "ended", "end_reason"},
     "overrides": {"override_id", "clue_key", "head", "kind", "predicted_label", "predicted_conf", "model_version",
                   "run_id", "old_label", "new_label", "reviewer_id", "reason", "channel", "import_sha256", "created"},
     "_migrations": {"name", "applied"},
 }
 TRIGGERS = {"overrides_no_update", "overrides_no_delete", "overrides_known_label", "overrides_not_recused"}
+#: tables and triggers of later migrations are checked in the tests of their modules
+#: (m020_…: tests/test_units.py; m021_…: tests/test_rounds.py; m022_…: tests/test_repeats.py)
 
 
 @pytest.fixture
@@ -33,7 +36,7 @@ def db(home):
 def _clue_and_reviewer(db, unit="某市生態環境局東城分局"):
     key = clue_key(unit, "反映某科長收受購物卡")
     with transaction(db):
-        db.execute("INSERT INTO clues VALUES (?, 'C1', ?, ?, '反映某科長收受購物卡', NULL)", (key, unit, unit_key(unit)))
+        db.execute("INSERT INTO clues (clue_key, clue_id, unit, unit_key, text) VALUES (?, 'C1', ?, ?, '反映某科長收受購物卡')", (key, unit, unit_key(unit)))
         db.execute("INSERT INTO reviewers VALUES ('zhang', '张三', ?)", (now(),))
     return key
 
@@ -47,13 +50,15 @@ def _override(db, key, label="further", reviewer="zhang", head="attention"):
 
 def test_schema_after_migrations(db):
     tables = {r[0] for r in db.execute("SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%'")}
-    assert tables == set(TABLES)
+    assert tables >= set(TABLES)
     for table, columns in TABLES.items():
         assert {r[1] for r in db.execute(f"PRAGMA table_info({table})")} == columns, table
     triggers = {r[0] for r in db.execute("SELECT name FROM sqlite_master WHERE type = 'trigger'")}
-    assert triggers == TRIGGERS
+    assert triggers >= TRIGGERS
     applied = [r[0] for r in db.execute("SELECT name FROM _migrations ORDER BY name")]
-    assert applied == [m.__name__ for m in MIGRATIONS] == ["m001_initial", "m002_override_guards"]
+    names = [m.__name__ for m in MIGRATIONS]
+    assert applied == names == sorted(names)
+    assert names[:2] == ["m001_initial", "m002_override_guards"]
 
 
 def test_migrations_apply_once(home, db):
@@ -95,7 +100,7 @@ def test_overrides_refuse_unknown_labels(db):
 def test_overrides_refuse_a_recused_reviewer_whatever_the_script(db):
     key = _clue_and_reviewer(db, unit="某市生態環境局東城分局")
     with transaction(db):
-        db.execute("INSERT INTO recusals VALUES ('zhang', ?, '某市生态环境局东城分局', ?)",
+        db.execute("INSERT INTO recusals (reviewer_id, unit_key, unit, created) VALUES ('zhang', ?, '某市生态环境局东城分局', ?)",
                    (unit_key("某市生态环境局东城分局"), now()))
     with pytest.raises(sqlite3.IntegrityError, match="recused"):
         _override(db, key)
