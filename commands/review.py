@@ -181,7 +181,7 @@ def _show(state: Any, position: str, pending: dict[str, str], reason: str, hando
     err.print()
     flag = "  ·  needs review" if p.needs_review else ""
     err.rule(Text(f"{position}  {state.clue_id}  ·  {state.unit or '-'}  ·  margin {p.margin:.2f}{flag}"), style="cyan")
-    err.print(state.text, markup=False)
+    err.print(Text(state.text), soft_wrap=False)  # a long text folded to the screen
     for head, title in HEAD_NAMES.items():
         line = f"  {title}: {NAMES[p.labels[head]]} ({p.confidence[head]:.2f})"
         if pending[head] != p.labels[head]:
@@ -193,7 +193,7 @@ def _show(state: Any, position: str, pending: dict[str, str], reason: str, hando
         err.print(f"  理由 reason: {reason}", markup=False)
 
 
-PROMPT = "[a] accept/record  [1] attention  [2] area  [r] reason  [s] skip  [q] quit >"
+PROMPT = "[a] accept/record  [1] attention  [2] area  [r] reason  [s] skip  [u] undo (back one)  [q] quit >"
 
 
 def _choose(keys: _Keys, head: str) -> str | None:
@@ -207,19 +207,30 @@ def _choose(keys: _Keys, head: str) -> str | None:
 
 def _session(db: sqlite3.Connection, reviewer: str, run: Any, keys: _Keys, tally: Counter[str],
              include_unknown_units: bool = False) -> None:
-    """Walk the reviewer's queue; every decision is committed before the next clue shows."""
+    """Walk the reviewer's queue; every decision is committed before the next clue shows.
+    ``u`` goes back to the clue decided last: deciding it again records a new decision that
+    supersedes the earlier one (both stay in the trail)."""
     from pipeline.review import clue_state, record_decision, review_queue
     from pipeline.routing import load_routing
 
     routing = load_routing()
     queue = review_queue(db, reviewer, run, include_unknown_units=include_unknown_units)
-    for number, queued in enumerate(queue, 1):
+    decided: list[int] = []  # positions in the queue, in the order they were decided
+    number, redo = 0, False
+    while number < len(queue):
+        queued = queue[number]
         assert queued.prediction is not None
         state = clue_state(db, queued.clue_key, queued.prediction.run_id)
-        if state.decided_by(reviewer):  # decided meanwhile, e.g. in another terminal
+        if state.decided_by(reviewer) and not redo:  # decided meanwhile, e.g. in another terminal
+            number += 1
             continue
-        pending, reason = dict(queued.prediction.labels), ""
-        _show(state, f"{number}/{len(queue)}", pending, reason, routing.handover(pending["attention"], pending["area"]))
+        redo = False
+        labels = queued.prediction.labels
+        if state.decided_by(reviewer):  # undone: start from the labels in force
+            labels = {h: v or labels[h] for h, v in state.effective().items()}
+        pending, reason = dict(labels), ""
+        position = f"{number + 1}/{len(queue)}"
+        _show(state, position, pending, reason, routing.handover(pending["attention"], pending["area"]))
         while True:
             key = keys.key(PROMPT)
             if key == "a":
@@ -228,21 +239,32 @@ def _session(db: sqlite3.Connection, reviewer: str, run: Any, keys: _Keys, tally
                 tally["decided"] += 1
                 tally["changed"] += pending != queued.prediction.labels
                 err.print("  recorded" + ("; now DISPUTED (reviewers disagree)" if new.disputed else ""), style="green")
+                decided.append(number)
+                number += 1
                 break
             if key in ("1", "2"):
                 head = "attention" if key == "1" else "area"
                 pending[head] = _choose(keys, head) or pending[head]  # another key keeps the label
-                _show(state, f"{number}/{len(queue)}", pending, reason, routing.handover(pending["attention"], pending["area"]))
+                _show(state, position, pending, reason, routing.handover(pending["attention"], pending["area"]))
             elif key == "r":
                 reason = keys.line("理由 reason:")
             elif key == "s":
                 tally["skipped"] += 1
+                number += 1
+                break
+            elif key == "u":
+                if not decided:
+                    err.print("  nothing to undo yet", markup=False)
+                    continue
+                number, redo = decided.pop(), True
+                tally["undone"] += 1
+                err.print("  back to the last decision: decide it again (the new decision supersedes it)", markup=False)
                 break
             elif key == "q":
-                tally["left"] = len(queue) - number + 1
+                tally["left"] = len(queue) - number
                 return
             else:
-                err.print("  keys: a, 1, 2, r, s, q", markup=False)
+                err.print("  keys: a, 1, 2, r, s, u, q", markup=False)
     err.print("the queue is empty", style="green")
 
 
@@ -252,7 +274,8 @@ def review_next(ctx: typer.Context, reviewer: ReviewerOption, round_name: RoundO
     """Review clues one by one, most uncertain first; every decision is stored at once.
 
     Keys: a accept (or record the changed labels), 1 change attention, 2 change area,
-    r add a reason, s skip, q quit.
+    r add a reason, s skip, u undo (decide the last clue again), q quit. A repeat group
+    shows once; the decision is recorded for each of its clues.
 
     Example: clue-triage review next --reviewer zhang
     """
@@ -263,7 +286,7 @@ def review_next(ctx: typer.Context, reviewer: ReviewerOption, round_name: RoundO
         except KeyboardInterrupt:
             err.print("\ninterrupted; every decision recorded so far is stored", markup=False)
     out.print(f"{tally['decided']} decision(s) recorded ({tally['changed']} changed a label), "
-              f"{tally['skipped']} skipped, {tally['left']} left in the queue")
+              f"{tally['skipped']} skipped, {tally['undone']} undone, {tally['left']} left in the queue")
 
 
 # -- Excel round trip -----------------------------------------------------------------
@@ -279,10 +302,15 @@ def review_export(
     suspect: Annotated[bool, typer.Option("--suspect", help="Instead: the training labels `retrain --audit` finds suspicious, for a second look.")] = False,
     reviewer: Annotated[str | None, typer.Option("--reviewer", help="The sheet is this reviewer's: clues of units they recused from are left out.")] = None,
     include_unknown_units: UnknownUnitsOption = False,
+    needs_review: Annotated[bool, typer.Option("--needs-review", help="Only clues the model flagged and nobody decided.")] = False,
+    unit: Annotated[str | None, typer.Option("--unit", help="Only clues of this unit (resolved in the directory).")] = None,
+    limit: Annotated[int | None, typer.Option("--limit", min=1, help="At most this many rows.")] = None,
 ) -> None:
-    """Write a review sheet: one row per clue with the model's labels and drop-down columns to fill in.
+    """Write a review sheet: one row per clue (per repeat group) with drop-down columns to fill in.
 
-    Example: clue-triage review export --run 1 -o review.xlsx
+    With --reviewer the sheet is that reviewer's share (see review assign).
+
+    Example: clue-triage review export --reviewer zhang --needs-review -o zhang.xlsx
     """
     from pipeline.workbooks import export_review_sheet, export_suspect_sheet
 
@@ -294,8 +322,35 @@ def review_export(
         return
     with _store(ctx) as db:
         count = export_review_sheet(db, output, scope_of(db, round_name, run, every), reviewer,
-                                    include_unknown_units=include_unknown_units)
+                                    include_unknown_units=include_unknown_units, needs_review=needs_review, unit=unit,
+                                    limit=limit)
     out.print(f"{count} clue(s) written to {output}", markup=False)
+
+
+@review_app.command("assign")
+def review_assign(
+    ctx: typer.Context,
+    reviewers: Annotated[str, typer.Option("--reviewers", help="Reviewer ids, comma-separated.")],
+    needs_review: Annotated[bool, typer.Option("--needs-review", help="Only clues the model flagged.")] = False,
+    double: Annotated[bool, typer.Option("--double", help="Two reviewers per clue (for agreement).")] = False,
+    round_name: RoundOption = None,
+    run: RunOption = None,
+    every: AllOption = False,
+) -> None:
+    """Split the clues (one per repeat group) among reviewers, respecting recusal; run again to add new clues.
+
+    Example: clue-triage review assign --reviewers zhang,li --needs-review --double
+    """
+    from pipeline.assignments import assign
+
+    with _store(ctx) as db:
+        result = assign(db, reviewers.split(","), scope_of(db, round_name, run, every), needs_review=needs_review,
+                        double=double)
+    out.print(_grid(f"{result.groups} clue group(s); {result.already} already assigned", ["reviewer", "newly assigned"],
+                    [[r, str(n)] for r, n in sorted(result.assigned.items())]))
+    if result.nobody:
+        err.print(f"warning: no given reviewer may see {len(result.nobody)} clue(s) (recusal or unknown unit): "
+                  + "、".join(result.nobody[:10]), markup=False)
 
 
 @review_app.command("import")
@@ -314,6 +369,8 @@ def review_import(
         result = import_review_sheet(db, sheet, reviewer)
     out.print(_grid(f"overrides recorded from {sheet.name} ({result.rows} row(s) with decisions)", ["head", "recorded"],
                     [[head, str(result.recorded.get(head, 0))] for head in HEAD_NAMES]))
+    if result.members:
+        out.print(f"{result.members} override row(s) for other reports of the same matters (repeat groups)")
     if result.unchanged:
         out.print(f"{result.unchanged} decision(s) were already on record and were not added again")
 

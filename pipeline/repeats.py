@@ -2,9 +2,11 @@
 
 Two clues are one matter when their normalised texts are equal (punctuation and spaces
 ignored), or when the Jaccard similarity of their sets of character bigrams is at least
-:data:`THRESHOLD`. Similarity is estimated with MinHash signatures and candidates are found
-with locality-sensitive hashing (LSH, :data:`BANDS` bands of :data:`ROWS` values), so a new
-clue is compared with a handful of earlier clues, not all of them. Near duplicates are
+:data:`THRESHOLD`. Candidates are found with MinHash signatures and locality-sensitive
+hashing (LSH, :data:`BANDS` bands of :data:`ROWS` values), so a new clue is compared with a
+handful of earlier clues, not all of them; a candidate whose estimated similarity is
+neither clearly above nor clearly below the threshold is checked on the exact bigram sets
+(a 64-value estimate alone would miss a third of the repeats just above the threshold). Near duplicates are
 grouped only within one unit (or when either unit is unknown): a template sentence about
 two units is two matters.
 
@@ -28,8 +30,12 @@ import numpy as np
 from .normalize import normalize
 
 NUM_PERM = 64
-BANDS, ROWS = 16, 4  # BANDS * ROWS == NUM_PERM; candidates above Jaccard ≈ (1/16)^(1/4) = 0.5
-THRESHOLD = 0.5  # estimated Jaccard of bigram sets to call two clues one matter
+BANDS, ROWS = 32, 2  # BANDS * ROWS == NUM_PERM: a pair at Jaccard 0.4 is a candidate with p = 0.996
+THRESHOLD = 0.40  # Jaccard of the bigram sets from which two clues are one matter
+#: a band bucket shared by more clues than this is made of very common bigrams and says
+#: nothing (a pair at the threshold shares about 5 of 32 bands); it is no longer searched
+CROWDED = 16
+SURE, FLOOR = 0.60, 0.25  # estimates above SURE are taken as they are, below FLOOR dropped; between, checked exactly
 CHUNK_SHINGLES = 50_000  # bigrams hashed at once (memory: CHUNK_SHINGLES * NUM_PERM * 4 bytes)
 _rng = np.random.default_rng(20260413)  # fixed: signatures stored by one run are read by the next
 _A = _rng.integers(1, 2**32, NUM_PERM, dtype=np.uint64).astype(np.uint32) | np.uint32(1)  # odd: a permutation
@@ -93,46 +99,65 @@ def band_keys(sigs: np.ndarray) -> np.ndarray:
     return (bands * _BAND_MIX).sum(axis=2, dtype=np.uint64)
 
 
-Bucket = int | list[int]
+
+
+class LazyCanonical(str):
+    """A stored clue's raw text, put in :func:`canonical` form only if the exact check needs it."""
 
 
 class RepeatIndex:
     """Earlier clues by exact text hash and by LSH band key.
 
-    Signatures live in one growing uint32 matrix; a band bucket holds one item index (a
-    list only when several items share it), so an index of 100,000 clues stays small.
+    Signatures live in one growing uint32 matrix; a band bucket is a list of item indices,
+    no longer grown once it is crowded (:data:`CROWDED`).
     """
 
     def __init__(self) -> None:
         self.by_text: dict[str, str] = {}  # text hash -> group
-        self.buckets: list[dict[int, Bucket]] = [{} for _ in range(BANDS)]
+        self.buckets: list[dict[int, list[int]]] = [{} for _ in range(BANDS)]
         self._sigs = np.empty((1024, NUM_PERM), dtype=np.uint32)
+        self._units = np.empty(1024, dtype=np.int32)  # unit numbers (0: unknown) of the items
+        self._unit_ids: dict[str, int] = {"": 0}
         self.groups: list[str] = []
         self.units: list[str] = []
+        self.texts: list[str] = []  # canonical texts, for the exact check
+        self._bigrams: dict[int, set[str]] = {}
 
     def __len__(self) -> int:
         return len(self.groups)
 
-    def add(self, thash: str, unit_key: str, sig: np.ndarray, keys: Sequence[int], group: str) -> None:
+    def add(self, thash: str, unit_key: str, sig: np.ndarray, keys: Sequence[int], group: str, text: str) -> None:
+        """Index a clue (its text in :func:`canonical` form, or a :class:`LazyCanonical`)."""
         self.by_text.setdefault(thash, group)
+        item = self._store(unit_key, sig, group, text)
+        if item is not None:
+            for bucket, key in zip(self.buckets, keys, strict=True):
+                held = bucket.setdefault(key, [])
+                if len(held) <= CROWDED:
+                    held.append(item)
+
+    def _store(self, unit_key: str, sig: np.ndarray, group: str, text: str) -> int | None:
         if int(sig[0]) == EMPTY and not (sig != EMPTY).any():
-            return
+            return None  # no bigram: grouped by exact text only
         item = len(self.groups)
         if item == len(self._sigs):
             self._sigs = np.concatenate([self._sigs, np.empty_like(self._sigs)])
+            self._units = np.concatenate([self._units, np.empty_like(self._units)])
         self._sigs[item] = sig
+        self._units[item] = self._unit_ids.setdefault(unit_key, len(self._unit_ids))
         self.groups.append(group)
         self.units.append(unit_key)
-        for bucket, key in zip(self.buckets, keys, strict=True):
-            held = bucket.get(key)
-            if held is None:
-                bucket[key] = item
-            elif isinstance(held, list):
-                held.append(item)
-            else:
-                bucket[key] = [held, item]
+        self.texts.append(text)
+        return item
 
-    def find(self, thash: str, unit_key: str, sig: np.ndarray, keys: Sequence[int]) -> tuple[str, float] | None:
+    def _bigram_set(self, item: int) -> set[str]:
+        found = self._bigrams.get(item)
+        if found is None:
+            text = self.texts[item]
+            found = self._bigrams[item] = bigrams(canonical(text) if isinstance(text, LazyCanonical) else text)
+        return found
+
+    def find(self, thash: str, unit_key: str, sig: np.ndarray, keys: Sequence[int], text: str) -> tuple[str, float] | None:
         """The group of the most similar earlier clue of the same matter, or None."""
         group = self.by_text.get(thash)
         if group is not None:
@@ -140,23 +165,73 @@ class RepeatIndex:
         candidates: set[int] = set()
         for bucket, key in zip(self.buckets, keys, strict=True):
             held = bucket.get(key)
-            if held is None:
-                continue
-            if isinstance(held, list):
+            if held is not None and len(held) <= CROWDED:
                 candidates.update(held)
-            else:
-                candidates.add(held)
-        items = [i for i in candidates if not (unit_key and self.units[i] and self.units[i] != unit_key)]
-        if not items:
+        return self._best(candidates, unit_key, sig, text) if candidates else None
+
+    def find_and_add(self, thash: str, unit_key: str, sig: np.ndarray, keys: Sequence[int], text: str,
+                     new_group: str) -> tuple[str, float] | None:
+        """:meth:`find`, then :meth:`add` the clue to the group found (else ``new_group``),
+        with one pass over the bands."""
+        group = self.by_text.get(thash)
+        if group is not None:
+            self.add(thash, unit_key, sig, keys, group, text)
+            return group, 1.0
+        candidates: set[int] = set()
+        open_buckets: list[list[int]] = []
+        for bucket, key in zip(self.buckets, keys, strict=True):
+            held = bucket.setdefault(key, [])
+            if len(held) <= CROWDED:
+                candidates.update(held)
+                open_buckets.append(held)
+        found = self._best(candidates, unit_key, sig, text) if candidates else None
+        group = found[0] if found else new_group
+        self.by_text.setdefault(thash, group)
+        item = self._store(unit_key, sig, group, text)
+        if item is not None:
+            for held in open_buckets:
+                held.append(item)
+        return found
+
+    def _best(self, candidates: set[int], unit_key: str, sig: np.ndarray, text: str) -> tuple[str, float] | None:
+        found = np.fromiter(candidates, dtype=np.int64, count=len(candidates))
+        unit = self._unit_ids.get(unit_key, -1) if unit_key else 0
+        if unit:  # a unit's clues group with clues of the same unit or of an unknown unit
+            units = self._units[found]
+            found = found[(units == unit) | (units == 0)]
+            if not len(found):
+                return None
+        estimates = (self._sigs[found] == sig).sum(axis=1) / NUM_PERM
+        keep = estimates >= FLOOR
+        if not keep.any():
             return None
-        similarity = (self._sigs[items] == sig).sum(axis=1) / NUM_PERM
-        best = int(np.argmax(similarity))
-        if similarity[best] < THRESHOLD:
-            return None
-        return self.groups[items[best]], float(similarity[best])
+        best: tuple[str, float] | None = None
+        mine: set[str] | None = None
+        order = np.argsort(-estimates[keep], kind="stable")
+        for item, estimate in zip(found[keep][order].tolist(), estimates[keep][order].tolist(), strict=True):
+            if best is not None and estimate <= best[1] and estimate < SURE:
+                continue
+            similarity = estimate
+            if estimate < SURE:
+                mine = bigrams(canonical(text) if isinstance(text, LazyCanonical) else text) if mine is None else mine
+                similarity = jaccard(mine, self._bigram_set(item))
+            if similarity >= THRESHOLD and (best is None or similarity > best[1]):
+                best = (self.groups[item], similarity)
+        return best
 
 
 EMPTY = 0xFFFFFFFF
+
+
+def bigrams(canonical_text: str) -> set[str]:
+    return {canonical_text[i:i + 2] for i in range(len(canonical_text) - 1)}
+
+
+def jaccard(a: set[str], b: set[str]) -> float:
+    if not a or not b:
+        return 0.0
+    common = len(a & b)
+    return common / (len(a) + len(b) - common)
 
 
 def group_texts(texts: Sequence[str], units: Sequence[str] | None = None) -> list[int]:
@@ -175,9 +250,8 @@ def group_canonical(canon: Sequence[str], units: Sequence[str] | None = None) ->
     for i, text in enumerate(canon):
         unit = units[i] if units is not None else ""
         thash = text_hash(text)
-        found = index.find(thash, unit, sigs[i], keys[i])
+        found = index.find_and_add(thash, unit, sigs[i], keys[i], text, str(i))
         group = found[0] if found else str(i)
-        index.add(thash, unit, sigs[i], keys[i], group)
         out.append(numbers.setdefault(group, len(numbers)))
     return out
 
@@ -206,7 +280,7 @@ class Grouper:
     @classmethod
     def from_store(cls, db: sqlite3.Connection) -> Grouper:
         grouper = cls()
-        rows = db.execute("SELECT c.clue_key, c.clue_id, c.unit_key, c.group_key, s.text_hash, s.signature "
+        rows = db.execute("SELECT c.clue_key, c.clue_id, c.unit_key, c.group_key, c.text, s.text_hash, s.signature "
                           "FROM clue_signatures s JOIN clues c ON c.clue_key = s.clue_key ORDER BY c.rowid").fetchall()
         if rows:
             sigs = np.frombuffer(b"".join(r["signature"] for r in rows), dtype=np.uint32).reshape(len(rows), NUM_PERM)
@@ -216,21 +290,22 @@ class Grouper:
                 grouper.known[r["clue_key"]] = group
                 if group == r["clue_key"]:
                     grouper.first_id[group] = r["clue_id"]
-                grouper.index.add(r["text_hash"], r["unit_key"], sig, k, group)
+                grouper.index.add(r["text_hash"], r["unit_key"], sig, k, group, LazyCanonical(r["text"]))
         for r in db.execute("SELECT c.clue_key, c.clue_id FROM clues c WHERE c.clue_key = c.group_key "
                             "OR c.group_key IS NULL"):
             grouper.first_id.setdefault(r["clue_key"], r["clue_id"])
         return grouper
 
-    def place(self, key: str, clue_id: str, unit_key: str, thash: str, sig: np.ndarray, keys: Sequence[int]) -> Placed:
+    def place(self, key: str, clue_id: str, unit_key: str, thash: str, sig: np.ndarray, keys: Sequence[int],
+              text: str) -> Placed:
+        """Group one classified clue (``text`` in :func:`canonical` form)."""
         group = self.known.get(key)
         similarity = 1.0
         if group is None:
-            found = self.index.find(thash, unit_key, sig, keys)
+            found = self.index.find_and_add(thash, unit_key, sig, keys, text, key)
             group, similarity = found if found else (key, 1.0)
             self.known[key] = group
             self.first_id.setdefault(group, clue_id)
-            self.index.add(thash, unit_key, sig, keys, group)
         first = group == key and key not in self.seen
         self.seen.add(key)
         return Placed(group, "" if first else self.first_id.get(group, ""), similarity)

@@ -229,6 +229,7 @@ class ClueState:
     prediction: Prediction | None
     heads: dict[str, HeadState]
     rows: tuple[Decision, ...]
+    group_key: str = ""  # the clue key of its repeat group's first clue (itself when alone)
 
     @property
     def disputed(self) -> bool:
@@ -319,7 +320,8 @@ def head_state(head: str, predicted: str | None, rows: Sequence[Decision]) -> He
 def _state(clue: sqlite3.Row, prediction: Prediction | None, rows: Sequence[Decision]) -> ClueState:
     heads = {h: head_state(h, prediction.labels[h] if prediction else None, rows) for h in HEADS}
     return ClueState(clue["clue_key"], prediction.clue_id if prediction else clue["clue_id"], clue["unit"],
-                     clue["unit_key"], clue["text"], prediction, heads, tuple(rows))
+                     clue["unit_key"], clue["text"], prediction, heads, tuple(rows),
+                     clue["group_key"] or clue["clue_key"])
 
 
 def clue_states(db: sqlite3.Connection, run: RunScope = None) -> list[ClueState]:
@@ -362,14 +364,73 @@ def find_clue(db: sqlite3.Connection, ref: str) -> str:
 # -- decisions ------------------------------------------------------------------------
 
 
+def group_units(db: sqlite3.Connection) -> dict[str, set[str]]:
+    """Group key -> the unit keys of every clue in the group (the whole store)."""
+    units: dict[str, set[str]] = defaultdict(set)
+    for row in db.execute("SELECT COALESCE(group_key, clue_key), unit_key FROM clues"):
+        units[row[0]].add(row[1])
+    return units
+
+
+def one_per_group(states: Iterable[ClueState]) -> list[ClueState]:
+    """The first clue of each repeat group, in the order given."""
+    seen: set[str] = set()
+    out = []
+    for s in states:
+        if s.group_key not in seen:
+            seen.add(s.group_key)
+            out.append(s)
+    return out
+
+
 def review_queue(db: sqlite3.Connection, reviewer_id: str, run: RunScope = None, *,
                  include_unknown_units: bool = False) -> list[ClueState]:
     """Clues for a reviewer, most uncertain first (smallest margin between the top two
-    probabilities of either head), without clues they already decided or may not be given
-    (:class:`Eligibility`: recused units, and unknown units for a reviewer with recusals)."""
-    eligible = Eligibility(db, reviewer_id, include_unknown_units)
-    todo = [s for s in clue_states(db, run) if eligible([s.unit_key]) and not s.decided_by(reviewer_id)]
+    probabilities of either head), one per repeat group, without clues they already decided
+    or may not be given (:class:`Eligibility`: recused units, and unknown units for a
+    reviewer with recusals, over every clue of the group); only their assigned clues when
+    they have any (:func:`pipeline.assignments.share`)."""
+    from .assignments import share
+
+    todo = [s for s in share(db, reviewer_id, run, include_unknown_units=include_unknown_units)
+            if not s.decided_by(reviewer_id)]
     return sorted(todo, key=lambda s: s.prediction.margin if s.prediction else 1.0)
+
+
+def reports(db: sqlite3.Connection, run: RunScope = None) -> dict[str, list[str]]:
+    """Group key -> the clue ids of every report of that matter within ``run``, in run and
+    row order. A report is one row of one input file: the same file triaged twice counts
+    once, and two rows of one file with the same text count twice."""
+    where, args = "r.status = 'complete' AND p.clue_key IS NOT NULL", list[object]()
+    if isinstance(run, Scope):
+        if run.runs is not None:
+            where += f" AND p.run_id IN ({','.join('?' * len(run.runs))})"
+            args.extend(run.runs)
+    elif run is not None:
+        where += " AND p.run_id = ?"
+        args.append(run)
+    seen: set[tuple[str, int]] = set()
+    out: dict[str, list[str]] = defaultdict(list)
+    for row in db.execute(
+            "SELECT COALESCE(c.group_key, c.clue_key) AS g, p.clue_id, r.input_sha256, p.row_number "
+            f"FROM predictions p JOIN runs r ON r.run_id = p.run_id JOIN clues c ON c.clue_key = p.clue_key WHERE {where} "
+            "ORDER BY p.run_id, p.row_number", args):
+        if (row["input_sha256"], row["row_number"]) in seen:
+            continue
+        seen.add((row["input_sha256"], row["row_number"]))
+        out[row["g"]].append(row["clue_id"])
+    return dict(out)
+
+
+def group_members(db: sqlite3.Connection, key: str) -> list[str]:
+    """The clue keys of a clue's repeat group that have a prediction, the clue itself first."""
+    row = db.execute("SELECT COALESCE(group_key, clue_key) FROM clues WHERE clue_key = ?", (key,)).fetchone()
+    if row is None:
+        return [key]
+    others = [r[0] for r in db.execute(
+        "SELECT c.clue_key FROM clues c WHERE COALESCE(c.group_key, c.clue_key) = ? AND c.clue_key != ? "
+        "AND EXISTS (SELECT 1 FROM predictions p WHERE p.clue_key = c.clue_key) ORDER BY c.rowid", (row[0], key))]
+    return [key, *others]
 
 
 def _check_reviewer(db: sqlite3.Connection, reviewer_id: str, state: ClueState) -> None:
@@ -412,7 +473,26 @@ def record_decision(db: sqlite3.Connection, key: str, reviewer_id: str, labels: 
             raise StoreError(f"clue {state.clue_id} has no prediction from a complete triage run")
         for head, label in parsed.items():
             insert_override(db, state, head, label, reviewer_id, reason=reason, channel=channel)
+        for member in group_members(db, key)[1:]:
+            apply_to_member(db, clue_state(db, member), parsed, reviewer_id, reason=reason, channel=channel)
     return clue_state(db, key, run)
+
+
+def apply_to_member(db: sqlite3.Connection, member: ClueState, labels: Mapping[str, str], reviewer_id: str, *,
+                    reason: str, channel: str, import_sha256: str | None = None) -> int:
+    """Record a decision taken on a repeat group for one more of its clues (inside the
+    caller's transaction), one row per head unless this reviewer's latest decision on that
+    head already says so; return the rows written."""
+    _check_reviewer(db, reviewer_id, member)
+    written = 0
+    for head, label in labels.items():
+        mine = [d for d in member.rows if d.head == head and d.kind == "review" and d.reviewer_id == reviewer_id]
+        if mine and mine[-1].new_label == label:
+            continue
+        note = f"同组决定 / decided for the group{': ' + reason.strip() if reason.strip() else ''}"
+        insert_override(db, member, head, label, reviewer_id, reason=note, channel=channel, import_sha256=import_sha256)
+        written += 1
+    return written
 
 
 @dataclass(frozen=True)

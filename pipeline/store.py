@@ -250,9 +250,26 @@ def m022_repeat_groups(db: sqlite3.Connection) -> None:
     )
 
 
+def m023_assignments(db: sqlite3.Connection) -> None:
+    """Review by assignment: which reviewer is given which clue (a repeat group's first clue)."""
+    _script(
+        db,
+        """
+        CREATE TABLE assignments (
+            clue_key TEXT NOT NULL REFERENCES clues(clue_key),
+            reviewer_id TEXT NOT NULL REFERENCES reviewers(reviewer_id),
+            round_id INTEGER REFERENCES rounds(round_id),
+            created TEXT NOT NULL,
+            PRIMARY KEY (clue_key, reviewer_id)
+        );
+        """
+    )
+
+
 #: sorted by name: m001_… (schema), m010_… (models), m020_… (workflow)
 MIGRATIONS: tuple[Callable[[sqlite3.Connection], None], ...] = (
     m001_initial, m002_override_guards, m020_units_and_recusal_ends, m021_rounds, m022_repeat_groups,
+    m023_assignments,
 )
 
 

@@ -100,11 +100,13 @@ class Result:
     thash: str = ""  # repeat grouping: exact-text hash, MinHash signature and LSH band keys
     sig: bytes = b""
     bands: list[int] = field(default_factory=list)
+    canon: str = ""  # the text in repeats.canonical form
 
     def __reduce__(self) -> tuple[Any, ...]:
         # as a plain tuple: ten times cheaper to send back from a worker than the default
         return (Result, (self.status, self.detail, self.attention, self.attention_conf, self.area, self.area_conf,
-                         self.margin, self.needs_review, self.terms, self.key, self.thash, self.sig, self.bands))
+                         self.margin, self.needs_review, self.terms, self.key, self.thash, self.sig, self.bands,
+                         self.canon))
 
 
 # -- per batch (runs in workers) ------------------------------------------------------
@@ -195,7 +197,7 @@ def classify_texts(model: TwoHeadModel, texts: Sequence[str], units: Sequence[st
         for j, i in enumerate(done):
             r = results[i]
             r.key = _clue_key(units[i], screened[i][3])
-            r.thash, r.sig, r.bands = text_hash(canon[j]), sigs[j].tobytes(), bands[j]
+            r.thash, r.sig, r.bands, r.canon = text_hash(canon[j]), sigs[j].tobytes(), bands[j], canon[j]
     return results
 
 
@@ -525,7 +527,7 @@ def _run(
                 placed = None
                 if unit is not None and res.key:
                     placed = grouper.place(res.key, fields[0], unit.key, res.thash,
-                                           np.frombuffer(res.sig, dtype=np.uint32), res.bands)
+                                           np.frombuffer(res.sig, dtype=np.uint32), res.bands, res.canon)
                     fields[-2:] = [placed.group, placed.repeat_of]
                 values = [row.values[c] for c in columns]
                 if id_at is not None:

@@ -27,14 +27,17 @@ from .fsutil import atomic_path, sha256_file
 from .labels import AREA, ATTENTION, SHORT_NAMES, parse_label
 from .review import (
     ClueState,
-    Eligibility,
     RunScope,
+    apply_to_member,
     clue_keys_for,
     clue_state,
     clue_states,
     get_reviewer,
+    group_members,
     insert_override,
+    one_per_group,
     recused_units,
+    reports,
 )
 from .routing import Routing, load_routing
 from .store import transaction
@@ -43,7 +46,8 @@ from .store import transaction
 REVIEW_COLUMNS: tuple[tuple[str, int], ...] = (
     ("id", 14), ("unit", 22), ("text", 60), ("predicted_attention", 16), ("attention_confidence", 11),
     ("predicted_area", 12), ("area_confidence", 11), ("key_terms", 24), ("needs_review", 9),
-    ("reviewed_attention", 18), ("reviewed_area", 16), ("reason", 30), ("run", 6), ("clue_key", 22),
+    ("reviewed_attention", 18), ("reviewed_area", 16), ("reason", 30), ("reports", 8), ("same_matter", 18),
+    ("run", 6), ("clue_key", 22),
 )
 REVIEWED = {"attention": "reviewed_attention", "area": "reviewed_area"}
 PENDING_SHEET = "待复核或有争议"
@@ -108,7 +112,8 @@ def _xlsx_path(path: str | os.PathLike[str]) -> Path:
 
 def export_review_sheet(
     db: sqlite3.Connection, path: str | os.PathLike[str], run: RunScope = None, reviewer_id: str | None = None,
-    *, include_unknown_units: bool = False,
+    *, include_unknown_units: bool = False, needs_review: bool = False, unit: str | None = None,
+    limit: int | None = None,
 ) -> int:
     """Write the review sheet for every clue (of ``run``, else every clue with its latest
     prediction); return the number of clue rows. The file is owner-only and written atomically.
@@ -116,21 +121,34 @@ def export_review_sheet(
     With ``reviewer_id`` the sheet is that reviewer's: clues of units they recused from are
     left out, so a recused reviewer never even sees them (import refuses them anyway), and
     so are clues of unknown units unless ``include_unknown_units``
-    (:class:`pipeline.review.Eligibility`)."""
+    (:class:`pipeline.review.Eligibility`); when clues were assigned to them
+    (``review assign``), only their share. One row per repeat group. ``needs_review``,
+    ``unit`` and ``limit`` narrow the sheet (:func:`pipeline.assignments.share`)."""
     from openpyxl import Workbook
     from openpyxl.utils import get_column_letter
     from openpyxl.worksheet.datavalidation import DataValidation
 
     path = _xlsx_path(path)
-    eligible = Eligibility(db, reviewer_id, include_unknown_units) if reviewer_id else None
-    states = [s for s in clue_states(db, run) if s.prediction and (eligible is None or eligible([s.unit_key]))]
+    from .assignments import share
+
+    if reviewer_id is not None:
+        get_reviewer(db, reviewer_id)
+    states = share(db, reviewer_id, run, needs_review=needs_review, unit=unit, limit=limit,
+                   include_unknown_units=include_unknown_units)
+    counts = reports(db, run)
     rows = []
     for s in states:
         p = s.prediction
         assert p is not None
+        mine = {h: [d.new_label for d in s.rows if d.head == h and d.kind == "review" and d.reviewer_id == reviewer_id]
+                for h in REVIEWED}  # the reviewer's own earlier decisions, shown filled in
+        ids = counts.get(s.group_key, [s.clue_id])
         rows.append([s.clue_id, s.unit, s.text, SHORT_NAMES[p.labels["attention"]], round(p.confidence["attention"], 3),
                      SHORT_NAMES[p.labels["area"]], round(p.confidence["area"], 3), p.key_terms,
-                     "是" if p.needs_review else "", None, None, None, p.run_id, s.clue_key])
+                     "是" if p.needs_review else "否",
+                     SHORT_NAMES[mine["attention"][-1]] if mine["attention"] else None,
+                     SHORT_NAMES[mine["area"][-1]] if mine["area"] else None, None,
+                     len(ids), "、".join(i for i in dict.fromkeys(ids) if i != s.clue_id), p.run_id, s.clue_key])
     book = Workbook()
     sheet = book.active
     sheet.title = "复核"
@@ -184,6 +202,7 @@ class ImportResult:
     rows: int = 0
     recorded: Counter[str] = field(default_factory=Counter)  # head -> override rows written
     unchanged: int = 0  # head decisions already on record for this reviewer
+    members: int = 0  # override rows written for other clues of the same repeat groups
 
 
 def _read_sheet(path: Path) -> tuple[dict[str, int], list[tuple[int, list[Any]]]]:
@@ -283,6 +302,10 @@ def import_review_sheet(db: sqlite3.Connection, path: str | os.PathLike[str], re
                     continue
                 insert_override(db, state, head, code, reviewer_id, reason=reason, channel="excel", import_sha256=digest)
                 result.recorded[head] += 1
+            for member in group_members(db, state.clue_key)[1:]:
+                if member not in planned:  # a decision on a repeat group applies to its clues
+                    result.members += apply_to_member(db, clue_state(db, member), codes, reviewer_id, reason=reason,
+                                                      channel="excel", import_sha256=digest)
     return result
 
 
@@ -290,7 +313,7 @@ def import_review_sheet(db: sqlite3.Connection, path: str | os.PathLike[str], re
 
 HANDOVER_COLUMNS: tuple[tuple[str, int], ...] = (
     ("编号", 14), ("被巡察单位", 22), ("线索内容", 60), ("关注类别", 16), ("领域", 12), ("定性依据", 10),
-    ("关键词", 24), ("复核人", 14), ("批次", 6),
+    ("关键词", 24), ("复核人", 14), ("反映次数", 8), ("同一问题其他编号", 20), ("批次", 6),
 )
 PENDING_COLUMNS = (*HANDOVER_COLUMNS, ("待办原因", 40))
 
@@ -319,36 +342,57 @@ def _pending_reason(state: ClueState) -> str:
     return "; ".join(reasons)
 
 
-def write_handover(db: sqlite3.Connection, path: str | os.PathLike[str], run: RunScope = None,
-                   routing: Routing | None = None) -> HandoverResult:
-    """Write the hand-over workbook: one sheet per receiving body, effective labels, plus
-    the sheet of clues not ready to hand over. Returns the counts per sheet."""
-    from openpyxl import Workbook
+@dataclass
+class HandoverRows:
+    """The hand-over lists in memory: one row per repeat group (its first clue's state)."""
 
-    path = _xlsx_path(path)
+    bodies: dict[str, list[tuple[ClueState, list[Any]]]]  # receiving body -> (state, sheet row)
+    pending: list[tuple[ClueState, list[Any]]]  # not ready: disputed or still needing review
+
+
+def handover_rows(db: sqlite3.Connection, run: RunScope = None, routing: Routing | None = None) -> HandoverRows:
+    """Which receiving body each matter goes to (the effective labels of the group's first
+    clue), and which are not ready (a clue of the group disputed or needing review). The
+    hand-over workbook and the round report both count from this."""
     routing = routing or load_routing()
-    bodies: dict[str, list[list[Any]]] = {body: [] for body in routing.bodies()}
-    pending: list[list[Any]] = []
-    for s in clue_states(db, run):
+    bodies: dict[str, list[tuple[ClueState, list[Any]]]] = {body: [] for body in routing.bodies()}
+    pending: list[tuple[ClueState, list[Any]]] = []
+    states = clue_states(db, run)
+    counts = reports(db, run)
+    not_ready = {s.group_key for s in states if s.disputed or s.needs_review}
+    for s in one_per_group(states):  # one row per matter, with the number of reports
         labels = s.effective()
         status = "adjudicated" if any(h.status == "adjudicated" for h in s.heads.values()) else \
             "reviewed" if any(h.status == "reviewed" for h in s.heads.values()) else "predicted"
         reviewers = sorted({d.reviewer_id for d in s.rows})
         assert s.prediction is not None and labels["attention"] and labels["area"]
+        ids = counts.get(s.group_key, [s.clue_id])
         row = [s.clue_id, s.unit, s.text, SHORT_NAMES[labels["attention"]], SHORT_NAMES[labels["area"]],
                SOURCE_NAMES["disputed" if s.disputed else status], s.prediction.key_terms, "、".join(reviewers),
-               s.prediction.run_id]
-        if s.disputed or s.needs_review:
-            pending.append([*row, _pending_reason(s)])
+               len(ids), "、".join(i for i in dict.fromkeys(ids) if i != s.clue_id), s.prediction.run_id]
+        if s.group_key in not_ready:
+            pending.append((s, [*row, _pending_reason(s)]))
         else:
-            bodies.setdefault(routing.handover(labels["attention"], labels["area"]), []).append(row)
+            bodies.setdefault(routing.handover(labels["attention"], labels["area"]), []).append((s, row))
+    return HandoverRows(bodies, pending)
+
+
+def write_handover(db: sqlite3.Connection, path: str | os.PathLike[str], run: RunScope = None,
+                   routing: Routing | None = None) -> HandoverResult:
+    """Write the hand-over workbook: one sheet per receiving body, effective labels, one row
+    per matter (repeat group) with its number of reports, plus the sheet of clues not ready
+    to hand over. Returns the counts per sheet."""
+    from openpyxl import Workbook
+
+    path = _xlsx_path(path)
+    lists = handover_rows(db, run, routing)
     book = Workbook()
     book.remove(book.active)
     taken: set[str] = set()
-    for body, rows in bodies.items():
-        _table_sheet(book.create_sheet(_sheet_name(body, taken)), HANDOVER_COLUMNS, rows, wrap={"线索内容", "被巡察单位"})
-    _table_sheet(book.create_sheet(_sheet_name(PENDING_SHEET, taken)), PENDING_COLUMNS, pending,
+    for body, rows in lists.bodies.items():
+        _table_sheet(book.create_sheet(_sheet_name(body, taken)), HANDOVER_COLUMNS, [r for _, r in rows],
+                     wrap={"线索内容", "被巡察单位"})
+    _table_sheet(book.create_sheet(_sheet_name(PENDING_SHEET, taken)), PENDING_COLUMNS, [r for _, r in lists.pending],
                  wrap={"线索内容", "被巡察单位", "待办原因"})
     _save(book, path)
-    return HandoverResult({body: len(rows) for body, rows in bodies.items()}, len(pending))
-
+    return HandoverResult({body: len(rows) for body, rows in lists.bodies.items()}, len(lists.pending))

@@ -21,6 +21,7 @@ from pathlib import Path
 
 import pytest
 from openpyxl import load_workbook
+from openpyxl.utils import get_column_letter
 from typer.testing import CliRunner
 
 from cli import app
@@ -191,7 +192,7 @@ def test_excel_export_is_readable_and_round_trips(triaged):
     assert [c.value for c in sheet[1]] == [name for name, _ in REVIEW_COLUMNS]
     assert sheet.freeze_panes == "A2"
     assert sheet.column_dimensions["C"].width >= 40 and sheet.cell(2, COLUMN["text"]).alignment.wrap_text
-    assert sheet.column_dimensions["N"].hidden  # clue_key
+    assert sheet.column_dimensions[get_column_letter(COLUMN["clue_key"])].hidden
     assert sheet.cell(2, COLUMN["text"]).value == CLUES[0][2]  # the original (Traditional) text
     assert sheet.cell(2, COLUMN["predicted_attention"]).value in SHORT_NAMES.values()
     lists = {str(dv.sqref): dv.formula1 for dv in sheet.data_validations.dataValidation}

@@ -1,0 +1,95 @@
+"""Speed of repeat grouping (pipeline.repeats), the step triage adds per clue.
+
+Builds N distinct clues from the corpus and times what triage does for each classified
+clue after normalisation (which triage does anyway): the canonical form, MinHash
+signatures and LSH band keys (in triage these run in the workers, batch by batch) and
+placing each clue in a group (in the main process). Two inputs:
+
+* ``sentences``: each clue is three sentences of three random corpus texts (each sentence
+  is reused about 30 times in 100,000 clues: more overlap than real clues have), plus
+  10 % repeats (an earlier clue of the same unit, its first characters changed);
+* ``pairs``: triage_bench's clues, two corpus texts joined; every clue shares half its
+  text with about a hundred others, the hard case for LSH (many candidates to check).
+
+Target: >= 20,000 clues/s. Usage: python bench/group_bench.py [--rows 100000]
+"""
+
+from __future__ import annotations
+
+import argparse
+import random
+import re
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from triage_bench import clue_texts, corpus_texts  # noqa: E402
+
+from pipeline.normalize import normalize  # noqa: E402
+from pipeline.repeats import (  # noqa: E402
+    Grouper,
+    band_keys,
+    canonical_of_normalized,
+    signatures,
+    text_hash,
+)
+
+TARGET = 20_000
+BATCH = 500
+
+
+def sentence_clues(rows: int, seed: int = 0) -> tuple[list[str], list[str]]:
+    """Clues and their units; a repeat has the unit of the clue it repeats."""
+    rng = random.Random(seed)
+    texts = corpus_texts()
+    sentences = [[s for s in re.split(r"(?<=[。！？!?])", t) if len(s) > 8] for t in texts]
+    pool = [s for s in sentences if s]
+    out: list[str] = []
+    units: list[str] = []
+    while len(out) < rows:
+        if out and rng.random() < 0.10:
+            i = rng.randrange(len(out))
+            out.append(rng.choice(["再次反映：", "实名举报，", ""]) + out[i][rng.randrange(1, 6):])
+            units.append(units[i])
+        else:
+            out.append("".join(rng.choice(rng.choice(pool)) for _ in range(3)))
+            units.append(f"某市第{len(out) % 37 + 1}单位")
+    return out, units
+
+
+def run(texts: list[str], units: list[str]) -> tuple[float, int]:
+    """Seconds for grouping already-normalised texts, and the number of repeats found."""
+    normalized = [normalize(t) for t in texts]
+    started = time.perf_counter()
+    grouper = Grouper()
+    repeats = 0
+    for lo in range(0, len(normalized), BATCH):
+        canon = [canonical_of_normalized(t) for t in normalized[lo:lo + BATCH]]
+        sigs = signatures(canon)
+        keys = band_keys(sigs).tolist()
+        for j, text in enumerate(canon):
+            i = lo + j
+            placed = grouper.place(f"k{i}", f"B{i}", units[i], text_hash(text), sigs[j], keys[j], text)
+            repeats += bool(placed.repeat_of)
+    return time.perf_counter() - started, repeats
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--rows", type=int, default=100_000)
+    args = parser.parse_args()
+    sentences, units = sentence_clues(args.rows)
+    pair_units = [f"某市第{i % 37 + 1}单位" for i in range(args.rows)]
+    for name, texts, of_unit in (("sentences", sentences, units),
+                                 ("pairs", list(clue_texts(corpus_texts(), args.rows)), pair_units)):
+        seconds, repeats = run(texts, of_unit)
+        rate = len(texts) / seconds
+        print(f"{name:9s} {len(texts):,} clues: {seconds:.2f} s, {rate:,.0f} clues/s "
+              f"({'meets' if rate >= TARGET else 'BELOW'} the {TARGET:,}/s target), {repeats:,} grouped as repeats")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,108 @@
+"""Review by assignment: the clues of a round split among reviewers, and each reviewer's share.
+
+:func:`assign` gives every repeat group of the scope (optionally only those needing review)
+to one reviewer, or two with ``double`` (for agreement statistics), choosing among the
+reviewers who may see it (no recusal, no unknown unit for a reviewer with recusals) the one
+with the fewest assignments so far. Assignments are kept in the store; assigning again
+only adds what is missing. :func:`share` is what ``review export`` / ``review next`` give a
+reviewer: their assigned clues when they have any in the scope, else every clue they may
+see, filtered by need of review and unit, up to a limit.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections import Counter, defaultdict
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+from .errors import InputError
+from .review import ClueState, Eligibility, RunScope, clue_states, group_units, one_per_group
+from .rounds import Scope
+from .store import now, transaction
+
+
+@dataclass
+class Assignment:
+    assigned: Counter[str] = field(default_factory=Counter)  # reviewer -> groups newly assigned
+    already: int = 0  # groups that had all the reviewers they need
+    nobody: list[str] = field(default_factory=list)  # clue ids no given reviewer may see
+    groups: int = 0  # groups considered
+
+
+def _assigned(db: sqlite3.Connection) -> dict[str, set[str]]:
+    """Group key -> reviewers assigned to it."""
+    out: dict[str, set[str]] = defaultdict(set)
+    for row in db.execute("SELECT COALESCE(c.group_key, c.clue_key), a.reviewer_id FROM assignments a "
+                          "JOIN clues c ON c.clue_key = a.clue_key"):
+        out[row[0]].add(row[1])
+    return out
+
+
+def _groups(db: sqlite3.Connection, scope: RunScope, needs_review: bool) -> list[ClueState]:
+    states = clue_states(db, scope)
+    if needs_review:
+        flagged = {s.group_key for s in states if s.needs_review}
+        states = [s for s in states if s.group_key in flagged]
+    return one_per_group(states)
+
+
+def assign(db: sqlite3.Connection, reviewers: Sequence[str], scope: RunScope = None, *, needs_review: bool = False,
+           double: bool = False) -> Assignment:
+    """Split the scope's repeat groups among ``reviewers`` (see the module docstring)."""
+    reviewers = list(dict.fromkeys(r.strip() for r in reviewers if r.strip()))
+    if not reviewers:
+        raise InputError("give the reviewers to assign to, e.g. --reviewers zhang,li,wang")
+    want = 2 if double else 1
+    if len(reviewers) < want:
+        raise InputError("--double needs at least two reviewers")
+    round_id = scope.round.round_id if isinstance(scope, Scope) and scope.round else None
+    result = Assignment()
+    with transaction(db):
+        eligible = {r: Eligibility(db, r) for r in reviewers}
+        units = group_units(db)
+        assigned = _assigned(db)
+        load = Counter({r: 0 for r in reviewers})
+        for reviewer_set in assigned.values():
+            load.update(r for r in reviewer_set if r in load)
+        for state in _groups(db, scope, needs_review):
+            result.groups += 1
+            have = assigned.get(state.group_key, set())
+            if len(have) >= want:
+                result.already += 1
+                continue
+            seen = units.get(state.group_key, set()) | {state.unit_key}
+            free = sorted((r for r in reviewers if r not in have and eligible[r](seen)), key=lambda r: (load[r], reviewers.index(r)))
+            chosen = free[: want - len(have)]
+            if not chosen:
+                result.nobody.append(state.clue_id)
+                continue
+            for reviewer in chosen:
+                db.execute("INSERT OR IGNORE INTO assignments VALUES (?, ?, ?, ?)", (state.clue_key, reviewer, round_id, now()))
+                load[reviewer] += 1
+                result.assigned[reviewer] += 1
+    return result
+
+
+def share(db: sqlite3.Connection, reviewer_id: str | None, scope: RunScope = None, *, needs_review: bool = False,
+          unit: str | None = None, limit: int | None = None, include_unknown_units: bool = False) -> list[ClueState]:
+    """The clues (one per repeat group) a reviewer is given, in run and row order; with no
+    reviewer, every group of the scope (filtered the same way)."""
+    from .units import load_directory
+
+    groups = _groups(db, scope, needs_review)
+    if reviewer_id is not None:
+        eligible = Eligibility(db, reviewer_id, include_unknown_units)
+        units = group_units(db)
+        groups = [s for s in groups if eligible(units.get(s.group_key, set()) | {s.unit_key})]
+        mine = {g for g, rs in _assigned(db).items() if reviewer_id in rs}
+        if any(s.group_key in mine for s in groups):
+            groups = [s for s in groups if s.group_key in mine]
+    if unit is not None:
+        key = load_directory(db).resolve(unit).key
+        groups = [s for s in groups if s.unit_key == key]
+    if limit is not None:
+        if limit < 1:
+            raise InputError("--limit must be at least 1")
+        groups = groups[:limit]
+    return groups

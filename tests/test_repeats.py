@@ -1,0 +1,161 @@
+"""Repeat clues: grouping quality (paraphrase table, corpus), and groups in triage, review and hand-over."""
+
+from __future__ import annotations
+
+import csv
+import json
+from collections import Counter
+from pathlib import Path
+
+import pytest
+from openpyxl import load_workbook
+
+from pipeline.paths import CORPUS_PATH
+from pipeline.repeats import canonical, group_texts, signatures, text_hash
+from pipeline.review import add_reviewer, clue_states, record_decision, review_queue
+from pipeline.store import connect, unit_key
+from pipeline.triage import triage_file
+from pipeline.workbooks import (
+    REVIEW_COLUMNS,
+    export_review_sheet,
+    import_review_sheet,
+    write_handover,
+)
+
+#: the same matter reported twice in different words (a letter sent again with changes, a
+#: second writer, a talk note and a letter): each pair must be one group
+PAIRS = [
+    ("反映东城分局执法二中队中队长刘某某去年10月检查宏达精细化工时查出废水直排，后来没了下文，检查后第三天晚上刘某某到厂里收了老板两万块茶钱。",
+     "再次反映：东城分局执法二中队刘某某中队长，去年10月检查宏达精细化工发现废水直排，事后不了了之。检查后第三天晚上他到厂里拿了老板给的两万块“茶钱”，请巡察组查处。"),
+    ("举报南湖县分局办公室主任李某任职不满两年被突击提拔，其干部档案中出生日期存在涂改。",
+     "南湖县分局办公室主任李某任职不满两年就被突击提拔为副局长，他的干部档案出生日期有涂改痕迹，希望组织核查。"),
+    ("分局党组会议记录不全，三重一大事项未经集体研究就由主要负责人拍板，2023年的办公楼维修项目就是这样定的。",
+     "談話中有同志反映：分局黨組會議記錄不全，「三重一大」事項未經集體研究由主要負責人拍板，2023年辦公樓維修項目即如此。"),
+    ("上一轮巡察反馈的公务用车管理问题，整改台账只有表态没有措施，至今未见成效，公车私用仍然存在。",
+     "上轮巡察指出的公务用车管理问题，整改台账只有表态、没有具体措施，到现在也没见成效，公车私用照旧。"),
+    ("监测站站长张某要求第三方运维公司修改在线监控数据，2023年8月青河区化工园区两个点位的超标数据被人为改小。",
+     "实名举报：监测站张站长让第三方运维公司改在线监控数据，2023年8月青河区化工园区有两个点位超标数据被人为改小了。"),
+    ("财务科长王某用虚开的会议费发票报销，2022年共报销4.6万元，实际没有开过这些会。",
+     "财务科王科长2022年用虚开的会议费发票报销了4.6万元，这些会议实际都没开过，请查一查。"),
+    ("北山县分局局长的小舅子开的环保工程公司，近三年承接了分局七个污染治理项目，都没有公开招标。",
+     "北山县分局局长小舅子开的环保工程公司近三年拿到分局7个污染治理项目，全部没有公开招标，明显是利益输送。"),
+    ("临江县分局2023年中秋前用公款购买购物卡发给全体职工，每人1000元，列支在办公经费里。",
+     "反映临江县分局在2023年中秋节前用公款买购物卡给全体职工发放，每人1000元，费用列在办公经费中。"),
+    ("执法支队副支队长陈某长期在辖区企业吃喝，逢年过节收受企业送的土特产和烟酒，群众看在眼里。",
+     "执法支队陈副支队长长期在辖区企业吃吃喝喝，逢年过节还收企业送的土特产、烟酒，群众都看在眼里。"),
+    ("环评科对企业环评审批故意拖延，不送钱就不办，宏远建材的项目拖了八个月，老板找了科长吃饭送礼才批下来。",
+     "环评科审批故意拖延，不送钱不办事，宏远建材项目被拖了8个月，老板请科长吃饭送礼后才批下来，营商环境很差。"),
+    ("清水镇环保员吴某长期不上班，工资照领，实际在县城开了一家饭店。",
+     "清水镇的环保员吴某长期不到岗上班，工资一分不少照领，人实际上在县城开饭店。"),
+    ("水务集团2022年污水处理厂提标改造工程结算价比中标价高出三成，变更签证没有经过集体研究。",
+     "水务集团2022年污水处理厂提标改造工程，结算价比中标价高出30%，工程变更签证未经集体研究决定。"),
+    ("固废中心主任的儿子在危废处置公司任副总，中心多次把危废转运业务交给这家公司。",
+     "固废中心主任儿子在一家危废处置公司当副总，中心多次把危废转运业务给了这家公司，存在利益冲突。"),
+    ("局机关三会一课流于形式，支部组织生活会批评与自我批评不见辣味，会议记录是事后补写的。",
+     "局机关支部三会一课流于形式，组织生活会上批评和自我批评没有辣味，会议记录都是事后补的。"),
+    ("上次督察反馈的城北新区黑臭水体问题，整改方案照搬上级文件，整改完成率注水，水体现在还是黑臭。",
+     "城北新区黑臭水体问题是上次督察反馈的，整改方案照搬上级文件，整改完成率有水分，现在水体依旧黑臭。"),
+    ("职业技术学校校长违规发放津补贴，2023年以课时费名义给班子成员每人多发2万元。",
+     "反映职业技术学校校长违规发津补贴：2023年以课时费的名义给班子成员每人多发了2万元。"),
+    ("西城分局副局长赵某在2023年6月的干部选拔中搞任人唯亲，把自己的老乡提拔为执法中队长。",
+     "西城分局赵副局长在2023年6月干部选拔中任人唯亲，把老乡提拔当了执法中队长，大家意见很大。"),
+    ("投资集团下属公司长期借调人员在局机关上班，工资由公司发放，已经借调三年多。",
+     "投资集团下属公司的人员长期被借调到局机关上班，工资却由公司发放，借调已三年多了。"),
+    ("某化工厂夜间偷排废气，附近居民多次向分局投诉，分局每次都说已经处理，但偷排一直没停。",
+     "附近居民多次向分局投诉某化工厂夜间偷排废气，分局每次回复已处理，可偷排从来没停过。"),
+    ("监测中心副主任刘某利用职权为其亲属开办的检测公司介绍业务，2022年以来介绍了十几单。",
+     "监测中心刘副主任利用职权给亲属开的检测公司介绍业务，2022年以来介绍了十多单生意。"),
+]
+
+
+def test_paraphrased_repeats_are_found():
+    found = sum(len(set(group_texts([a, b]))) == 1 for a, b in PAIRS)
+    assert found / len(PAIRS) >= 0.95, f"{found} of {len(PAIRS)} pairs grouped"
+
+
+def test_fewer_than_one_percent_of_corpus_clues_are_grouped_falsely():
+    """The corpus has no repeated matter: every clue in a group of two or more is a false grouping."""
+    rows = [json.loads(line) for line in CORPUS_PATH.read_text(encoding="utf-8").splitlines() if line.strip()]
+    groups = group_texts([r["text"] for r in rows], [unit_key(r.get("unit", "")) for r in rows])
+    grouped = sum(n for n in Counter(groups).values() if n > 1)
+    assert grouped / len(rows) < 0.01, f"{grouped} of {len(rows)} corpus clues grouped"
+
+
+@pytest.mark.parametrize(("a", "b"), [
+    ("反映東城分局副局長王某收受購物卡２萬元。", "反映东城分局副局长王某收受购物卡2万元"),  # script, width, punctuation
+    ("举报 李某 被突击提拔！", "举报李某被突击提拔"),
+])
+def test_exact_duplicates_ignore_script_width_punctuation_and_spaces(a, b):
+    assert text_hash(canonical(a)) == text_hash(canonical(b))
+    assert (signatures([canonical(a)]) == signatures([canonical(b)])).all()
+
+
+def test_a_template_sentence_about_two_units_is_two_matters():
+    text = "该局办公用房面积超标，主要负责人办公室面积达到42平方米，远超规定标准。"
+    assert len(set(group_texts([text, text.replace("42", "45")], ["东城分局", "南湖分局"]))) == 2
+    assert len(set(group_texts([text, text.replace("42", "45")], ["东城分局", ""]))) == 1  # unknown unit: may be one
+
+
+UNIT = "某市生态环境局东城分局"
+A, B, C = PAIRS[0][0], PAIRS[1][0], PAIRS[5][0]
+
+
+def _write(path: Path, rows: list[tuple[str, str]]) -> Path:
+    with open(path, "w", encoding="utf-8", newline="") as handle:
+        csv.writer(handle).writerows([("编号", "被巡察单位", "线索内容"), *[(i, UNIT, t) for i, t in rows]])
+    return path
+
+
+def _read(path: Path) -> list[dict[str, str]]:
+    with open(path, encoding="utf-8-sig", newline="") as handle:
+        return list(csv.DictReader(handle))
+
+
+def test_groups_across_runs_in_review_and_hand_over(model_home, tmp_path):
+    first = triage_file(model_home, _write(tmp_path / "a.csv", [("X1", A), ("X2", B), ("X3", A)]), tmp_path / "a.out.csv",
+                        workers=1)
+    rows = _read(tmp_path / "a.out.csv")
+    assert [r["repeat_of"] for r in rows] == ["", "", "X1"]  # a duplicate row in one file is flagged
+    assert rows[0]["group_id"] == rows[2]["group_id"] != rows[1]["group_id"]
+    assert first.repeats == 1
+    second = triage_file(model_home, _write(tmp_path / "b.csv", [("Y1", PAIRS[0][1]), ("Y2", C)]), tmp_path / "b.out.csv",
+                         workers=1)
+    rows2 = _read(tmp_path / "b.out.csv")
+    assert rows2[0]["repeat_of"] == "X1" and rows2[0]["group_id"] == rows[0]["group_id"]  # across runs
+    assert rows2[1]["repeat_of"] == "" and second.repeats == 1
+
+    db = connect(model_home.db_path)
+    add_reviewer(db, "li", "李四")
+    queue = review_queue(db, "li")
+    assert len(queue) == 3 and len({s.group_key for s in queue}) == 3  # X1/X3/Y1 once, X2, Y2
+    group = next(s for s in queue if s.clue_id in ("X1", "Y1"))
+    record_decision(db, group.clue_key, "li", {"attention": "further", "area": "discipline"}, reason="点名道姓")
+    states = {s.clue_id: s for s in clue_states(db)}
+    assert states["Y1"].effective() == states["X1"].effective() == {"attention": "further", "area": "discipline"}
+    assert {d.reviewer_id for d in states["Y1"].rows} == {"li"} and len(states["Y1"].rows) == 2  # recorded per clue
+    assert [s.clue_id for s in review_queue(db, "li")] == [s.clue_id for s in queue if s.group_key != group.group_key]
+
+    result = write_handover(db, tmp_path / "h.xlsx")
+    book = load_workbook(tmp_path / "h.xlsx")
+    handed = [dict(zip([c.value for c in sheet[1]], [c.value for c in row], strict=True))
+              for sheet in book.worksheets for row in sheet.iter_rows(min_row=2)]
+    assert sum(result.sheets.values()) + result.pending == 3  # one row per matter
+    reported = next(r for r in handed if r["编号"] in ("X1", "Y1"))
+    assert reported["反映次数"] == 3
+    assert set(reported["同一问题其他编号"].split("、")) == {"X1", "X3", "Y1"} - {reported["编号"]}
+
+    sheet_path = tmp_path / "r.xlsx"
+    assert export_review_sheet(db, sheet_path, reviewer_id="li") == 3
+    sheet = load_workbook(sheet_path).active
+    column = {name: i for i, (name, _) in enumerate(REVIEW_COLUMNS, 1)}
+    by_id = {sheet.cell(r, column["id"]).value: r for r in range(2, sheet.max_row + 1)}
+    decided = by_id.get("X1") or by_id["Y1"]
+    assert sheet.cell(decided, column["reports"]).value == 3
+    assert sheet.cell(decided, column["reviewed_area"]).value == "从严治党"  # the reviewer's own earlier decision
+    other = by_id["X2"]
+    book = load_workbook(sheet_path)
+    book.active.cell(other, column["reviewed_attention"]).value = "参考类"
+    book.save(tmp_path / "filled.xlsx")
+    imported = import_review_sheet(db, tmp_path / "filled.xlsx", "li")
+    assert imported.recorded == {"attention": 1} and imported.members == 0
+    db.close()
