@@ -17,6 +17,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from commands.common import err, home_of, out, sub_app, table
 from commands.models import models_app
+from commands.report import report
 from commands.retrain import retrain
 from commands.review import handover, history, review_app, reviewers_app
 from commands.rounds import rounds_app
@@ -35,6 +36,7 @@ app.add_typer(rounds_app, name="rounds")
 app.add_typer(review_app, name="review")
 app.command("handover")(handover)
 app.command("history")(history)
+app.command("report")(report)
 
 
 @dataclass
