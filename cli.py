@@ -15,7 +15,7 @@ import typer
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
-from commands.common import err, home_of, out, sub_app, table
+from commands.common import QuietOption, err, home_of, out, sub_app, table
 from commands.models import models_app
 from commands.report import report
 from commands.retrain import retrain
@@ -27,7 +27,8 @@ from pipeline.paths import CORPUS_PATH, Home, resolve_home
 if TYPE_CHECKING:
     from pipeline.triage import TriageStart, TriageSummary
 
-app = sub_app("Triage inspection problem clues (问题线索): classify, review, retrain.")
+app = sub_app("Triage inspection problem clues (问题线索): classify, review, retrain.\n\n"
+              "Example: clue-triage triage 线索登记表.xlsx -o 线索登记表.triaged.xlsx", completion=True)
 app.add_typer(models_app, name="models")
 app.command("retrain")(retrain)
 app.add_typer(reviewers_app, name="reviewers")
@@ -44,12 +45,26 @@ class State:
     home: Home
 
 
+def _print_version(value: bool) -> None:
+    if value:
+        from importlib.metadata import PackageNotFoundError
+        from importlib.metadata import version as package_version
+
+        try:
+            out.print(f"clue-triage {package_version('clue-triage')}")
+        except PackageNotFoundError:
+            out.print("clue-triage (not installed)")
+        raise typer.Exit()
+
+
 @app.callback()
 def main(
     ctx: typer.Context,
     home: Annotated[Path | None, typer.Option("--home", envvar="CLUE_TRIAGE_HOME",
                                               help="State folder (database, models, reports). Default: the project folder.")] = None,
     segmenter: Annotated[str | None, typer.Option("--segmenter", help="rjieba (default) or jieba.")] = None,
+    version: Annotated[bool, typer.Option("--version", is_eager=True, callback=_print_version,
+                                          help="Print the version and exit.")] = False,
 ) -> None:
     """clue-triage: batch triage, reviewer overrides, champion/challenger retraining."""
     os.umask(0o077)  # everything we create is owner-only
@@ -70,6 +85,7 @@ def train(
     seed: Annotated[int, typer.Option(help="Random seed; same data and seed give identical predictions.")] = 0,
     promote: Annotated[bool | None, typer.Option("--promote/--no-promote",
                                                  help="Make it the champion (default: only if there is none).")] = None,
+    quiet: QuietOption = False,
 ) -> None:
     """Train a model on the corpus train+dev splits and register it as a new version.
 
@@ -78,7 +94,8 @@ def train(
     from pipeline.train import train_and_register
 
     home = home_of(ctx)
-    err.print("training (segmenting, fitting two heads, calibrating)…")
+    if not quiet:
+        err.print("training (segmenting, fitting two heads, calibrating)…")
     result = train_and_register(home, data, seed=seed, promote=promote)
     dev = result.manifest["metrics"]["dev"]
     out.print(f"model {result.manifest['version']} written to {home.models / result.manifest['version']}"
@@ -174,7 +191,7 @@ def triage(
     workers: Annotated[int | None, typer.Option(min=1, help="Worker processes (default: the CPUs available).")] = None,
     model: Annotated[str | None, typer.Option(help="Model version (default: the champion).")] = None,
     round_name: Annotated[str | None, typer.Option("--round", help="The round this file belongs to (default: the open round).")] = None,
-    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress and no summary; only errors.")] = False,
+    quiet: QuietOption = False,
 ) -> None:
     """Classify every clue of a file; write every row, in order, with labels and hand-over.
 
@@ -210,6 +227,8 @@ def _print_summary(summary: TriageSummary) -> None:
     out.print(f"needs review: {summary.needs_review} of {summary.rows}", markup=False)
     out.print(f"rows with a status other than ok: {summary.not_ok}"
               + (" (" + ", ".join(f"{k} {v}" for k, v in sorted(other.items())) + ")" if other else ""), markup=False)
+    if summary.repeats:
+        out.print(f"repeats of an earlier clue (same matter, see group_id / repeat_of): {summary.repeats}", markup=False)
     if summary.unit_column is None:
         out.print(f"no unit column: recusal cannot be applied to {summary.no_unit} clue(s)", markup=False)
     elif summary.no_unit:
@@ -224,7 +243,7 @@ def _print_summary(summary: TriageSummary) -> None:
     if summary.outside_round:
         out.print(f"clues of units outside round {summary.round_name}: "
                   + "、".join(f"{u} ({n})" for u, n in summary.outside_round.most_common()), markup=False)
-    out.print(f"written: {summary.output}", markup=False)
+    out.print(f"written: {summary.output} (owner-only)", markup=False)
     err.print(f"{summary.seconds:.1f} s, {summary.per_second:,.0f} clues/s, {summary.workers} worker(s)", markup=False)
 
 

@@ -35,10 +35,18 @@ class ErrorBoundary(TyperGroup):
             raise typer.Exit(exc.exit_code) from None
 
 
-def sub_app(help_text: str) -> typer.Typer:
-    """A typer app (root or command group) behind the error boundary."""
-    return typer.Typer(cls=ErrorBoundary, help=help_text, no_args_is_help=True, add_completion=False,
+def sub_app(help_text: str, completion: bool = False) -> typer.Typer:
+    """A typer app (root or command group) behind the error boundary; ``completion`` adds
+    --install-completion / --show-completion (the root app)."""
+    return typer.Typer(cls=ErrorBoundary, help=help_text, no_args_is_help=True, add_completion=completion,
                        pretty_exceptions_enable=False)
+
+
+def print_json(value: Any) -> None:
+    """JSON on stdout for --json: UTF-8, Chinese as it is, nothing else on stdout."""
+    import json
+
+    out.print_json(json.dumps(value, ensure_ascii=False, default=str))
 
 
 def home_of(ctx: typer.Context) -> Home:

@@ -6,9 +6,9 @@ from typing import Annotated
 
 import typer
 
-from .common import home_of, out, sub_app, table
+from .common import JsonOption, home_of, out, print_json, sub_app, table
 
-models_app = sub_app("The model registry: list, show, promote, roll back.")
+models_app = sub_app("The model registry: list, show, promote, roll back.\n\nExample: clue-triage models list --json")
 
 
 def _login() -> str:
@@ -21,7 +21,7 @@ def _login() -> str:
 
 
 @models_app.command("list")
-def models_list(ctx: typer.Context) -> None:
+def models_list(ctx: typer.Context, as_json: JsonOption = False) -> None:
     """List model versions with status, data sizes and dev scores.
 
     Example: clue-triage models list
@@ -29,6 +29,9 @@ def models_list(ctx: typer.Context) -> None:
     from pipeline.registry import Registry
 
     rows = Registry(home_of(ctx).models).summaries()
+    if as_json:
+        print_json(rows)
+        return
     out.print(table("models (scores on dev, model fitted on train)",
                     ["version", "status", "created", "parent", "fit on", "reviewed", "overrides",
                      "attention F1", "area F1", "further recall"],
@@ -54,13 +57,17 @@ def models_current(ctx: typer.Context) -> None:
 
 
 @models_app.command("show")
-def models_show(ctx: typer.Context, version: Annotated[str, typer.Argument(help="e.g. v3")]) -> None:
-    """Show a version's manifest and model card.
+def models_show(ctx: typer.Context, version: Annotated[str, typer.Argument(help="e.g. v3")],
+                as_json: JsonOption = False) -> None:
+    """Show a version's manifest and model card (--json: the manifest).
 
     Example: clue-triage models show v1
     """
     from pipeline.registry import Registry
 
+    if as_json:
+        print_json(Registry(home_of(ctx).models).manifest(version))
+        return
     out.print(Registry(home_of(ctx).models).model_card(version), markup=False)
 
 

@@ -6,7 +6,7 @@ from typing import Annotated
 
 import typer
 
-from .common import err, home_of, out, table
+from .common import QuietOption, err, home_of, out, table
 
 
 def retrain(
@@ -16,6 +16,7 @@ def retrain(
     force: Annotated[bool, typer.Option("--force", help="Promote even if the gate fails (recorded as forced).")] = False,
     audit: Annotated[bool, typer.Option("--audit", help="Only list training labels that look wrong; train nothing.")] = False,
     seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
+    quiet: QuietOption = False,
 ) -> None:
     """Train a challenger on the corpus plus reviewed clues; promote it only if it is not worse.
 
@@ -32,7 +33,8 @@ def retrain(
                         [[s.origin, s.ref, s.head, s.given, s.suggested, f"{s.p_given:.2f}", f"{s.p_suggested:.2f}",
                           s.text[:40]] for s in suspects]))
         return
-    err.print("retraining (audit, fit, compare with the champion)…")
+    if not quiet:
+        err.print("retraining (audit, fit, compare with the champion)…")
     outcome = run_retrain(home, min_new_overrides=min_new_overrides, max_drop=max_drop, force=force, seed=seed)
     out.print(outcome.message)
     if outcome.status == "nothing_to_do":

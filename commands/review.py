@@ -20,10 +20,23 @@ import typer
 from rich.table import Table
 from rich.text import Text
 
-from .common import AllOption, RoundOption, RunOption, err, home_of, out, scope_of, sub_app
+from .common import (
+    AllOption,
+    JsonOption,
+    RoundOption,
+    RunOption,
+    err,
+    home_of,
+    out,
+    print_json,
+    scope_of,
+    sub_app,
+)
 
-reviewers_app = sub_app("Reviewers and their recusals (回避).")
-review_app = sub_app("Review the model's labels: terminal queue, Excel round trip, disputes, statistics.")
+reviewers_app = sub_app("Reviewers and their recusals (回避).\n\n"
+                        "Example: clue-triage reviewers add zhang --name 张三 --recuse 某市生态环境局东城分局")
+review_app = sub_app("Review the model's labels: assignment, terminal queue, Excel round trip, disputes, statistics.\n\n"
+                     "Example: clue-triage review export --reviewer zhang -o zhang.xlsx")
 
 ReviewerOption = Annotated[str, typer.Option("--reviewer", help="Reviewer id (see: clue-triage reviewers list).")]
 UnknownUnitsOption = Annotated[bool, typer.Option(
@@ -305,6 +318,7 @@ def review_export(
     needs_review: Annotated[bool, typer.Option("--needs-review", help="Only clues the model flagged and nobody decided.")] = False,
     unit: Annotated[str | None, typer.Option("--unit", help="Only clues of this unit (resolved in the directory).")] = None,
     limit: Annotated[int | None, typer.Option("--limit", min=1, help="At most this many rows.")] = None,
+    headers: Annotated[str, typer.Option("--headers", help="zh: Chinese column headers; en: the column codes.")] = "zh",
 ) -> None:
     """Write a review sheet: one row per clue (per repeat group) with drop-down columns to fill in.
 
@@ -317,14 +331,14 @@ def review_export(
     if suspect:
         from pipeline.retrain import audit_home
 
-        count = export_suspect_sheet(audit_home(home_of(ctx)), output)
-        out.print(f"{count} suspicious label(s) written to {output}", markup=False)
+        count = export_suspect_sheet(audit_home(home_of(ctx)), output, headers)
+        out.print(f"{count} suspicious label(s) written to {output} (owner-only)", markup=False)
         return
     with _store(ctx) as db:
         count = export_review_sheet(db, output, scope_of(db, round_name, run, every), reviewer,
                                     include_unknown_units=include_unknown_units, needs_review=needs_review, unit=unit,
-                                    limit=limit)
-    out.print(f"{count} clue(s) written to {output}", markup=False)
+                                    limit=limit, headers=headers)
+    out.print(f"{count} clue(s) written to {output} (owner-only)", markup=False)
 
 
 @review_app.command("assign")
@@ -380,7 +394,7 @@ def review_import(
 
 @review_app.command("disputes")
 def review_disputes(ctx: typer.Context, round_name: RoundOption = None, run: RunOption = None,
-                    every: AllOption = False) -> None:
+                    every: AllOption = False, as_json: JsonOption = False) -> None:
     """List clues where reviewers disagree and nobody has adjudicated.
 
     Example: clue-triage review disputes
@@ -388,9 +402,14 @@ def review_disputes(ctx: typer.Context, round_name: RoundOption = None, run: Run
     from pipeline.review import disputes
 
     with _store(ctx) as db:
-        rows = [[d.state.clue_id, d.state.unit, d.head, _name(d.state.heads[d.head].predicted),
-                 ", ".join(f"{r}={_name(label)}" for r, label in sorted(d.decisions.items())), d.state.clue_key]
-                for d in disputes(db, scope_of(db, round_name, run, every))]
+        found = disputes(db, scope_of(db, round_name, run, every))
+    if as_json:
+        print_json([{"clue": d.state.clue_id, "unit": d.state.unit, "head": d.head, "model": d.state.heads[d.head].predicted,
+                     "reviewers": d.decisions, "clue_key": d.state.clue_key} for d in found])
+        return
+    rows = [[d.state.clue_id, d.state.unit, d.head, _name(d.state.heads[d.head].predicted),
+             ", ".join(f"{r}={_name(label)}" for r, label in sorted(d.decisions.items())), d.state.clue_key]
+            for d in found]
     out.print(_grid(f"{len(rows)} disputed", ["clue", "unit", "head", "model", "reviewers", "clue key"], rows))
 
 
@@ -416,7 +435,7 @@ def review_resolve(
 
 @review_app.command("stats")
 def review_stats(ctx: typer.Context, round_name: RoundOption = None, run: RunOption = None,
-                 every: AllOption = False) -> None:
+                 every: AllOption = False, as_json: JsonOption = False) -> None:
     """Overrides per head and label pair, override rate per model version, reviewer agreement.
 
     Example: clue-triage review stats
@@ -425,6 +444,11 @@ def review_stats(ctx: typer.Context, round_name: RoundOption = None, run: RunOpt
 
     with _store(ctx) as db:
         s = compute(db, scope_of(db, round_name, run, every))
+    if as_json:
+        from dataclasses import asdict
+
+        print_json(asdict(s))
+        return
     out.print(_grid("labels changed by reviewers (latest decision per reviewer)", ["head", "model said", "reviewer set", "n"],
                     [[h, _name(p), _name(n), str(c)] for h, p, n, c in s.changes]))
     out.print(_grid("override rate per model version", ["model", "head", "decisions", "changed", "rate"],
@@ -454,11 +478,12 @@ def handover(
 
     with _store(ctx) as db:
         result = write_handover(db, output, scope_of(db, round_name, run, every))
-    out.print(_grid(f"hand-over written to {output}", ["receiving body", "clues"],
+    out.print(_grid(f"hand-over written to {output} (owner-only)", ["receiving body", "clues"],
                     [[body, str(n)] for body, n in result.sheets.items()] + [["(待复核或有争议 / not ready)", str(result.pending)]]))
 
 
-def history(ctx: typer.Context, clue: Annotated[str, typer.Argument(help="Clue id or clue key.")]) -> None:
+def history(ctx: typer.Context, clue: Annotated[str, typer.Argument(help="Clue id or clue key.")],
+            as_json: JsonOption = False) -> None:
     """Show a clue's whole trail in time order: predictions, every override, adjudications.
 
     Example: clue-triage history XC-2026-001
@@ -467,6 +492,13 @@ def history(ctx: typer.Context, clue: Annotated[str, typer.Argument(help="Clue i
 
     with _store(ctx) as db:
         state, entries = trail(db, clue)
+    if as_json:
+        from dataclasses import asdict
+
+        print_json({"clue": state.clue_id, "unit": state.unit, "clue_key": state.clue_key, "text": state.text,
+                    "effective": {h: {"label": s.effective, "status": s.status} for h, s in state.heads.items()},
+                    "trail": [asdict(e) for e in entries]})
+        return
     out.print(f"{state.clue_id} · {state.unit or '-'} · {state.clue_key}\n{state.text}", markup=False)
     out.print(_grid("trail", ["time", "event", "by", "head", "label", "conf.", "was", "reason", "channel"],
                     [[e.time.replace("T", " ")[:19], e.kind, e.actor, e.head, _name(e.label),

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
-from .common import JsonOption, out, store, sub_app, table
+from .common import JsonOption, out, print_json, store, sub_app, table
 
 rounds_app = sub_app("Rounds of inspection: start one for its units, triage its files into it, close it.\n\n"
                      "Example: clue-triage rounds start 2026年第一轮 --units units.csv")
@@ -43,8 +42,8 @@ def rounds_list(ctx: typer.Context, as_json: JsonOption = False) -> None:
     with store(ctx) as db:
         rounds = list_rounds(db)
     if as_json:
-        out.print_json(json.dumps([{"name": r.name, "status": r.status, "started": r.started, "closed": r.closed,
-                                    "units": list(r.units), "runs": list(r.runs)} for r in rounds], ensure_ascii=False))
+        print_json([{"name": r.name, "status": r.status, "started": r.started, "closed": r.closed,
+                     "units": list(r.units), "runs": list(r.runs)} for r in rounds])
         return
     out.print(table(f"{len(rounds)} round(s)", ["round", "status", "started", "units", "runs"],
                     [[r.name, r.status, r.started[:16].replace("T", " "), "、".join(r.units),

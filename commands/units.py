@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
-from .common import JsonOption, out, store, sub_app, table
+from .common import JsonOption, out, print_json, store, sub_app, table
 
 units_app = sub_app("The unit directory: names, aliases, kind and parent of inspected units.\n\n"
                     "Example: clue-triage units add 某市生态环境局东城分局 --alias 东城分局")
@@ -61,8 +60,7 @@ def units_list(ctx: typer.Context, as_json: JsonOption = False) -> None:
     with store(ctx) as db:
         units = list_units(db)
     if as_json:
-        out.print_json(json.dumps([{"name": u.name, "aliases": list(u.aliases), "kind": u.kind, "parent": u.parent}
-                                   for u in units], ensure_ascii=False))
+        print_json([{"name": u.name, "aliases": list(u.aliases), "kind": u.kind, "parent": u.parent} for u in units])
         return
     out.print(table(f"{len(units)} unit(s)", ["name", "aliases", "kind", "parent"],
                     [[u.name, "、".join(u.aliases) or "-", u.kind or "-", u.parent or "-"] for u in units]), markup=False)

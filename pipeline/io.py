@@ -506,7 +506,7 @@ class TableWriter(AbstractContextManager["TableWriter"]):
 
                 self._book = Workbook(write_only=True)
                 self._sheet = self._book.create_sheet("triage")
-                self._sheet.append(self.columns)
+                _readable_header(self._sheet, self.columns)
             else:
                 encoding = "utf-8-sig" if self.format == "csv" else "utf-8"
                 self._handle = open(self._tmp, "w", encoding=encoding, newline="")
@@ -558,6 +558,9 @@ class TableWriter(AbstractContextManager["TableWriter"]):
         else:
             try:
                 if self.format == "xlsx":
+                    from openpyxl.utils import get_column_letter
+
+                    self._sheet.auto_filter.ref = f"A1:{get_column_letter(len(self.columns))}{self.rows + 1}"
                     self._book.save(self._tmp)
                 else:
                     self._handle.close()  # flushes: a full disk shows here
@@ -573,6 +576,32 @@ class TableWriter(AbstractContextManager["TableWriter"]):
             if exc_type is not None:
                 raise
             raise self._cannot_write(err) from None
+
+
+#: column width (characters) for the long columns of an output sheet; others fit their header
+WIDE_COLUMNS = {**dict.fromkeys(TEXT_COLUMNS, 60), "key_terms": 24, "handover": 16, "status_detail": 30,
+                "group_id": 22}
+
+
+def _readable_header(sheet: Any, columns: Sequence[str]) -> None:
+    """A write-only sheet's header row, bold and frozen, with fitted column widths (set
+    before the first row, as write-only sheets require); the filter is set on save."""
+    from openpyxl.cell import WriteOnlyCell
+    from openpyxl.styles import Font, PatternFill
+    from openpyxl.utils import get_column_letter
+
+    for i, name in enumerate(columns, 1):
+        wide = WIDE_COLUMNS.get(name) or WIDE_COLUMNS.get(lookup_key(name))
+        width = wide or max(8, min(30, sum(2 if ord(ch) > 0x2E80 else 1 for ch in name) + 2))
+        sheet.column_dimensions[get_column_letter(i)].width = width
+    sheet.freeze_panes = "A2"
+    cells = []
+    for name in columns:
+        cell = WriteOnlyCell(sheet, value=name)
+        cell.font = Font(bold=True)
+        cell.fill = PatternFill("solid", fgColor="DDEBF7")
+        cells.append(cell)
+    sheet.append(cells)
 
 
 def _excel_cell(sheet: Any, value: Any) -> Any:

@@ -74,7 +74,8 @@ def parse_label(head: str, value: str) -> str:
         _ALIASES = _aliases()
     code = _ALIASES[head].get(lookup_key(str(value)))
     if code is None:
-        allowed = ", ".join(f"{c} ({NAMES[c]})" for c in HEADS[head])
+        # the same names as the review sheet's drop-down list, then the codes
+        allowed = "、".join(SHORT_NAMES[c] for c in HEADS[head]) + f" (or the codes {', '.join(HEADS[head])})"
         shown = str(value) if len(str(value)) <= 20 else str(value)[:20] + "…"  # never echo a pasted clue
         raise InputError(f"unknown {head} label {shown!r}; allowed: {allowed}")
     return code

@@ -25,6 +25,7 @@ from typing import Any
 from .errors import InputError, ValidationError
 from .fsutil import atomic_path, sha256_file
 from .labels import AREA, ATTENTION, SHORT_NAMES, parse_label
+from .normalize import lookup_key
 from .review import (
     ClueState,
     RunScope,
@@ -50,6 +51,17 @@ REVIEW_COLUMNS: tuple[tuple[str, int], ...] = (
     ("run", 6), ("clue_key", 22),
 )
 REVIEWED = {"attention": "reviewed_attention", "area": "reviewed_area"}
+#: the Chinese header of each column (the default; ``headers="en"`` keeps the codes); an
+#: import reads either
+HEADERS_ZH = {
+    "id": "编号", "unit": "被巡察单位", "text": "线索内容", "predicted_attention": "模型关注类别",
+    "attention_confidence": "关注类别置信度", "predicted_area": "模型领域", "area_confidence": "领域置信度",
+    "key_terms": "关键词", "needs_review": "需复核", "reviewed_attention": "复核关注类别", "reviewed_area": "复核领域",
+    "reason": "理由", "reports": "反映次数", "same_matter": "同一问题其他编号", "run": "批次", "clue_key": "clue_key",
+    "origin": "来源", "head": "维度", "given": "现有标注", "suggested": "建议标注", "p_given": "现有标注概率",
+    "p_suggested": "建议标注概率", "second_look": "复查结论",
+}
+HEADER_STYLES = ("zh", "en")
 PENDING_SHEET = "待复核或有争议"
 HEAD_NAMES = {"attention": "关注类别", "area": "领域"}
 SOURCE_NAMES = {"predicted": "模型预测", "reviewed": "复核确认", "adjudicated": "争议裁决", "disputed": "有争议"}
@@ -76,13 +88,21 @@ def _put(sheet: Any, row: int, column: int, value: Any) -> Any:
     return cell
 
 
-def _table_sheet(sheet: Any, columns: tuple[tuple[str, int], ...], rows: list[list[Any]], wrap: set[str]) -> None:
-    """Header, rows, widths, wrapping, frozen header row and a filter: readable by a person."""
+def _header_names(headers: str) -> dict[str, str]:
+    if headers not in HEADER_STYLES:
+        raise InputError(f"unknown header style {headers!r}; use zh (Chinese) or en (column codes)")
+    return HEADERS_ZH if headers == "zh" else {}
+
+
+def _table_sheet(sheet: Any, columns: tuple[tuple[str, int], ...], rows: list[list[Any]], wrap: set[str],
+                 names: dict[str, str] | None = None) -> None:
+    """Header, rows, widths, wrapping, frozen header row and a filter: readable by a person.
+    ``names`` shows a column under another header (Chinese for the codes)."""
     from openpyxl.styles import Alignment, Font, PatternFill
     from openpyxl.utils import get_column_letter
 
     for c, (name, width) in enumerate(columns, 1):
-        cell = _put(sheet, 1, c, name)
+        cell = _put(sheet, 1, c, (names or {}).get(name, name))
         cell.font = Font(bold=True)
         cell.fill = PatternFill("solid", fgColor="DDEBF7")
         sheet.column_dimensions[get_column_letter(c)].width = width
@@ -113,7 +133,7 @@ def _xlsx_path(path: str | os.PathLike[str]) -> Path:
 def export_review_sheet(
     db: sqlite3.Connection, path: str | os.PathLike[str], run: RunScope = None, reviewer_id: str | None = None,
     *, include_unknown_units: bool = False, needs_review: bool = False, unit: str | None = None,
-    limit: int | None = None,
+    limit: int | None = None, headers: str = "zh",
 ) -> int:
     """Write the review sheet for every clue (of ``run``, else every clue with its latest
     prediction); return the number of clue rows. The file is owner-only and written atomically.
@@ -128,9 +148,10 @@ def export_review_sheet(
     from openpyxl.utils import get_column_letter
     from openpyxl.worksheet.datavalidation import DataValidation
 
-    path = _xlsx_path(path)
     from .assignments import share
 
+    path = _xlsx_path(path)
+    names = _header_names(headers)
     if reviewer_id is not None:
         get_reviewer(db, reviewer_id)
     states = share(db, reviewer_id, run, needs_review=needs_review, unit=unit, limit=limit,
@@ -152,7 +173,7 @@ def export_review_sheet(
     book = Workbook()
     sheet = book.active
     sheet.title = "复核"
-    _table_sheet(sheet, REVIEW_COLUMNS, rows, wrap={"text", "unit", "key_terms", "reason"})
+    _table_sheet(sheet, REVIEW_COLUMNS, rows, wrap={"text", "unit", "key_terms", "reason"}, names=names)
     index = {name: i for i, (name, _) in enumerate(REVIEW_COLUMNS, 1)}
     last = max(2, len(rows) + 1)
     for head, codes in (("attention", ATTENTION), ("area", AREA)):
@@ -176,7 +197,7 @@ SUSPECT_COLUMNS: tuple[tuple[str, int], ...] = (
 )
 
 
-def export_suspect_sheet(suspects: Sequence[Any], path: str | os.PathLike[str]) -> int:
+def export_suspect_sheet(suspects: Sequence[Any], path: str | os.PathLike[str], headers: str = "zh") -> int:
     """Write labels that out-of-fold predictions disagree with (``retrain --audit``) for a
     second look; return the number of rows. ``origin`` says where a label lives: a corpus
     clue (fixed in data/clues.jsonl by the corpus maintainer) or a reviewed clue (decided
@@ -189,7 +210,7 @@ def export_suspect_sheet(suspects: Sequence[Any], path: str | os.PathLike[str]) 
     book = Workbook()
     sheet = book.active
     sheet.title = "疑似标注错误"
-    _table_sheet(sheet, SUSPECT_COLUMNS, rows, wrap={"text", "reason"})
+    _table_sheet(sheet, SUSPECT_COLUMNS, rows, wrap={"text", "reason"}, names=_header_names(headers))
     _save(book, path)
     return len(rows)
 
@@ -218,7 +239,8 @@ def _read_sheet(path: Path) -> tuple[dict[str, int], list[tuple[int, list[Any]]]
         book.close()
     if not lines:
         raise InputError("the first sheet is empty", path=path)
-    header = {_text(v).lower(): i for i, v in enumerate(lines[0]) if _text(v)}
+    codes = {lookup_key(zh): code for code, zh in HEADERS_ZH.items()}
+    header = {codes.get(lookup_key(_text(v)), _text(v).lower()): i for i, v in enumerate(lines[0]) if _text(v)}
     missing = [c for c in REVIEWED.values() if c not in header]
     if missing or not ({"clue_key", "id"} & set(header)):
         raise InputError(f"not a review sheet: no column {', '.join(missing) or 'clue_key or id'} in row 1 "

@@ -44,7 +44,7 @@ def _review_through_excel(home, tmp_path, texts, area="从严治党", attention=
     try:
         add_reviewer(db, "wang", "王审核")
         sheet = tmp_path / "review.xlsx"
-        export_review_sheet(db, sheet)
+        export_review_sheet(db, sheet, headers="en")
         book = load_workbook(sheet)
         ws = book.worksheets[0]
         header = [c.value for c in ws[1]]
@@ -277,7 +277,7 @@ def test_suspect_labels_go_to_a_sheet_for_a_second_look(model_home, tmp_path):
     assert result.exit_code == 0, result.output
     count = int(result.stdout.split()[0])
     sheet = load_workbook(out).worksheets[0]
-    assert [c.value for c in sheet[1]][:5] == ["origin", "id", "head", "given", "suggested"]
+    assert [c.value for c in sheet[1]][:5] == ["来源", "编号", "维度", "现有标注", "建议标注"]  # Chinese headers by default
     assert sheet.max_row == count + 1 and count > 0
     assert {sheet.cell(r, 1).value for r in range(2, sheet.max_row + 1)} <= {"corpus", "review"}
     assert out.stat().st_mode & 0o077 == 0

@@ -47,6 +47,7 @@ from pipeline.routing import load_routing
 from pipeline.store import connect
 from pipeline.triage import triage_file
 from pipeline.workbooks import (
+    HEADERS_ZH,
     PENDING_SHEET,
     REVIEW_COLUMNS,
     export_review_sheet,
@@ -189,7 +190,7 @@ def test_excel_export_is_readable_and_round_trips(triaged):
     assert export_review_sheet(db, exported, triaged.run) == 8  # C09 was not classified
     assert stat.S_IMODE(exported.stat().st_mode) == 0o600
     sheet = load_workbook(exported).active
-    assert [c.value for c in sheet[1]] == [name for name, _ in REVIEW_COLUMNS]
+    assert [c.value for c in sheet[1]] == [HEADERS_ZH[name] for name, _ in REVIEW_COLUMNS]  # Chinese by default
     assert sheet.freeze_panes == "A2"
     assert sheet.column_dimensions["C"].width >= 40 and sheet.cell(2, COLUMN["text"]).alignment.wrap_text
     assert sheet.column_dimensions[get_column_letter(COLUMN["clue_key"])].hidden
