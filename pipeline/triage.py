@@ -60,7 +60,7 @@ from .model import TwoHeadModel
 from .normalize import fold, han_count, normalize, to_simplified
 from .paths import Home
 from .registry import LoadedModel, Registry
-from .repeats import Grouper, Placed, band_keys, canonical_of_normalized, signatures, text_hash
+from .repeats import Clue, Grouper, Placed, canonical_of_normalized, signatures, text_hash
 from .rounds import round_for_triage
 from .routing import Routing, load_routing
 from .segment import current_segmenter, set_segmenter
@@ -97,16 +97,14 @@ class Result:
     needs_review: bool = False
     terms: list[str] = field(default_factory=list)
     key: str | None = None  # the store's clue key, for classified rows when the unit is given
-    thash: str = ""  # repeat grouping: exact-text hash, MinHash signature and LSH band keys
+    thash: str = ""  # repeat grouping: exact-text hash, MinHash signature, text in canonical form
     sig: bytes = b""
-    bands: list[int] = field(default_factory=list)
-    canon: str = ""  # the text in repeats.canonical form
+    canon: str = ""
 
     def __reduce__(self) -> tuple[Any, ...]:
         # as a plain tuple: ten times cheaper to send back from a worker than the default
         return (Result, (self.status, self.detail, self.attention, self.attention_conf, self.area, self.area_conf,
-                         self.margin, self.needs_review, self.terms, self.key, self.thash, self.sig, self.bands,
-                         self.canon))
+                         self.margin, self.needs_review, self.terms, self.key, self.thash, self.sig, self.canon))
 
 
 # -- per batch (runs in workers) ------------------------------------------------------
@@ -193,11 +191,10 @@ def classify_texts(model: TwoHeadModel, texts: Sequence[str], units: Sequence[st
         done = [i for i in todo if results[i].attention]
         canon = [canonical_of_normalized(screened[i][3]) for i in done]
         sigs = signatures(canon)
-        bands = band_keys(sigs).tolist()
         for j, i in enumerate(done):
             r = results[i]
             r.key = _clue_key(units[i], screened[i][3])
-            r.thash, r.sig, r.bands, r.canon = text_hash(canon[j]), sigs[j].tobytes(), bands[j], canon[j]
+            r.thash, r.sig, r.canon = text_hash(canon[j]), sigs[j].tobytes(), canon[j]
     return results
 
 
@@ -521,13 +518,19 @@ def _run(
                                  loaded.version, summary.workers, loaded.warnings, notices))
         for results in classifier.map(work()):
             batch = pending.popleft()
-            for row, res in zip(batch, results, strict=True):
-                fields = _fields(cf, row, res, loaded.version, routing)
-                unit = store.resolve(row.values[unit_col].strip() if unit_col else "") if res.attention else None
-                placed = None
+            rows = [(row, res, _fields(cf, row, res, loaded.version, routing),
+                     store.resolve(row.values[unit_col].strip() if unit_col else "") if res.attention else None)
+                    for row, res in zip(batch, results, strict=True)]
+            clues, at = [], []  # repeat grouping, one call per batch
+            for i, (_, res, fields, unit) in enumerate(rows):
                 if unit is not None and res.key:
-                    placed = grouper.place(res.key, fields[0], unit.key, res.thash,
-                                           np.frombuffer(res.sig, dtype=np.uint32), res.bands, res.canon)
+                    at.append(i)
+                    clues.append(Clue(res.key, fields[0], unit.key, res.thash, np.frombuffer(res.sig, dtype=np.uint32),
+                                      res.canon))
+            placements: dict[int, Placed] = dict(zip(at, grouper.place(clues), strict=True))
+            for i, (row, res, fields, unit) in enumerate(rows):
+                placed = placements.get(i)
+                if placed is not None:
                     fields[-2:] = [placed.group, placed.repeat_of]
                 values = [row.values[c] for c in columns]
                 if id_at is not None:
