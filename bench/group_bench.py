@@ -65,6 +65,9 @@ def run(texts: list[str], units: list[str]) -> tuple[float, float, int]:
     of placing (the main process) for already-normalised texts; repeats found."""
     normalized = [normalize(t) for t in texts]
     grouper = Grouper()
+    # as in triage: only the latest texts stay in memory, older ones are read back when an
+    # exact check needs them (here from a list; triage reads them from the store)
+    grouper.index.fetch = texts.__getitem__
     repeats, prepare, place = 0, 0.0, 0.0
     for lo in range(0, len(normalized), BATCH):
         started = time.perf_counter()

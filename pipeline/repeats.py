@@ -23,7 +23,7 @@ from __future__ import annotations
 import hashlib
 import re
 import sqlite3
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -36,7 +36,8 @@ THRESHOLD = 0.40  # Jaccard of the bigram sets from which two clues are one matt
 #: a band bucket shared by more clues than this is made of very common bigrams and says
 #: nothing (a pair at the threshold shares about 5 of 32 bands); it is no longer searched
 CROWDED = 16
-BIGRAM_CACHE = 20_000  # bigram sets kept for the exact check (about 10 kB each)
+BIGRAM_CACHE = 10_000  # bigram arrays kept for the exact check (about 2 kB each)
+TEXT_WINDOW = 20_000  # texts of the latest clues kept in memory (older ones are read from the store)
 SURE, FLOOR = 0.60, 0.25  # estimates above SURE are taken as they are, below FLOOR dropped; between, checked exactly
 _MIX = np.uint64(0x9E3779B97F4A7C15)  # multiply-shift hash of a bigram to 32 bits
 _BIN_BITS = 6  # 2**6 == NUM_PERM bins
@@ -176,15 +177,18 @@ class RepeatIndex:
     time (:meth:`place_batch`), in order, each with the group of the most similar earlier
     clue of the same matter."""
 
-    def __init__(self) -> None:
+    def __init__(self, fetch: Callable[[int], str] | None = None) -> None:
         self.by_text: dict[str, str] = {}  # text hash -> group
+        self.fetch = fetch  # the raw text of an item no longer held in memory
         self._bands = _Bands()
         self._sigs = np.empty((1024, NUM_PERM), dtype=np.uint32)
         self._units = np.empty(1024, dtype=np.int32)  # unit numbers (0: unknown) of the items
         self._unit_ids: dict[str, int] = {"": 0}
         self.groups: list[str] = []
-        self.texts: list[str] = []  # canonical texts (or LazyCanonical), for the exact check
-        self._bigrams: dict[int, set[str]] = {}
+        #: texts (canonical or LazyCanonical), for the exact check; with ``fetch``, only those of
+        #: the latest TEXT_WINDOW items (older ones are fetched from the store when needed)
+        self._texts: dict[int, str] = {}
+        self._bigrams: dict[int, np.ndarray] = {}
 
     def __len__(self) -> int:
         return len(self.groups)
@@ -197,23 +201,23 @@ class RepeatIndex:
             self._units = np.concatenate([self._units, np.empty_like(self._units)])
         return np.arange(first, first + n, dtype=np.int64)
 
-    def _bigram_set(self, item: int) -> set[str]:
+    def _bigram_set(self, item: int) -> np.ndarray:
         found = self._bigrams.get(item)
         if found is None:
             if len(self._bigrams) >= BIGRAM_CACHE:
                 self._bigrams.clear()  # bounded memory: sets are rebuilt when needed again
-            text = self.texts[item]
+            text = self._texts.get(item)
+            if text is None:
+                text = LazyCanonical(self.fetch(item) if self.fetch else "")
             found = self._bigrams[item] = bigrams(canonical(text) if isinstance(text, LazyCanonical) else text)
         return found
 
-    def load(self, thashes: Sequence[str], units: Sequence[str], sigs: np.ndarray, groups: Sequence[str],
-             texts: Sequence[str]) -> None:
-        """Add clues whose groups are known (from the store)."""
+    def load(self, thashes: Sequence[str], units: Sequence[str], sigs: np.ndarray, groups: Sequence[str]) -> None:
+        """Add clues whose groups are known (from the store; their texts are fetched if needed)."""
         items = self._grow(len(groups))
         self._sigs[items] = sigs
         self._units[items] = [self._unit_ids.setdefault(u, len(self._unit_ids)) for u in units]
         self.groups.extend(groups)
-        self.texts.extend(texts)
         for thash, group in zip(thashes, groups, strict=True):
             self.by_text.setdefault(thash, group)
         self._add_bands(sigs, items)
@@ -233,7 +237,10 @@ class RepeatIndex:
         self._sigs[items] = sigs
         self._units[items] = [self._unit_ids.setdefault(u, len(self._unit_ids)) for u in units]
         self.groups.extend(new_groups)
-        self.texts.extend(texts)
+        self._texts.update(zip(items.tolist(), texts, strict=True))
+        if self.fetch is not None and len(self._texts) > TEXT_WINDOW + TEXT_WINDOW // 2:
+            oldest = int(items[-1]) - TEXT_WINDOW
+            self._texts = {i: t for i, t in self._texts.items() if i > oldest}
         self._add_bands(sigs, items)
         q, cand = self._bands.pairs(band_keys(sigs), items)
         if len(q):
@@ -259,7 +266,7 @@ class RepeatIndex:
 
     def _best(self, candidates: list[int], estimates: list[float], text: str, item: int) -> tuple[str, float] | None:
         best: tuple[str, float] | None = None
-        mine: set[str] | None = self._bigrams.get(item)
+        mine: np.ndarray | None = self._bigrams.get(item)
         for other, estimate in sorted(zip(candidates, estimates, strict=True), key=lambda p: -p[1]):
             if best is not None and estimate <= best[1] and estimate < SURE:
                 continue
@@ -273,14 +280,18 @@ class RepeatIndex:
         return best
 
 
-def bigrams(canonical_text: str) -> set[str]:
-    return {canonical_text[i:i + 2] for i in range(len(canonical_text) - 1)}
+def bigrams(canonical_text: str) -> np.ndarray:
+    """The distinct bigrams of a canonical text, as sorted 42-bit numbers (compact: about
+    a tenth of the memory of a set of strings)."""
+    codes = np.frombuffer(canonical_text.encode("utf-32-le"), dtype=np.uint32).astype(np.uint64)
+    return np.unique((codes[:-1] << np.uint64(21)) | codes[1:])
 
 
-def jaccard(a: set[str], b: set[str]) -> float:
-    if not a or not b:
+def jaccard(a: np.ndarray, b: np.ndarray) -> float:
+    """Jaccard similarity of two results of :func:`bigrams`."""
+    if not len(a) or not len(b):
         return 0.0
-    common = len(a & b)
+    common = len(np.intersect1d(a, b, assume_unique=True))
     return common / (len(a) + len(b) - common)
 
 
@@ -330,22 +341,29 @@ class Grouper:
     each batch, in input order.
     """
 
-    def __init__(self) -> None:
-        self.index = RepeatIndex()
+    def __init__(self, db: sqlite3.Connection | None = None) -> None:
+        self.db = db
+        self.index = RepeatIndex(self._fetch if db is not None else None)
+        self.keys: list[str] = []  # clue key of each index item
         self.known: dict[str, str] = {}  # clue key -> group
         self.first_id: dict[str, str] = {}  # group -> clue id of its first clue
         self.seen: set[str] = set()  # clue keys seen in this run
 
+    def _fetch(self, item: int) -> str:
+        assert self.db is not None
+        row = self.db.execute("SELECT text FROM clues WHERE clue_key = ?", (self.keys[item],)).fetchone()
+        return row[0] if row else ""  # not yet stored: no exact check (the window holds recent clues)
+
     @classmethod
     def from_store(cls, db: sqlite3.Connection) -> Grouper:
-        grouper = cls()
-        rows = db.execute("SELECT c.clue_key, c.clue_id, c.unit_key, c.group_key, c.text, s.text_hash, s.signature "
+        grouper = cls(db)
+        rows = db.execute("SELECT c.clue_key, c.unit_key, c.group_key, s.text_hash, s.signature "
                           "FROM clue_signatures s JOIN clues c ON c.clue_key = s.clue_key ORDER BY c.rowid").fetchall()
         if rows:
             sigs = np.frombuffer(b"".join(r["signature"] for r in rows), dtype=np.uint32).reshape(len(rows), NUM_PERM)
             groups = [r["group_key"] or r["clue_key"] for r in rows]
-            grouper.index.load([r["text_hash"] for r in rows], [r["unit_key"] for r in rows], sigs, groups,
-                               [LazyCanonical(r["text"]) for r in rows])
+            grouper.index.load([r["text_hash"] for r in rows], [r["unit_key"] for r in rows], sigs, groups)
+            grouper.keys.extend(r["clue_key"] for r in rows)
             grouper.known.update(zip((r["clue_key"] for r in rows), groups, strict=True))
         for r in db.execute("SELECT c.clue_key, c.clue_id FROM clues c WHERE c.clue_key = c.group_key "
                             "OR c.group_key IS NULL"):
@@ -358,6 +376,7 @@ class Grouper:
         if new:
             placed = self.index.place_batch([c.thash for c in new], [c.unit_key for c in new],
                                             np.stack([c.sig for c in new]), [c.text for c in new], [c.key for c in new])
+            self.keys.extend(c.key for c in new)
             for clue, (group, _) in zip(new, placed, strict=True):
                 self.known[clue.key] = group
                 self.first_id.setdefault(group, clue.clue_id)

@@ -60,7 +60,15 @@ from .model import TwoHeadModel
 from .normalize import fold, han_count, normalize, to_simplified
 from .paths import Home
 from .registry import LoadedModel, Registry
-from .repeats import Clue, Grouper, Placed, canonical_of_normalized, signatures, text_hash
+from .repeats import (
+    Clue,
+    Grouper,
+    LazyCanonical,
+    Placed,
+    canonical_of_normalized,
+    signatures,
+    text_hash,
+)
 from .rounds import round_for_triage
 from .routing import Routing, load_routing
 from .segment import current_segmenter, set_segmenter
@@ -97,14 +105,13 @@ class Result:
     needs_review: bool = False
     terms: list[str] = field(default_factory=list)
     key: str | None = None  # the store's clue key, for classified rows when the unit is given
-    thash: str = ""  # repeat grouping: exact-text hash, MinHash signature, text in canonical form
+    thash: str = ""  # repeat grouping: exact-text hash and MinHash signature
     sig: bytes = b""
-    canon: str = ""
 
     def __reduce__(self) -> tuple[Any, ...]:
         # as a plain tuple: ten times cheaper to send back from a worker than the default
         return (Result, (self.status, self.detail, self.attention, self.attention_conf, self.area, self.area_conf,
-                         self.margin, self.needs_review, self.terms, self.key, self.thash, self.sig, self.canon))
+                         self.margin, self.needs_review, self.terms, self.key, self.thash, self.sig))
 
 
 # -- per batch (runs in workers) ------------------------------------------------------
@@ -194,7 +201,7 @@ def classify_texts(model: TwoHeadModel, texts: Sequence[str], units: Sequence[st
         for j, i in enumerate(done):
             r = results[i]
             r.key = _clue_key(units[i], screened[i][3])
-            r.thash, r.sig, r.canon = text_hash(canon[j]), sigs[j].tobytes(), canon[j]
+            r.thash, r.sig = text_hash(canon[j]), sigs[j].tobytes()
     return results
 
 
@@ -525,8 +532,9 @@ def _run(
             for i, (_, res, fields, unit) in enumerate(rows):
                 if unit is not None and res.key:
                     at.append(i)
+                    # the canonical text is only needed for an exact check: made from the row when it is
                     clues.append(Clue(res.key, fields[0], unit.key, res.thash, np.frombuffer(res.sig, dtype=np.uint32),
-                                      res.canon))
+                                      LazyCanonical(rows[i][0].values[text_col])))
             placements: dict[int, Placed] = dict(zip(at, grouper.place(clues), strict=True))
             for i, (row, res, fields, unit) in enumerate(rows):
                 placed = placements.get(i)
