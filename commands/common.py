@@ -52,3 +52,24 @@ def table(title: str, header: list[str], rows: list[list[str]]) -> Table:
     for row in rows:
         t.add_row(*row)
     return t
+
+
+def register_table(manifest: dict[str, Any]) -> Table:
+    """A model's out-of-register scores per register, and the review rule they chose."""
+    th = manifest.get("thresholds", {})
+    rows = []
+    for name, r in manifest.get("registers", {}).items():
+        rows.append([name, str(r["n"]), f"{r['attention_macro_f1']:.3f}", f"{r['area_macro_f1']:.3f}",
+                     f"{r['flagged']:.0%}", f"{r['attention_unflagged_accuracy']:.3f}",
+                     f"{r['area_unflagged_accuracy']:.3f}", f"{r['further_recall']:.3f}"])
+    overall = manifest.get("metrics", {}).get("out_of_register", {})
+    if overall:
+        rows.append(["all", str(manifest.get("data", {}).get("sizes", {}).get("examples", "")),
+                     f"{overall.get('attention_macro_f1', 0):.3f}", f"{overall.get('area_macro_f1', 0):.3f}",
+                     f"{overall.get('flagged', 0):.0%}", f"{th.get('unflagged_accuracy', {}).get('attention', 0):.3f}",
+                     f"{th.get('unflagged_accuracy', {}).get('area', 0):.3f}", f"{overall.get('further_recall', 0):.3f}"])
+    title = ("out of register: each register scored by a model trained on the others; needs review below "
+             + ", ".join(f"{h} {t:.2f}" for h, t in th.get("needs_review", {}).items())
+             + f", familiarity below {th.get('familiarity_floor', 0):.2f}")
+    return table(title, ["register", "n", "attention F1", "area F1", "flagged", "unflagged attention acc",
+                         "unflagged area acc", "further recall"], rows)

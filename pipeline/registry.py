@@ -2,7 +2,7 @@
 
 Layout under the home's ``models/``::
 
-    models/v1/model.joblib     the pickled TwoHeadModel (owner-only)
+    models/v1/model.npz        the fitted arrays and their JSON description (owner-only)
     models/v1/manifest.json    format version, sha256 of the artifact, data hashes, metrics …
     models/registry.json       champion now, and the history of which version was champion when
 
@@ -10,7 +10,9 @@ A new version is written in a hidden temporary folder and renamed into place, so
 triage that runs meanwhile never sees half a model; the champion changes by an atomic
 replace of ``registry.json``. :meth:`Registry.load` checks the format version and the
 sha256 of the artifact against the manifest (and the registry's own record of it)
-*before* unpickling: pickle runs code, so an unverified file is never loaded.
+before reading it. The artifact holds only numeric arrays and a JSON description, read
+with ``allow_pickle=False``: however a home is tampered with (even ``registry.json``
+edited to trust a planted file), loading a model cannot run code.
 """
 
 from __future__ import annotations
@@ -27,7 +29,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import joblib
+import numpy as np
 
 from .errors import InputError, ModelIntegrityError, NoModelError
 from .fsutil import sha256_file, write_text_atomic
@@ -35,8 +37,9 @@ from .model import TwoHeadModel
 from .paths import STOPWORDS_PATH, USERDICT_PATH
 from .store import now
 
-FORMAT_VERSION = 1
-ARTIFACT = "model.joblib"
+FORMAT_VERSION = 2
+ARTIFACT = "model.npz"
+_SPEC = "spec.json"
 MANIFEST = "manifest.json"
 REGISTRY = "registry.json"
 _VERSION_RE = re.compile(r"^v(\d+)$")
@@ -151,7 +154,9 @@ class Registry:
             artifact = tmp / ARTIFACT
             fd = os.open(artifact, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
             with os.fdopen(fd, "wb") as handle:
-                joblib.dump(model, handle, compress=3)
+                spec, arrays = model.to_arrays()
+                encoded = np.frombuffer(json.dumps(spec, ensure_ascii=False).encode("utf-8"), dtype=np.uint8)
+                np.savez_compressed(handle, **{_SPEC: encoded}, **arrays)  # type: ignore[arg-type]
                 handle.flush()
                 os.fsync(handle.fileno())
             manifest = {
@@ -248,9 +253,13 @@ class Registry:
                 + (f" (or promote one of: {', '.join(self.versions())})" if self.versions() else "")
             )
         manifest = self.verify(version)
-        model = joblib.load(self.root / version / ARTIFACT)
-        if not isinstance(model, TwoHeadModel):
-            raise ModelIntegrityError(f"model {version}: artifact is not a clue-triage model")
+        try:
+            with np.load(self.root / version / ARTIFACT, allow_pickle=False) as stored:
+                arrays = {name: stored[name] for name in stored.files}
+            spec = json.loads(arrays.pop(_SPEC).tobytes().decode("utf-8"))
+            model = TwoHeadModel.from_arrays(spec, arrays)
+        except (ValueError, KeyError, TypeError, OSError, json.JSONDecodeError) as exc:
+            raise ModelIntegrityError(f"model {version}: artifact is not a clue-triage model ({exc.__class__.__name__})") from None
         return LoadedModel(model, manifest, _input_drift(manifest))
 
     # -- views ------------------------------------------------------------------------
@@ -259,7 +268,7 @@ class Registry:
         rows = []
         for version in self.versions():
             m = self.manifest(version)
-            dev = m.get("metrics", {}).get("dev", {})
+            dev = m.get("metrics", {}).get("out_of_register", {})
             sizes = m.get("data", {}).get("sizes", {})
             rows.append(
                 {
@@ -286,10 +295,13 @@ class Registry:
             f"artifact sha256 {m['artifact']['sha256']} ({m['artifact']['bytes']:,} bytes), format {m.get('format_version')}",
             f"segmenter {m.get('segmenter')}; libraries: "
             + ", ".join(f"{k} {v}" for k, v in m.get("libraries", {}).items()),
-            f"data: train {sizes.get('train', 0)}, dev {sizes.get('dev', 0)}, reviewed clues {sizes.get('reviewed', 0)}, "
+            f"data: {sizes.get('examples', 0)} examples in {sizes.get('groups', 0)} registers, "
+            f"reviewed clues {sizes.get('reviewed', 0)}, "
             f"overrides used {m.get('data', {}).get('overrides_used', 0)}; examples sha256 {m.get('data', {}).get('examples_sha256', '')[:16]}…",
             f"thresholds: further ≥ {m.get('thresholds', {}).get('further')}, needs review below "
-            + ", ".join(f"{h} {t:.3f}" for h, t in m.get("thresholds", {}).get("needs_review", {}).items()),
+            + ", ".join(f"{h} {t:.3f}" for h, t in m.get("thresholds", {}).get("needs_review", {}).items())
+            + f", familiarity below {m.get('thresholds', {}).get('familiarity_floor')}; chosen on "
+            + str(m.get("thresholds", {}).get("chosen_on", "dev")),
             "",
             "scores:",
         ]
@@ -297,13 +309,22 @@ class Registry:
             lines.append(f"  {where}: " + ", ".join(f"{k} {v:.3f}" for k, v in scores.items() if isinstance(v, int | float)))
         per_class = m.get("per_class", {})
         if per_class:
-            lines += ["", "per class (dev, model fitted on train):"]
+            lines += ["", "per class (out of register: each register scored by a model that never saw it):"]
             weak = []
             for key, c in per_class.items():
                 lines.append(f"  {key:<24} precision {c['precision']:.3f} recall {c['recall']:.3f} F1 {c['f1']:.3f} (n={c['support']})")
                 if c["f1"] < 0.85:
                     weak.append(key)
-            lines += ["", "known weaknesses: " + (", ".join(f"{k} (F1 < 0.85 on dev)" for k in weak) or "none below F1 0.85 on dev")]
+            lines += ["", "known weaknesses: " + (", ".join(f"{k} (F1 < 0.85 out of register)" for k in weak)
+                                                  or "none below F1 0.85 out of register")]
+        registers = m.get("registers", {})
+        if registers:
+            lines += ["", "per register (out of register; flagged = needs_review share; unflagged = accuracy of the rest):"]
+            for name, r in registers.items():
+                lines.append(
+                    f"  {name:<16} n={r['n']:<5} attention F1 {r['attention_macro_f1']:.3f}  area F1 {r['area_macro_f1']:.3f}  "
+                    f"flagged {r['flagged']:.2f}  unflagged attention {r['attention_unflagged_accuracy']:.3f} "
+                    f"area {r['area_unflagged_accuracy']:.3f}  further recall {r['further_recall']:.3f}")
         lines += [
             "limits: trained on a written corpus of one bureau's kind of clues; texts from other sectors, very long "
             "letters (> 2,000 characters are truncated) and mixed-language texts are less reliable.",

@@ -43,6 +43,7 @@ from typing import Any
 
 from .errors import ClueTriageError, InputError
 from .features import prepare_one
+from .flags import has_alarm, needs_review
 from .fsutil import sha256_file
 from .io import EXCEL_MAX_ROWS, ClueFile, Row, TableWriter, open_clue_file, output_format
 from .labels import display_name
@@ -60,13 +61,12 @@ BATCH_SIZE = 500
 STORE_EVERY = 5000  # rows per store transaction
 IN_FLIGHT_PER_WORKER = 2
 KEY_TERMS = 3
-FURTHER_REVIEW_BELOW = 0.90
 CLASSIFIED = ("ok", "too_short", "too_long_truncated")
 #: fork shares the loaded model and dictionary with the workers for free; safe on Linux only
 START_METHOD = "fork" if sys.platform.startswith("linux") else "spawn"
 ADDED_COLUMNS = (
     "id", "attention", "attention_name", "attention_confidence", "area", "area_name", "area_confidence",
-    "needs_review", "key_terms", "handover", "model_version", "status", "status_detail",
+    "needs_review", "familiarity", "key_terms", "handover", "model_version", "status", "status_detail",
 )
 
 
@@ -84,11 +84,12 @@ class Result:
     needs_review: bool = False
     terms: list[str] = field(default_factory=list)
     key: str | None = None  # the store's clue key, for classified rows when the unit is given
+    familiarity: float | None = None  # share of the clue's features seen in training
 
     def __reduce__(self) -> tuple[Any, ...]:
         # as a plain tuple: ten times cheaper to send back from a worker than the default
         return (Result, (self.status, self.detail, self.attention, self.attention_conf, self.area, self.area_conf,
-                         self.margin, self.needs_review, self.terms, self.key))
+                         self.margin, self.needs_review, self.terms, self.key, self.familiarity))
 
 
 # -- per batch (runs in workers) ------------------------------------------------------
@@ -133,20 +134,16 @@ def _classify(model: TwoHeadModel, todo: list[int], screened: list[Screened],
     docs = [prepare_one(screened[i][2], screened[i][4]) for i in todo]
     predicted = model.predict(docs, explain=KEY_TERMS, originals=[texts[i] for i in todo])
     att, area = predicted["attention"], predicted["area"]
-    thresholds = model.review_thresholds
-    att_min, area_min = thresholds.get("attention", 1.0), thresholds.get("area", 1.0)
+    flagged = needs_review(att.labels, att.confidence, area.confidence, att.familiarity,
+                           [has_alarm(d.text) for d in docs], model.review_thresholds, model.familiarity_floor)
     for j, i in enumerate(todo):
         r = results[i]
         r.attention, r.attention_conf = att.labels[j], float(att.confidence[j])
         r.area, r.area_conf = area.labels[j], float(area.confidence[j])
         r.margin = float(min(att.margin[j], area.margin[j]))
+        r.familiarity = float(att.familiarity[j])
         r.terms = list(dict.fromkeys([*att.terms[j], *area.terms[j]]))
-        r.needs_review = (
-            r.status != "ok"
-            or r.attention_conf < att_min
-            or r.area_conf < area_min
-            or (r.attention == "further" and r.attention_conf < FURTHER_REVIEW_BELOW)
-        )
+        r.needs_review = r.status != "ok" or bool(flagged[j])
 
 
 def classify_texts(model: TwoHeadModel, texts: Sequence[str], units: Sequence[str] | None = None) -> list[Result]:
@@ -496,7 +493,7 @@ def _fields(cf: ClueFile, row: Row, res: Result, version: str, routing: Routing)
     """The values of ``ADDED_COLUMNS`` for one row."""
     clue_id = (row.values[cf.id_col].strip() if cf.id_col else "") or str(row.number)
     if not res.attention:
-        return [clue_id, "", "", "", "", "", "", "yes" if res.needs_review else "no", "", "", version,
+        return [clue_id, "", "", "", "", "", "", "yes" if res.needs_review else "no", "", "", "", version,
                 res.status, res.detail]
     return [
         clue_id,
@@ -507,6 +504,7 @@ def _fields(cf: ClueFile, row: Row, res: Result, version: str, routing: Routing)
         display_name(res.area),
         round(res.area_conf, 4) if res.area_conf is not None else "",
         "yes" if res.needs_review else "no",
+        round(res.familiarity, 3) if res.familiarity is not None else "",
         "、".join(res.terms),
         routing.handover(res.attention, res.area),
         version,
@@ -533,7 +531,7 @@ class _StoreWriter:
             self.clues.append((key, clue_id, unit, self._unit_key(unit), row.values[cf.text_col], self.run_id))
         self.predictions.append(
             (self.run_id, row.number, key, clue_id, res.status, res.attention or None, res.attention_conf,
-             res.area or None, res.area_conf, res.margin, int(res.needs_review), fields[8], fields[9], fields[10])
+             res.area or None, res.area_conf, res.margin, int(res.needs_review), fields[9], fields[10], fields[11])
         )
 
     def flush(self, force: bool) -> None:

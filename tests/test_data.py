@@ -139,8 +139,9 @@ def test_a_surname_mou_name_does_not_give_further_away():
     named = SHORTCUTS["surname+某 named"]
     assert named.n >= 300 and named.purity <= 0.80
     person = [c for c in CLUES if c.attention != "further"]
-    from pipeline.segment import PERSON_REF
     import re
+
+    from pipeline.segment import PERSON_REF
 
     rx = re.compile(PERSON_REF)
     assert sum(bool(rx.search(to_simplified(c.text))) for c in person) / len(person) >= 0.10
