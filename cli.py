@@ -15,10 +15,10 @@ import typer
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
-from commands.common import err, home_of, out, sub_app, table
+from commands.common import err, handle_sigterm, home_of, out, sub_app, table
 from commands.models import models_app
 from commands.retrain import retrain
-from commands.review import handover, history, review_app, reviewers_app
+from commands.review import handover, history, review_app, reviewers_app, verify
 from pipeline.paths import CORPUS_PATH, Home, resolve_home
 
 if TYPE_CHECKING:
@@ -31,6 +31,7 @@ app.add_typer(reviewers_app, name="reviewers")
 app.add_typer(review_app, name="review")
 app.command("handover")(handover)
 app.command("history")(history)
+app.command("verify")(verify)
 
 
 @dataclass
@@ -47,6 +48,7 @@ def main(
 ) -> None:
     """clue-triage: batch triage, reviewer overrides, champion/challenger retraining."""
     os.umask(0o077)  # everything we create is owner-only
+    handle_sigterm()
     if segmenter:
         from pipeline.segment import set_segmenter
 

@@ -20,7 +20,7 @@ import typer
 from rich.table import Table
 from rich.text import Text
 
-from .common import err, home_of, out, sub_app
+from .common import err, home_of, out, printable, sub_app
 
 reviewers_app = sub_app("Reviewers and their recusals (回避).")
 review_app = sub_app("Review the model's labels: terminal queue, Excel round trip, disputes, statistics.")
@@ -31,10 +31,12 @@ HEAD_NAMES = {"attention": "关注类别 attention", "area": "领域 area"}
 
 
 @contextmanager
-def _store(ctx: typer.Context) -> Iterator[sqlite3.Connection]:
+def _store(ctx: typer.Context, create: bool = False) -> Iterator[sqlite3.Connection]:
+    """The home's store; only `reviewers add` creates one (elsewhere a missing store is an
+    error saying so, not an empty result)."""
     from pipeline.store import connect
 
-    db = connect(home_of(ctx).db_path)
+    db = connect(home_of(ctx).db_path, create=create)
     try:
         yield db
     finally:
@@ -42,11 +44,11 @@ def _store(ctx: typer.Context) -> Iterator[sqlite3.Connection]:
 
 
 def _grid(title: str, header: list[str], rows: list[list[str]]) -> Table:
-    t = Table(title=Text(title), title_justify="left")
+    t = Table(title=Text(printable(title)), title_justify="left")
     for name in header:
-        t.add_column(Text(name), overflow="fold")
+        t.add_column(Text(printable(name)), overflow="fold")
     for row in rows:
-        t.add_row(*(Text(cell) for cell in row))
+        t.add_row(*(Text(printable(cell)) for cell in row))
     return t
 
 
@@ -72,7 +74,7 @@ def reviewers_add(
     """
     from pipeline.review import add_reviewer
 
-    with _store(ctx) as db:
+    with _store(ctx, create=True) as db:
         reviewer = add_reviewer(db, reviewer_id, name, recuse or [])
     out.print(f"reviewer {reviewer.reviewer_id} ({reviewer.name}); recused from: {'、'.join(reviewer.recused) or 'none'}",
               markup=False)
@@ -136,17 +138,18 @@ def _show(state: Any, position: str, pending: dict[str, str], reason: str, hando
     p = state.prediction
     err.print()
     flag = "  ·  needs review" if p.needs_review else ""
-    err.rule(Text(f"{position}  {state.clue_id}  ·  {state.unit or '-'}  ·  margin {p.margin:.2f}{flag}"), style="cyan")
-    err.print(state.text, markup=False)
+    err.rule(Text(printable(f"{position}  {state.clue_id}  ·  {state.unit or '-'}  ·  margin {p.margin:.2f}{flag}")),
+             style="cyan")
+    err.print(printable(state.text), markup=False)
     for head, title in HEAD_NAMES.items():
         line = f"  {title}: {NAMES[p.labels[head]]} ({p.confidence[head]:.2f})"
         if pending[head] != p.labels[head]:
             line += f"  →  {NAMES[pending[head]]}"
         err.print(line, markup=False)
-    err.print(f"  关键词 key terms: {p.key_terms or '-'}", markup=False)
-    err.print(f"  移交 hand-over: {handover}", markup=False)
+    err.print(printable(f"  关键词 key terms: {p.key_terms or '-'}"), markup=False)
+    err.print(printable(f"  移交 hand-over: {handover}"), markup=False)
     if reason:
-        err.print(f"  理由 reason: {reason}", markup=False)
+        err.print(printable(f"  理由 reason: {reason}"), markup=False)
 
 
 PROMPT = "[a] accept/record  [1] attention  [2] area  [r] reason  [s] skip  [q] quit >"
@@ -356,10 +359,33 @@ def history(ctx: typer.Context, clue: Annotated[str, typer.Argument(help="Clue i
 
     with _store(ctx) as db:
         state, entries = trail(db, clue)
-    out.print(f"{state.clue_id} · {state.unit or '-'} · {state.clue_key}\n{state.text}", markup=False)
+    out.print(printable(f"{state.clue_id} · {state.unit or '-'} · {state.clue_key}\n{state.text}"), markup=False)
     out.print(_grid("trail", ["time", "event", "by", "head", "label", "conf.", "was", "reason", "channel"],
                     [[e.time.replace("T", " ")[:19], e.kind, e.actor, e.head, _name(e.label),
                       "" if e.confidence is None else f"{e.confidence:.2f}", _name(e.old_label) if e.old_label else "",
                       e.reason, e.channel] for e in entries]))
     out.print("effective: " + "; ".join(f"{h} = {_name(s.effective)} ({s.status})" for h, s in state.heads.items()),
               markup=False)
+
+
+def verify(ctx: typer.Context) -> None:
+    """Check the store's audit trail: recompute the override hash chain and look for orphans.
+
+    Prints the first broken link (which override, and how) and every orphan; exit 1 when
+    anything is wrong, 0 when the trail is whole.
+
+    Example: clue-triage verify
+    """
+    from pipeline.store import verify_store
+
+    with _store(ctx) as db:
+        report = verify_store(db)
+    if report.broken:
+        out.print(f"hash chain BROKEN at {report.broken}", markup=False)
+    for orphan in report.orphans:
+        out.print(f"orphan: {orphan}", markup=False)
+    if report.ok:
+        out.print(f"store OK: {report.overrides} override row(s), hash chain whole, no orphans", markup=False)
+        return
+    out.print(f"{report.overrides} override row(s) checked; {len(report.orphans)} orphan(s)", markup=False)
+    raise typer.Exit(1)
