@@ -14,8 +14,9 @@ import unicodedata
 import opencc
 
 _T2S = opencc.OpenCC("t2s")
-# C0/C1 controls except tab/newline, zero-width and bidi marks, BOM
-_INVISIBLE = re.compile(r"[\u0000-\u0008\u000b-\u001f\u007f-\u009f\u200b-\u200f\u202a-\u202e\u2060-\u2064\ufeff]")
+# C0/C1 controls except tab/newline, zero-width and bidi marks, BOM, lone surrogates (a
+# JSON "\ud800" escape: they cannot be encoded, so OpenCC and the store would fail on them)
+_INVISIBLE = re.compile(r"[\u0000-\u0008\u000b-\u001f\u007f-\u009f\u200b-\u200f\u202a-\u202e\u2060-\u2064\ufeff\ud800-\udfff]")
 _SPACE = re.compile(r"\s+")
 _HAN = re.compile(r"[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]")
 

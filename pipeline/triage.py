@@ -147,6 +147,15 @@ def _screen(text: str) -> Screened:
     return "ok", "", norm, norm, folded
 
 
+def _safe_screen(text: str) -> Screened:
+    """:func:`_screen`, with a text it fails on (a bug, an odd code point) given the status
+    ``error`` instead of failing its whole batch."""
+    try:
+        return _screen(text)
+    except Exception as exc:
+        return "error", f"could not be read ({exc.__class__.__name__})", "", "", ""
+
+
 @lru_cache(maxsize=4096)
 def _normalized_unit(unit: str) -> str:
     return normalize(unit)
@@ -186,7 +195,7 @@ def classify_texts(model: TwoHeadModel, texts: Sequence[str], units: Sequence[st
     With ``units``, classified rows also get their store key (:func:`store.clue_key`),
     computed here so that the normalisation runs in the workers.
     """
-    screened = [_screen(t) for t in texts]
+    screened = [_safe_screen(t) for t in texts]
     results = [Result(s[0], s[1]) for s in screened]
     todo = [i for i, s in enumerate(screened) if s[0] in CLASSIFIED]
     if not todo:
@@ -203,7 +212,11 @@ def classify_texts(model: TwoHeadModel, texts: Sequence[str], units: Sequence[st
     if units is not None:
         for i in todo:
             if results[i].attention:
-                results[i].key = _clue_key(units[i], screened[i][3])
+                try:
+                    results[i].key = _clue_key(units[i], screened[i][3])
+                except Exception as exc:
+                    results[i] = Result("error", f"its unit could not be read ({exc.__class__.__name__})",
+                                        needs_review=True)
     return results
 
 
