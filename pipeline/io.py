@@ -21,6 +21,7 @@ import zipfile
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import AbstractContextManager, ExitStack, contextmanager
 from dataclasses import dataclass
+from functools import lru_cache
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -516,6 +517,13 @@ class _SheetExtras:
 
 
 def _scan_sheet_xml(path: Path, member: str) -> _SheetExtras:
+    """The sheet's extras, read once per file version (a file is opened twice: header, rows)."""
+    info = path.stat()
+    return _scan_sheet_xml_cached(path.resolve(), member, info.st_mtime_ns, info.st_size)
+
+
+@lru_cache(maxsize=8)
+def _scan_sheet_xml_cached(path: Path, member: str, _mtime: int, _size: int) -> _SheetExtras:
     from xml.etree.ElementTree import ParseError, iterparse
 
     from openpyxl.utils.cell import coordinate_to_tuple, range_boundaries
@@ -707,7 +715,8 @@ class TableWriter(AbstractContextManager["TableWriter"]):
                     self._csv = csv.writer(self._handle)
                     self._csv.writerow([csv_safe(c) for c in self.columns])
         except BaseException as exc:
-            self._stack.__exit__(type(exc), exc, exc.__traceback__)
+            with contextlib.suppress(OSError):  # closing fails too on a full disk: report the first error
+                self._stack.__exit__(type(exc), exc, exc.__traceback__)
             if isinstance(exc, OSError):
                 raise self._cannot_write(exc) from None
             raise
@@ -763,7 +772,9 @@ class TableWriter(AbstractContextManager["TableWriter"]):
             return self._stack.__exit__(exc_type, exc, tb)
         except OSError as err:
             if exc_type is not None:
-                raise
+                # closing failed too (a full disk fails the final flush as well): the first
+                # error is the one to report; the temporary file was removed all the same
+                return None
             raise self._cannot_write(err) from None
 
 

@@ -26,6 +26,7 @@ import contextlib
 import hashlib
 import json
 import os
+import socket
 import sqlite3
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -553,21 +554,25 @@ def verify_store(db: sqlite3.Connection) -> VerifyReport:
 
 
 def process_token(pid: int | None = None) -> str:
-    """Who a process is: its pid and start time (so a reused pid is not mistaken for it)."""
+    """Who a process is: host, pid and start time (so a reused pid is not mistaken for it,
+    and a run of another machine sharing the home is never judged from this one)."""
     pid = os.getpid() if pid is None else pid
     try:
         stat = Path(f"/proc/{pid}/stat").read_text()
         start = stat.rsplit(")", 1)[1].split()[19]
     except (OSError, IndexError):
         start = ""
-    return f"{pid}:{start}"
+    return f"{socket.gethostname()}:{pid}:{start}"
 
 
 def process_alive(token: str | None) -> bool:
-    """True when the process a :func:`process_token` names still runs (unknown: assume it does)."""
-    if not token:
+    """True when the process a :func:`process_token` names still runs (unknown, or on
+    another host: assume it does)."""
+    if not token or token.count(":") < 2:
         return True
-    pid_text, _, start = token.partition(":")
+    host, pid_text, start = token.rsplit(":", 2)
+    if host != socket.gethostname():
+        return True
     try:
         pid = int(pid_text)
         os.kill(pid, 0)
@@ -599,6 +604,8 @@ def reap_dead_runs(db: sqlite3.Connection) -> list[DeadRun]:
     """Mark ``interrupted`` every run left ``running`` by a process that no longer exists
     (killed, or the machine went down), with its predictions and its own clues removed;
     return them so the caller can clean their temporary files."""
+    if "process" not in {r[1] for r in db.execute("PRAGMA table_info(runs)")}:
+        return []  # a store from before m011 (only while migrating in steps)
     candidates = [DeadRun(r["run_id"], r["output_path"], r["pid"]) for r in
                   db.execute("SELECT run_id, output_path, pid, process FROM runs WHERE status = 'running'")
                   if not process_alive(r["process"])]

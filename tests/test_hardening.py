@@ -488,33 +488,53 @@ def test_bad_files_are_one_line_and_exit_2(model_home, tmp_path, case):
         one_line_error(cli(model_home, "review", "import", str(path), "--reviewer", "li"))
 
 
-def test_a_full_disk_is_said_for_jsonl_output_and_for_the_store(model_home, tmp_path, monkeypatch):
+class FullDisk(io.StringIO):
+    """A file on a disk that has just filled up: writing fails, and so does the final flush."""
+
+    def write(self, text):
+        raise OSError(28, "No space left on device")
+
+    def close(self):
+        super().close()
+        raise OSError(28, "No space left on device")
+
+
+@pytest.mark.parametrize("suffix", [".jsonl", ".csv"])
+def test_a_full_disk_for_the_output_is_one_line(model_home, tmp_path, monkeypatch, suffix):
     import builtins
 
     source = write_csv(tmp_path / "in.csv", ["线索内容"], [[t] for _i, _u, t in CLUES])
     real_open = builtins.open
 
-    class Full(io.StringIO):
-        def write(self, text):
-            raise OSError(28, "No space left on device")
-
     def full_open(file, mode="r", *args, **kwargs):
         if "w" in mode and str(file).endswith(".tmp"):
-            return Full()
+            return FullDisk()
         return real_open(file, mode, *args, **kwargs)
 
     monkeypatch.setattr(builtins, "open", full_open)
-    line = one_line_error(cli(model_home, "triage", str(source), "-o", str(tmp_path / "out.jsonl")))
+    line = one_line_error(cli(model_home, "triage", str(source), "-o", str(tmp_path / f"out{suffix}")))
     assert "No space left" in line
-    monkeypatch.setattr(builtins, "open", real_open)
-    assert not list(tmp_path.glob("*.tmp")) and not (tmp_path / "out.jsonl").exists()
+    monkeypatch.undo()
+    assert not list(tmp_path.glob(".*.tmp")) and not (tmp_path / f"out{suffix}").exists()
 
-    def full_connect(*args, **kwargs):
-        raise sqlite3.OperationalError("database or disk is full")
 
-    monkeypatch.setattr(store_mod.sqlite3, "connect", full_connect)
-    line = one_line_error(cli(model_home, "triage", str(source), "-o", str(tmp_path / "out.csv")))
+def test_a_full_disk_for_the_store_says_so(model_home, tmp_path, monkeypatch):
+    """The store's disk fills up in the middle of a run (SQLite: SQLITE_FULL)."""
+    rows = [[f"{t}（第{i}条，补充说明{'很长的内容' * 20}）"] for i in range(3000) for t in (CLUES[i % 4][2],)]
+    source = write_csv(tmp_path / "in.csv", ["线索内容"], rows)
+    connect(model_home.db_path).close()
+    real_connect = sqlite3.connect
+
+    def filling(*args, **kwargs):
+        db = real_connect(*args, **kwargs)
+        pages = db.execute("PRAGMA page_count").fetchone()[0]
+        db.execute(f"PRAGMA max_page_count = {pages + 2}")  # a few pages left on the disk
+        return db
+
+    monkeypatch.setattr(store_mod.sqlite3, "connect", filling)
+    line = one_line_error(cli(model_home, "triage", str(source), "-o", str(tmp_path / "out.csv"), "--workers", "1"))
     assert "disk is full" in line
+    assert not (tmp_path / "out.csv").exists()
 
 
 def test_bad_paths_are_one_line_and_exit_2(triaged, model_home, tmp_path):
@@ -672,6 +692,7 @@ def test_a_failed_run_leaves_no_clues(model_home, tmp_path, monkeypatch):
 
     source = write_csv(tmp_path / "in.csv", ["编号", "被巡察单位", "线索内容"], CLUES)
     monkeypatch.setattr(triage_mod, "STORE_EVERY", 1)
+    monkeypatch.setattr(triage_mod, "BATCH_SIZE", 1)  # two clues are stored before the failure
     real = triage_mod.TableWriter.write_values
     calls = []
 
@@ -728,3 +749,37 @@ def test_an_empty_home_says_it_has_no_store(tmp_path):
         line = one_line_error(cli(empty, *args))
         assert "no store" in line
     assert not (tmp_path / "h.xlsx").exists()
+
+
+def test_a_store_from_before_the_guards_is_migrated_and_chained(home, monkeypatch):
+    """An existing store (m001 + m002 only) gets m010 and m011: data kept, units re-keyed,
+    overrides chained in id order, every guard in place."""
+    monkeypatch.setattr(store_mod, "MIGRATIONS", store_mod.MIGRATIONS[:2])
+    old = connect(home.db_path)
+    typed = "某市生态环境局\u200b东城分局"
+    with transaction(old):
+        old.execute("INSERT INTO runs (started, status, model_version, input_path, input_sha256, row_count) "
+                    "VALUES ('2026-01-01', 'complete', 'v1', 'in.csv', 'x', 1)")
+        old.execute("INSERT INTO clues VALUES ('k1', 'C1', ?, ?, '收受购物卡', 1)", (DONGCHENG, DONGCHENG))
+        old.execute("INSERT INTO predictions VALUES (1, 2, 'k1', 'C1', 'ok', 'aware', 0.6, 'policy', 0.6, 0.1, 1, "
+                    "'', '', 'v1')")
+        old.execute("INSERT INTO reviewers VALUES ('li', '李四', 'x'), ('zhang', '张三', 'x')")
+        old.execute("INSERT INTO recusals VALUES ('zhang', ?, ?, 'x')", (typed, typed))  # old key kept the U+200B
+        for label in ("further", "aware"):
+            old.execute("INSERT INTO overrides (clue_key, head, kind, new_label, reviewer_id, channel, created) "
+                        "VALUES ('k1', 'attention', 'review', ?, 'li', 'cli', 'x')", (label,))
+    old.close()
+    monkeypatch.undo()
+    db = connect(home.db_path)
+    assert [r[0] for r in db.execute("SELECT name FROM _migrations ORDER BY name")][-2:] == [
+        "m010_identifier_keys", "m011_audit_guards"]
+    assert db.execute("SELECT status, row_count, pid FROM runs").fetchone()[:] == ("complete", 1, None)
+    assert db.execute("SELECT unit_key FROM recusals").fetchone()[0] == unit_key(DONGCHENG)
+    report = verify_store(db)
+    assert report.ok and report.overrides == 2
+    with pytest.raises(StoreError, match="recused"):
+        record_decision(db, "k1", "zhang", {"attention": "further"})
+    record_decision(db, "k1", "li", {"attention": "reference"})
+    assert verify_store(db).ok and verify_store(db).overrides == 3
+    with pytest.raises(sqlite3.IntegrityError, match="audit trail"):
+        db.execute("UPDATE runs SET status = 'failed'")
