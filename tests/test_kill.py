@@ -68,18 +68,19 @@ def run_status(home: Home) -> list[str]:
         db.close()
 
 
-def start_triage(home: Home, source: Path, output: Path) -> tuple[subprocess.Popen[bytes], set[int]]:
-    process = subprocess.Popen(
-        [sys.executable, str(PROJECT_ROOT / "cli.py"), "triage", str(source), "-o", str(output), "--workers", "2",
-         "--quiet"],
-        env={**os.environ, "CLUE_TRIAGE_HOME": str(home.root)}, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+def start_triage(home: Home, source: Path, output: Path, log: Path) -> tuple[subprocess.Popen[bytes], set[int]]:
+    with open(log, "wb") as sink:  # not a pipe: a surviving worker would hold it open
+        process = subprocess.Popen(
+            [sys.executable, str(PROJECT_ROOT / "cli.py"), "triage", str(source), "-o", str(output), "--workers", "2",
+             "--quiet"],
+            env={**os.environ, "CLUE_TRIAGE_HOME": str(home.root)}, stdout=sink, stderr=subprocess.STDOUT)
     deadline = time.monotonic() + 120
     workers: set[int] = set()
     while time.monotonic() < deadline:
         workers = children(process.pid)
         if run_status(home) == ["running"] and len(workers) >= 2 and list(output.parent.glob(f".{output.name}.*")):
             break
-        assert process.poll() is None, process.communicate()
+        assert process.poll() is None, log.read_text(errors="replace")
         time.sleep(0.2)
     time.sleep(2)  # well inside the run: batches in flight, rows written, predictions stored
     workers |= children(process.pid)
@@ -108,13 +109,16 @@ def test_a_killed_triage_leaves_no_worker_no_temp_file_and_an_interrupted_run(mo
     out_dir.mkdir()
     output = out_dir / f"big.triaged{suffix}"
     tmp_before = {p.name for p in Path("/tmp").glob("openpyxl.*")}
-    process, workers = start_triage(model_home, big_csv, output)
+    process, workers = start_triage(model_home, big_csv, output, tmp_path / "triage.log")
     os.kill(process.pid, sig)
-    process.communicate(timeout=60)
+    process.wait(timeout=60)
     deadline = time.monotonic() + 5
     while time.monotonic() < deadline and any(alive(w) for w in workers):
         time.sleep(0.1)
-    assert not [w for w in workers if alive(w)], "workers outlived their parent by 5 s"
+    survivors = [w for w in workers if alive(w)]
+    for worker in survivors:  # do not leave them running: they are this test's
+        os.kill(worker, signal.SIGKILL)
+    assert not survivors, "workers outlived their parent by 5 s"
     if sig == signal.SIGTERM:
         assert run_status(model_home) == ["interrupted"]  # handled like Ctrl-C, at once
     assert_clean_after_next_start(model_home, output)
