@@ -376,7 +376,7 @@ def verify(ctx: typer.Context) -> None:
 
     Example: clue-triage verify
     """
-    from pipeline.store import verify_store
+    from pipeline.audit import verify_store
 
     with _store(ctx) as db:
         report = verify_store(db)

@@ -12,8 +12,9 @@ conflicting key on INSERT (so ``REPLACE INTO``, which SQLite runs as delete + in
 DELETE triggers unless ``recursive_triggers`` is on, is refused too). A run's record may
 change only while it is ``running``; a run that did not complete may remove its own
 predictions and the clues only it brought. Every override row carries the sha256 of the
-row before it and of itself (a hash chain): :func:`verify_store` recomputes it and reports
-the first broken link, and every orphan it finds.
+row before it and of itself (a hash chain, :func:`append_overrides`):
+:func:`pipeline.audit.verify_store` recomputes it and reports the first broken link, and
+every orphan it finds.
 
 WAL mode lets reviewers read while a triage writes; writes are short transactions
 (``BEGIN IMMEDIATE``); a writer that cannot get the lock within ``BUSY_TIMEOUT`` seconds
@@ -31,7 +32,7 @@ import sqlite3
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -486,68 +487,6 @@ def transaction(db: sqlite3.Connection, purpose: str = "a write") -> Iterator[sq
         if note is not None:
             with contextlib.suppress(OSError):
                 note.unlink()
-
-
-# -- integrity -----------------------------------------------------------------------
-
-
-@dataclass
-class VerifyReport:
-    """What :func:`verify_store` found. ``ok`` when the chain is whole and nothing is orphaned."""
-
-    overrides: int = 0
-    broken: str | None = None  # the first broken link of the hash chain, in words
-    broken_id: int | None = None
-    orphans: list[str] = field(default_factory=list)
-
-    @property
-    def ok(self) -> bool:
-        return self.broken is None and not self.orphans
-
-
-def verify_store(db: sqlite3.Connection) -> VerifyReport:
-    """Recompute the override hash chain and look for orphans; never raises on what it finds.
-
-    The chain breaks where a row was changed (its digest no longer matches), removed or
-    inserted out of order (its ``prev_sha256`` is not the digest of the row before it), or
-    rows were removed from its end (the id sequence is past the last row)."""
-    report = VerifyReport()
-    prev, last_id = GENESIS, 0
-    for row in db.execute("SELECT * FROM overrides ORDER BY override_id"):
-        report.overrides += 1
-        values = dict(zip(row.keys(), tuple(row), strict=True))
-        if report.broken is None:
-            oid = values["override_id"]
-            if values.get("prev_sha256") != prev:
-                report.broken, report.broken_id = (
-                    f"override {oid}: its link to the row before it (override {last_id or '-'}) is broken "
-                    "(a row was removed, inserted or changed before it)", oid)
-            elif values.get("row_sha256") != override_digest(prev, values):
-                report.broken, report.broken_id = (f"override {oid}: its content does not match its sha256 "
-                                                   "(the row was changed)", oid)
-            prev, last_id = values.get("row_sha256") or "", oid
-    seq = db.execute("SELECT seq FROM sqlite_sequence WHERE name = 'overrides'").fetchone()
-    if report.broken is None and seq and seq[0] > last_id:
-        report.broken, report.broken_id = (f"overrides after {last_id} (up to {seq[0]}) were removed "
-                                           "from the end of the chain", last_id + 1)
-    checks = (
-        ("override", "SELECT override_id, clue_key FROM overrides WHERE clue_key NOT IN (SELECT clue_key FROM clues)",
-         "refers to clue {1}, which is not in the store"),
-        ("override", "SELECT override_id, reviewer_id FROM overrides "
-                     "WHERE reviewer_id NOT IN (SELECT reviewer_id FROM reviewers)",
-         "was made by reviewer {1}, who is not in the store"),
-        ("prediction", "SELECT run_id || '/' || row_number, clue_key FROM predictions "
-                       "WHERE clue_key IS NOT NULL AND clue_key NOT IN (SELECT clue_key FROM clues)",
-         "(run/row) refers to clue {1}, which is not in the store"),
-        ("prediction", "SELECT run_id || '/' || row_number, run_id FROM predictions "
-                       "WHERE run_id NOT IN (SELECT run_id FROM runs)", "(run/row) belongs to no run"),
-        ("recusal", "SELECT reviewer_id, unit FROM recusals WHERE reviewer_id NOT IN (SELECT reviewer_id FROM reviewers)",
-         "of {1!r} belongs to no reviewer"),
-    )
-    for kind, sql, text in checks:
-        for row in db.execute(sql):
-            report.orphans.append(f"{kind} {row[0]} " + text.format(*row))
-    return report
 
 
 # -- runs of dead processes -------------------------------------------------------------

@@ -30,6 +30,7 @@ from typer.testing import CliRunner
 
 from cli import app
 from pipeline import store as store_mod
+from pipeline.audit import verify_store
 from pipeline.errors import InputError, StoreError
 from pipeline.io import open_clue_file
 from pipeline.paths import Home
@@ -43,7 +44,7 @@ from pipeline.review import (
     resolve,
     review_stats,
 )
-from pipeline.store import connect, transaction, unit_key, verify_store
+from pipeline.store import connect, transaction, unit_key
 from pipeline.triage import classify_texts, triage_file
 from pipeline.workbooks import export_review_sheet, import_review_sheet, write_handover
 
