@@ -31,13 +31,22 @@ HEAD_NAMES = {"attention": "关注类别 attention", "area": "领域 area"}
 
 
 @contextmanager
-def _store(ctx: typer.Context, create: bool = False) -> Iterator[sqlite3.Connection]:
+def _store(ctx: typer.Context, create: bool = False, check: bool = False) -> Iterator[sqlite3.Connection]:
     """The home's store; only `reviewers add` creates one (elsewhere a missing store is an
-    error saying so, not an empty result)."""
+    error saying so, not an empty result). With ``check``, records that point at nothing
+    (the store was edited outside clue-triage) are left out of the result and said on stderr."""
     from pipeline.store import connect
 
     db = connect(home_of(ctx).db_path, create=create)
     try:
+        if check:
+            from pipeline.audit import find_orphans
+
+            orphans = find_orphans(db)
+            if orphans:
+                err.print(f"warning: {len(orphans)} record(s) refer to clues, reviewers or runs missing from the "
+                          "store and are left out (edited outside clue-triage?); see: clue-triage verify",
+                          markup=False)
         yield db
     finally:
         db.close()
@@ -166,10 +175,11 @@ def _choose(keys: _Keys, head: str) -> str | None:
 
 def _session(db: sqlite3.Connection, reviewer: str, run: int | None, keys: _Keys, tally: Counter[str]) -> None:
     """Walk the reviewer's queue; every decision is committed before the next clue shows."""
-    from pipeline.review import clue_state, record_decision, review_queue
+    from pipeline.review import clue_state, get_reviewer, record_decision, review_queue
     from pipeline.routing import load_routing
 
     routing = load_routing()
+    reviewer = get_reviewer(db, reviewer).reviewer_id  # as stored: Zhang and zhang are one reviewer
     queue = review_queue(db, reviewer, run)
     for number, queued in enumerate(queue, 1):
         assert queued.prediction is not None
@@ -246,7 +256,7 @@ def review_export(
         count = export_suspect_sheet(audit_home(home_of(ctx)), output)
         out.print(f"{count} suspicious label(s) written to {output}", markup=False)
         return
-    with _store(ctx) as db:
+    with _store(ctx, check=True) as db:
         count = export_review_sheet(db, output, run, reviewer)
     out.print(f"{count} clue(s) written to {output}", markup=False)
 
@@ -282,7 +292,7 @@ def review_disputes(ctx: typer.Context, run: RunOption = None) -> None:
     """
     from pipeline.review import disputes
 
-    with _store(ctx) as db:
+    with _store(ctx, check=True) as db:
         rows = [[d.state.clue_id, d.state.unit, d.head, _name(d.state.heads[d.head].predicted),
                  ", ".join(f"{r}={_name(label)}" for r, label in sorted(d.decisions.items())), d.state.clue_key]
                 for d in disputes(db, run)]
@@ -317,7 +327,7 @@ def review_stats(ctx: typer.Context) -> None:
     """
     from pipeline.review import review_stats as compute
 
-    with _store(ctx) as db:
+    with _store(ctx, check=True) as db:
         s = compute(db)
     out.print(_grid("labels changed by reviewers (latest decision per reviewer)", ["head", "model said", "reviewer set", "n"],
                     [[h, _name(p), _name(n), str(c)] for h, p, n, c in s.changes]))
@@ -344,7 +354,7 @@ def handover(
     """
     from pipeline.workbooks import write_handover
 
-    with _store(ctx) as db:
+    with _store(ctx, check=True) as db:
         result = write_handover(db, output, run)
     out.print(_grid(f"hand-over written to {output}", ["receiving body", "clues"],
                     [[body, str(n)] for body, n in result.sheets.items()] + [["(待复核或有争议 / not ready)", str(result.pending)]]))

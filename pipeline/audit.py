@@ -55,6 +55,13 @@ def verify_store(db: sqlite3.Connection) -> VerifyReport:
     if report.broken is None and seq and seq[0] > last_id:
         report.broken, report.broken_id = (f"overrides after {last_id} (up to {seq[0]}) were removed "
                                            "from the end of the chain", last_id + 1)
+    report.orphans = find_orphans(db)
+    return report
+
+
+def find_orphans(db: sqlite3.Connection) -> list[str]:
+    """Rows that refer to a clue, reviewer or run the store does not have, in words (reads
+    only; cheap: every query is a NOT IN over a primary key)."""
     checks = (
         ("override", "SELECT override_id, clue_key FROM overrides WHERE clue_key NOT IN (SELECT clue_key FROM clues)",
          "refers to clue {1}, which is not in the store"),
@@ -69,7 +76,8 @@ def verify_store(db: sqlite3.Connection) -> VerifyReport:
         ("recusal", "SELECT reviewer_id, unit FROM recusals WHERE reviewer_id NOT IN (SELECT reviewer_id FROM reviewers)",
          "of {1!r} belongs to no reviewer"),
     )
+    found = []
     for kind, sql, text in checks:
         for row in db.execute(sql):
-            report.orphans.append(f"{kind} {row[0]} " + text.format(*row))
-    return report
+            found.append(f"{kind} {row[0]} " + text.format(*row))
+    return found
