@@ -15,10 +15,19 @@ import typer
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
-from commands.common import err, home_of, out, register_table, sub_app, table
+from commands.common import (
+    err,
+    handle_sigterm,
+    home_of,
+    out,
+    printable,
+    register_table,
+    sub_app,
+    table,
+)
 from commands.models import models_app
 from commands.retrain import retrain
-from commands.review import handover, history, review_app, reviewers_app
+from commands.review import handover, history, review_app, reviewers_app, verify
 from pipeline.paths import CORPUS_PATH, Home, resolve_home
 
 if TYPE_CHECKING:
@@ -31,6 +40,7 @@ app.add_typer(reviewers_app, name="reviewers")
 app.add_typer(review_app, name="review")
 app.command("handover")(handover)
 app.command("history")(history)
+app.command("verify")(verify)
 
 
 @dataclass
@@ -47,6 +57,7 @@ def main(
 ) -> None:
     """clue-triage: batch triage, reviewer overrides, champion/challenger retraining."""
     os.umask(0o077)  # everything we create is owner-only
+    handle_sigterm()
     if segmenter:
         from pipeline.segment import set_segmenter
 
@@ -194,13 +205,14 @@ def _print_summary(summary: TriageSummary) -> None:
              str(sum(summary.cells.get((a, b), 0) for b in AREA))] for a in ATTENTION]
     rows.append(["合计", *[str(sum(summary.cells.get((a, b), 0) for a in ATTENTION)) for b in AREA],
                  str(sum(summary.cells.values()))])
-    out.print(table(escape(f"run {summary.run_id}: {summary.rows} rows from {summary.input.name}, model {summary.model_version}"),
+    out.print(table(escape(printable(f"run {summary.run_id}: {summary.rows} rows from {summary.input.name}, "
+                                     f"model {summary.model_version}")),
                      ["关注类别 \\ 领域", *[SHORT_NAMES[b] for b in AREA], "合计"], rows), markup=False)
     other = {k: v for k, v in summary.statuses.items() if k != "ok"}
     out.print(f"needs review: {summary.needs_review} of {summary.rows}", markup=False)
     out.print(f"rows with a status other than ok: {summary.not_ok}"
               + (" (" + ", ".join(f"{k} {v}" for k, v in sorted(other.items())) + ")" if other else ""), markup=False)
-    out.print(f"written: {summary.output}", markup=False)
+    out.print(printable(f"written: {summary.output}"), markup=False)
     err.print(f"{summary.seconds:.1f} s, {summary.per_second:,.0f} clues/s, {summary.workers} worker(s)", markup=False)
 
 

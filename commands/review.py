@@ -20,7 +20,7 @@ import typer
 from rich.table import Table
 from rich.text import Text
 
-from .common import err, home_of, out, sub_app
+from .common import err, home_of, out, printable, sub_app
 
 reviewers_app = sub_app("Reviewers and their recusals (回避).")
 review_app = sub_app("Review the model's labels: terminal queue, Excel round trip, disputes, statistics.")
@@ -31,22 +31,33 @@ HEAD_NAMES = {"attention": "关注类别 attention", "area": "领域 area"}
 
 
 @contextmanager
-def _store(ctx: typer.Context) -> Iterator[sqlite3.Connection]:
+def _store(ctx: typer.Context, create: bool = False, check: bool = False) -> Iterator[sqlite3.Connection]:
+    """The home's store; only `reviewers add` creates one (elsewhere a missing store is an
+    error saying so, not an empty result). With ``check``, records that point at nothing
+    (the store was edited outside clue-triage) are left out of the result and said on stderr."""
     from pipeline.store import connect
 
-    db = connect(home_of(ctx).db_path)
+    db = connect(home_of(ctx).db_path, create=create)
     try:
+        if check:
+            from pipeline.audit import find_orphans
+
+            orphans = find_orphans(db)
+            if orphans:
+                err.print(f"warning: {len(orphans)} record(s) refer to clues, reviewers or runs missing from the "
+                          "store and are left out (edited outside clue-triage?); see: clue-triage verify",
+                          markup=False)
         yield db
     finally:
         db.close()
 
 
 def _grid(title: str, header: list[str], rows: list[list[str]]) -> Table:
-    t = Table(title=Text(title), title_justify="left")
+    t = Table(title=Text(printable(title)), title_justify="left")
     for name in header:
-        t.add_column(Text(name), overflow="fold")
+        t.add_column(Text(printable(name)), overflow="fold")
     for row in rows:
-        t.add_row(*(Text(cell) for cell in row))
+        t.add_row(*(Text(printable(cell)) for cell in row))
     return t
 
 
@@ -72,7 +83,7 @@ def reviewers_add(
     """
     from pipeline.review import add_reviewer
 
-    with _store(ctx) as db:
+    with _store(ctx, create=True) as db:
         reviewer = add_reviewer(db, reviewer_id, name, recuse or [])
     out.print(f"reviewer {reviewer.reviewer_id} ({reviewer.name}); recused from: {'、'.join(reviewer.recused) or 'none'}",
               markup=False)
@@ -136,17 +147,18 @@ def _show(state: Any, position: str, pending: dict[str, str], reason: str, hando
     p = state.prediction
     err.print()
     flag = "  ·  needs review" if p.needs_review else ""
-    err.rule(Text(f"{position}  {state.clue_id}  ·  {state.unit or '-'}  ·  margin {p.margin:.2f}{flag}"), style="cyan")
-    err.print(state.text, markup=False)
+    err.rule(Text(printable(f"{position}  {state.clue_id}  ·  {state.unit or '-'}  ·  margin {p.margin:.2f}{flag}")),
+             style="cyan")
+    err.print(printable(state.text), markup=False)
     for head, title in HEAD_NAMES.items():
         line = f"  {title}: {NAMES[p.labels[head]]} ({p.confidence[head]:.2f})"
         if pending[head] != p.labels[head]:
             line += f"  →  {NAMES[pending[head]]}"
         err.print(line, markup=False)
-    err.print(f"  关键词 key terms: {p.key_terms or '-'}", markup=False)
-    err.print(f"  移交 hand-over: {handover}", markup=False)
+    err.print(printable(f"  关键词 key terms: {p.key_terms or '-'}"), markup=False)
+    err.print(printable(f"  移交 hand-over: {handover}"), markup=False)
     if reason:
-        err.print(f"  理由 reason: {reason}", markup=False)
+        err.print(printable(f"  理由 reason: {reason}"), markup=False)
 
 
 PROMPT = "[a] accept/record  [1] attention  [2] area  [r] reason  [s] skip  [q] quit >"
@@ -163,10 +175,11 @@ def _choose(keys: _Keys, head: str) -> str | None:
 
 def _session(db: sqlite3.Connection, reviewer: str, run: int | None, keys: _Keys, tally: Counter[str]) -> None:
     """Walk the reviewer's queue; every decision is committed before the next clue shows."""
-    from pipeline.review import clue_state, record_decision, review_queue
+    from pipeline.review import clue_state, get_reviewer, record_decision, review_queue
     from pipeline.routing import load_routing
 
     routing = load_routing()
+    reviewer = get_reviewer(db, reviewer).reviewer_id  # as stored: Zhang and zhang are one reviewer
     queue = review_queue(db, reviewer, run)
     for number, queued in enumerate(queue, 1):
         assert queued.prediction is not None
@@ -243,7 +256,7 @@ def review_export(
         count = export_suspect_sheet(audit_home(home_of(ctx)), output)
         out.print(f"{count} suspicious label(s) written to {output}", markup=False)
         return
-    with _store(ctx) as db:
+    with _store(ctx, check=True) as db:
         count = export_review_sheet(db, output, run, reviewer)
     out.print(f"{count} clue(s) written to {output}", markup=False)
 
@@ -279,7 +292,7 @@ def review_disputes(ctx: typer.Context, run: RunOption = None) -> None:
     """
     from pipeline.review import disputes
 
-    with _store(ctx) as db:
+    with _store(ctx, check=True) as db:
         rows = [[d.state.clue_id, d.state.unit, d.head, _name(d.state.heads[d.head].predicted),
                  ", ".join(f"{r}={_name(label)}" for r, label in sorted(d.decisions.items())), d.state.clue_key]
                 for d in disputes(db, run)]
@@ -314,7 +327,7 @@ def review_stats(ctx: typer.Context) -> None:
     """
     from pipeline.review import review_stats as compute
 
-    with _store(ctx) as db:
+    with _store(ctx, check=True) as db:
         s = compute(db)
     out.print(_grid("labels changed by reviewers (latest decision per reviewer)", ["head", "model said", "reviewer set", "n"],
                     [[h, _name(p), _name(n), str(c)] for h, p, n, c in s.changes]))
@@ -341,7 +354,7 @@ def handover(
     """
     from pipeline.workbooks import write_handover
 
-    with _store(ctx) as db:
+    with _store(ctx, check=True) as db:
         result = write_handover(db, output, run)
     out.print(_grid(f"hand-over written to {output}", ["receiving body", "clues"],
                     [[body, str(n)] for body, n in result.sheets.items()] + [["(待复核或有争议 / not ready)", str(result.pending)]]))
@@ -356,10 +369,33 @@ def history(ctx: typer.Context, clue: Annotated[str, typer.Argument(help="Clue i
 
     with _store(ctx) as db:
         state, entries = trail(db, clue)
-    out.print(f"{state.clue_id} · {state.unit or '-'} · {state.clue_key}\n{state.text}", markup=False)
+    out.print(printable(f"{state.clue_id} · {state.unit or '-'} · {state.clue_key}\n{state.text}"), markup=False)
     out.print(_grid("trail", ["time", "event", "by", "head", "label", "conf.", "was", "reason", "channel"],
                     [[e.time.replace("T", " ")[:19], e.kind, e.actor, e.head, _name(e.label),
                       "" if e.confidence is None else f"{e.confidence:.2f}", _name(e.old_label) if e.old_label else "",
                       e.reason, e.channel] for e in entries]))
     out.print("effective: " + "; ".join(f"{h} = {_name(s.effective)} ({s.status})" for h, s in state.heads.items()),
               markup=False)
+
+
+def verify(ctx: typer.Context) -> None:
+    """Check the store's audit trail: recompute the override hash chain and look for orphans.
+
+    Prints the first broken link (which override, and how) and every orphan; exit 1 when
+    anything is wrong, 0 when the trail is whole.
+
+    Example: clue-triage verify
+    """
+    from pipeline.audit import verify_store
+
+    with _store(ctx) as db:
+        report = verify_store(db)
+    if report.broken:
+        out.print(f"hash chain BROKEN at {report.broken}", markup=False)
+    for orphan in report.orphans:
+        out.print(f"orphan: {orphan}", markup=False)
+    if report.ok:
+        out.print(f"store OK: {report.overrides} override row(s), hash chain whole, no orphans", markup=False)
+        return
+    out.print(f"{report.overrides} override row(s) checked; {len(report.orphans)} orphan(s)", markup=False)
+    raise typer.Exit(1)

@@ -55,6 +55,26 @@ def _input_drift(manifest: dict[str, Any]) -> list[str]:
     return out
 
 
+def _checked_state(state: Any, path: Path) -> dict[str, Any]:
+    """The registry's state when its fields have the types this code relies on."""
+    problem = None
+    if not isinstance(state, dict):
+        problem = "it is not a JSON object"
+    elif state.get("champion") is not None and not isinstance(state.get("champion"), str):
+        problem = "'champion' is not a version name"
+    elif not isinstance(state.get("artifacts", {}), dict) or not all(
+            isinstance(k, str) and isinstance(v, str) for k, v in state.get("artifacts", {}).items()):
+        problem = "'artifacts' is not a map of version to sha256"
+    elif not isinstance(state.get("events", []), list) or not all(
+            isinstance(e, dict) and isinstance(e.get("action"), str) for e in state.get("events", [])):
+        problem = "'events' is not a list of events"
+    if problem:
+        raise ModelIntegrityError(f"{path}: registry file is damaged ({problem}); restore it from a backup")
+    state.setdefault("artifacts", {})
+    state.setdefault("events", [])
+    return dict(state)
+
+
 @dataclass
 class LoadedModel:
     model: TwoHeadModel
@@ -95,9 +115,12 @@ class Registry:
                 )
             return {"champion": None, "artifacts": {}, "events": []}
         try:
-            return dict(json.loads(path.read_text(encoding="utf-8")))
+            state = json.loads(path.read_text(encoding="utf-8"))
         except json.JSONDecodeError as exc:
             raise ModelIntegrityError(f"{path}: registry file is not valid JSON ({exc.msg})") from None
+        except (UnicodeDecodeError, RecursionError, ValueError):
+            raise ModelIntegrityError(f"{path}: registry file is not readable JSON text") from None
+        return _checked_state(state, path)
 
     def _write_state(self, state: dict[str, Any]) -> None:
         write_text_atomic(self.root / REGISTRY, json.dumps(state, ensure_ascii=False, indent=2))
@@ -143,7 +166,13 @@ class Registry:
         path = self.root / version / MANIFEST
         if not path.is_file():
             raise InputError(f"no model version {version!r} in {self.root} (known: {', '.join(self.versions()) or 'none'})")
-        return dict(json.loads(path.read_text(encoding="utf-8")))
+        try:
+            manifest = json.loads(path.read_text(encoding="utf-8"))
+        except (ValueError, RecursionError):  # JSONDecodeError and UnicodeDecodeError are ValueErrors
+            raise ModelIntegrityError(f"model {version}: {path} is not valid JSON; refusing to use it") from None
+        if not isinstance(manifest, dict):
+            raise ModelIntegrityError(f"model {version}: {path} is not a manifest (a JSON object); refusing to use it")
+        return manifest
 
     # -- writing ----------------------------------------------------------------------
     def save(self, model: TwoHeadModel, manifest: dict[str, Any]) -> dict[str, Any]:
@@ -167,7 +196,10 @@ class Registry:
             }
             with self._locked():
                 state = self._state()
-                number = max([int(v[1:]) for v in self.versions()] + [0]) + 1
+                # a version registered whose folder never arrived (killed between the two
+                # steps) keeps its number: the next version never reuses it
+                known = [*self.versions(), *(v for v in state.get("artifacts", {}) if _VERSION_RE.fullmatch(v))]
+                number = max([int(v[1:]) for v in known] + [0]) + 1
                 version = f"v{number}"
                 manifest["version"] = version
                 write_text_atomic(tmp / MANIFEST, json.dumps(manifest, ensure_ascii=False, indent=2))

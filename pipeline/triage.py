@@ -15,8 +15,14 @@ Rows that cannot be classified get a status and a reason instead of labels:
 ``not_chinese``           no Chinese characters (e.g. English only)
 ``too_short``             fewer than 4 Chinese characters; classified, flagged
 ``too_long_truncated``    over 2,000 characters; classified on the first 2,000
+``garbled``               mojibake (e.g. UTF-8 read as GBK): mostly rare characters
 ``error``                 the model failed on this text; the reason is given
 ========================  ==================================================
+
+A run that is interrupted (Ctrl-C, SIGTERM) or dies (kill -9) leaves no output and no
+worker behind: workers die with the parent (``PR_SET_PDEATHSIG``), and the next start
+marks a run left ``running`` by a dead process ``interrupted`` and removes its temporary
+files (:func:`store.reap_dead_runs`).
 
 Call :func:`triage_file`; it returns a :class:`TriageSummary` and never prints.
 """
@@ -24,6 +30,7 @@ Call :func:`triage_file`; it returns a :class:`TriageSummary` and never prints.
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import gc
 import math
 import multiprocessing
@@ -45,15 +52,34 @@ from .errors import ClueTriageError, InputError
 from .features import prepare_one
 from .flags import has_alarm, needs_review
 from .fsutil import sha256_file
-from .io import EXCEL_MAX_ROWS, ClueFile, Row, TableWriter, open_clue_file, output_format
+from .io import (
+    EXCEL_CELL_LIMIT,
+    EXCEL_MAX_ROWS,
+    ClueFile,
+    Row,
+    TableWriter,
+    check_output_folder,
+    open_clue_file,
+    output_format,
+)
 from .labels import display_name
 from .model import TwoHeadModel
-from .normalize import fold, han_count, normalize, to_simplified
+from .normalize import fold, han_count, looks_garbled, normalize, to_simplified
 from .paths import Home
 from .registry import LoadedModel, Registry
 from .routing import Routing, load_routing
 from .segment import current_segmenter, set_segmenter
-from .store import clue_key, connect, key_of_normalized, now, transaction, unit_key
+from .store import (
+    clue_key,
+    connect,
+    discard_run,
+    key_of_normalized,
+    now,
+    process_token,
+    store_error,
+    transaction,
+    unit_key,
+)
 
 MAX_CHARS = 2000
 MIN_HAN = 4
@@ -111,12 +137,24 @@ def _screen(text: str) -> Screened:
     han = han_count(norm, at_most=MIN_HAN)
     if han == 0:
         return "not_chinese", "no Chinese characters; not classified", "", norm, folded
+    if han >= MIN_HAN and looks_garbled(norm):
+        return ("garbled", "mostly rare characters: garbled text (mojibake, e.g. UTF-8 read as GBK)? "
+                "not classified; check the file's encoding", "", norm, folded)
     if len(norm) > MAX_CHARS:
         return ("too_long_truncated", f"{len(norm):,} characters; classified on the first {MAX_CHARS:,}",
                 norm[:MAX_CHARS], norm, folded[:MAX_CHARS])
     if han < MIN_HAN:
         return "too_short", f"only {han} Chinese character(s); check the label", norm, norm, folded
     return "ok", "", norm, norm, folded
+
+
+def _safe_screen(text: str) -> Screened:
+    """:func:`_screen`, with a text it fails on (a bug, an odd code point) given the status
+    ``error`` instead of failing its whole batch."""
+    try:
+        return _screen(text)
+    except Exception as exc:
+        return "error", f"could not be read ({exc.__class__.__name__})", "", "", ""
 
 
 @lru_cache(maxsize=4096)
@@ -154,7 +192,7 @@ def classify_texts(model: TwoHeadModel, texts: Sequence[str], units: Sequence[st
     With ``units``, classified rows also get their store key (:func:`store.clue_key`),
     computed here so that the normalisation runs in the workers.
     """
-    screened = [_screen(t) for t in texts]
+    screened = [_safe_screen(t) for t in texts]
     results = [Result(s[0], s[1]) for s in screened]
     todo = [i for i, s in enumerate(screened) if s[0] in CLASSIFIED]
     if not todo:
@@ -171,16 +209,36 @@ def classify_texts(model: TwoHeadModel, texts: Sequence[str], units: Sequence[st
     if units is not None:
         for i in todo:
             if results[i].attention:
-                results[i].key = _clue_key(units[i], screened[i][3])
+                try:
+                    results[i].key = _clue_key(units[i], screened[i][3])
+                except Exception as exc:
+                    results[i] = Result("error", f"its unit could not be read ({exc.__class__.__name__})",
+                                        needs_review=True)
     return results
 
 
 _worker_model: TwoHeadModel | None = None
 
 
-def _init_worker(model: TwoHeadModel | None, segmenter: str) -> None:
+PR_SET_PDEATHSIG = 1
+
+
+def _die_with_parent(parent: int) -> None:
+    """Ask Linux to kill this worker when its parent dies (even by kill -9), so no worker
+    outlives a killed triage; elsewhere the pool's own shutdown has to do."""
+    with contextlib.suppress(OSError, AttributeError):
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+    if os.getppid() != parent:  # the parent died before the request was made
+        os._exit(1)
+
+
+def _init_worker(model: TwoHeadModel | None, segmenter: str, parent: int = 0) -> None:
     global _worker_model
+    if parent and sys.platform.startswith("linux"):
+        _die_with_parent(parent)
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)  # the parent's SIGTERM handler is not ours
     # a batch allocates hundreds of thousands of short-lived strings and lists, none in
     # cycles: collecting the young generation that often only costs time (~3 % measured)
     gc.set_threshold(50_000, 20, 100)
@@ -252,7 +310,7 @@ class Classifier:
                     self.workers,
                     mp_context=multiprocessing.get_context(method),
                     initializer=_init_worker,
-                    initargs=(None if method == "fork" else self.model, current_segmenter()),
+                    initargs=(None if method == "fork" else self.model, current_segmenter(), os.getpid()),
                 )
                 self._result(self._pool.submit(_ready))  # with fork, every worker starts now
             except BaseException:
@@ -363,6 +421,7 @@ def _batches(rows: Iterator[Row], size: int) -> Iterator[list[Row]]:
 
 def _check_output(cf: ClueFile, output: Path) -> None:
     fmt = output_format(output)
+    check_output_folder(output)
     if output.resolve() == cf.path.resolve() or (output.exists() and os.path.samefile(output, cf.path)):
         raise InputError("output would overwrite the input; choose another -o", path=output)
     if output.is_dir():
@@ -417,26 +476,32 @@ def triage_file(
     input_sha256 = sha256_file(cf.path)
     db = connect(home.db_path)
     try:
-        with transaction(db):
+        with transaction(db, "starting a triage run"):
             run_id = int(
                 db.execute(
-                    "INSERT INTO runs (started, status, model_version, input_path, input_sha256) VALUES (?, 'running', ?, ?, ?)",
-                    (now(), loaded.version, str(cf.path.resolve()), input_sha256),
+                    "INSERT INTO runs (started, status, model_version, input_path, input_sha256, pid, process, "
+                    "output_path) VALUES (?, 'running', ?, ?, ?, ?, ?, ?)",
+                    (now(), loaded.version, str(cf.path.resolve()), input_sha256, os.getpid(), process_token(),
+                     str(output.resolve())),
                 ).lastrowid or 0
             )
         summary = TriageSummary(run_id, cf.path, output, cf.encoding, loaded.version, workers)
+
+        def complete() -> None:  # the output is on disk and about to be renamed into place
+            with transaction(db, f"finishing triage run {run_id}"):
+                db.execute("UPDATE runs SET status = 'complete', finished = ?, row_count = ? WHERE run_id = ?",
+                           (now(), summary.rows, run_id))
+
         try:
-            _run(db, cf, loaded, routing, summary, on_start, progress)
+            _run(db, cf, loaded, routing, summary, on_start, progress, complete)
             summary.seconds = time.perf_counter() - started
-            with transaction(db):
-                db.execute(
-                    "UPDATE runs SET status = 'complete', finished = ?, row_count = ? WHERE run_id = ?",
-                    (now(), summary.rows, run_id),
-                )
-        except BaseException:
-            with contextlib.suppress(sqlite3.Error), transaction(db):
-                db.execute("DELETE FROM predictions WHERE run_id = ?", (run_id,))
-                db.execute("UPDATE runs SET status = 'failed', finished = ? WHERE run_id = ?", (now(), run_id))
+        except BaseException as exc:
+            status = "interrupted" if isinstance(exc, KeyboardInterrupt | SystemExit) else "failed"
+            with contextlib.suppress(sqlite3.Error, ClueTriageError), transaction(db, f"ending triage run {run_id}"):
+                if db.execute("SELECT status FROM runs WHERE run_id = ?", (run_id,)).fetchone()[0] == "running":
+                    discard_run(db, run_id, status)
+            if isinstance(exc, sqlite3.OperationalError):
+                raise store_error(exc, home.db_path) from None
             raise
     finally:
         db.close()
@@ -451,6 +516,7 @@ def _run(
     summary: TriageSummary,
     on_start: Callable[[TriageStart], None] | None,
     progress: Callable[[int], None] | None,
+    complete: Callable[[], None] | None = None,
 ) -> None:
     columns = list(cf.columns)
     own_id = cf.id_col == "id"  # the input's id column is the output's: filled, not repeated
@@ -467,15 +533,24 @@ def _run(
             yield texts, ([r.values[unit_col].strip() for r in batch] if unit_col else [""] * len(batch))
 
     # workers are forked first: they inherit no open output file and no caller's thread
-    with Classifier(loaded.model, summary.workers) as classifier, TableWriter(summary.output, columns + added) as writer:
+    xlsx = output_format(summary.output) == "xlsx"
+    with Classifier(loaded.model, summary.workers) as classifier, \
+            TableWriter(summary.output, columns + added, before_replace=complete) as writer:
         if on_start:
             on_start(TriageStart(summary.run_id, cf.path, summary.output, cf.encoding, cf.row_count,
                                  loaded.version, summary.workers, loaded.warnings))
         for results in classifier.map(work()):
             batch = pending.popleft()
             for row, res in zip(batch, results, strict=True):
+                if row.note:
+                    res.detail = f"{res.detail}; {row.note}" if res.detail else row.note
                 fields = _fields(cf, row, res, loaded.version, routing)
                 values = [row.values[c] for c in columns]
+                if xlsx:
+                    cut = [c for c, v in zip(columns, values, strict=True) if len(v) > EXCEL_CELL_LIMIT]
+                    if cut:
+                        note = f"column {', '.join(cut)} cut at {EXCEL_CELL_LIMIT:,} characters (the .xlsx cell limit)"
+                        fields[-1] = f"{fields[-1]}; {note}" if fields[-1] else note
                 if id_at is not None:
                     values[id_at] = fields[0]
                     writer.write_values(values + fields[1:])
@@ -534,11 +609,22 @@ class _StoreWriter:
              res.area or None, res.area_conf, res.margin, int(res.needs_review), fields[9], fields[10], fields[11])
         )
 
+    def _new_clues(self) -> list[tuple[Any, ...]]:
+        """This batch's clues not yet in the store, once each (the store refuses a key twice)."""
+        fresh = {c[0]: c for c in reversed(self.clues)}  # the first row of a clue wins
+        keys = list(fresh)
+        for i in range(0, len(keys), 500):
+            chunk = keys[i:i + 500]
+            for (key,) in self.db.execute(f"SELECT clue_key FROM clues WHERE clue_key IN ({','.join('?' * len(chunk))})",
+                                          chunk):
+                fresh.pop(key, None)
+        return [c for c in self.clues if fresh.get(c[0]) is c]
+
     def flush(self, force: bool) -> None:
         if not self.predictions or (not force and len(self.predictions) < STORE_EVERY):
             return
-        with transaction(self.db):
-            self.db.executemany("INSERT OR IGNORE INTO clues VALUES (?, ?, ?, ?, ?, ?)", self.clues)
+        with transaction(self.db, f"triage run {self.run_id}"):
+            self.db.executemany("INSERT INTO clues VALUES (?, ?, ?, ?, ?, ?)", self._new_clues())
             self.db.executemany("INSERT INTO predictions VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                                 self.predictions)
         self.clues.clear()

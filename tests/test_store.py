@@ -7,20 +7,35 @@ import stat
 
 import pytest
 
-from pipeline.store import MIGRATIONS, clue_key, connect, migrate, now, transaction, unit_key
+from pipeline.store import (
+    MIGRATIONS,
+    append_overrides,
+    clue_key,
+    connect,
+    migrate,
+    now,
+    transaction,
+    unit_key,
+)
 
 TABLES = {
-    "runs": {"run_id", "started", "finished", "status", "model_version", "input_path", "input_sha256", "row_count"},
+    "runs": {"run_id", "started", "finished", "status", "model_version", "input_path", "input_sha256", "row_count",
+             "pid", "process", "output_path"},
     "clues": {"clue_key", "clue_id", "unit", "unit_key", "text", "first_run"},
     "predictions": {"run_id", "row_number", "clue_key", "clue_id", "status", "attention", "attention_conf", "area",
                     "area_conf", "margin", "needs_review", "key_terms", "handover", "model_version"},
     "reviewers": {"reviewer_id", "name", "created"},
     "recusals": {"reviewer_id", "unit_key", "unit", "created"},
     "overrides": {"override_id", "clue_key", "head", "kind", "predicted_label", "predicted_conf", "model_version",
-                  "run_id", "old_label", "new_label", "reviewer_id", "reason", "channel", "import_sha256", "created"},
+                  "run_id", "old_label", "new_label", "reviewer_id", "reason", "channel", "import_sha256", "created",
+                  "prev_sha256", "row_sha256"},
     "_migrations": {"name", "applied"},
 }
-TRIGGERS = {"overrides_no_update", "overrides_no_delete", "overrides_known_label", "overrides_not_recused"}
+TRIGGERS = {"overrides_no_update", "overrides_no_delete", "overrides_known_label", "overrides_not_recused",
+            "overrides_append_only", "overrides_chained",
+            *(f"{table}_no_{verb}" for table in ("reviewers", "recusals", "clues", "predictions")
+              for verb in ("update", "delete", "replace")),
+            "runs_no_replace", "runs_no_delete", "runs_finished_records"}
 
 
 @pytest.fixture
@@ -40,9 +55,8 @@ def _clue_and_reviewer(db, unit="某市生態環境局東城分局"):
 
 def _override(db, key, label="further", reviewer="zhang", head="attention"):
     with transaction(db):
-        return db.execute(
-            "INSERT INTO overrides (clue_key, head, kind, new_label, reviewer_id, channel, created) "
-            "VALUES (?, ?, 'review', ?, ?, 'cli', ?)", (key, head, label, reviewer, now())).lastrowid
+        return append_overrides(db, [{"clue_key": key, "head": head, "kind": "review", "new_label": label,
+                                      "reviewer_id": reviewer, "channel": "cli", "created": now()}])[0]
 
 
 def test_schema_after_migrations(db):
@@ -53,7 +67,8 @@ def test_schema_after_migrations(db):
     triggers = {r[0] for r in db.execute("SELECT name FROM sqlite_master WHERE type = 'trigger'")}
     assert triggers == TRIGGERS
     applied = [r[0] for r in db.execute("SELECT name FROM _migrations ORDER BY name")]
-    assert applied == [m.__name__ for m in MIGRATIONS] == ["m001_initial", "m002_override_guards"]
+    assert applied == [m.__name__ for m in MIGRATIONS] == ["m001_initial", "m002_override_guards",
+                                                            "m010_identifier_keys", "m011_audit_guards"]
 
 
 def test_migrations_apply_once(home, db):
@@ -105,10 +120,10 @@ def test_overrides_refuse_a_recused_reviewer_whatever_the_script(db):
 def test_a_failed_transaction_stores_nothing(db):
     key = _clue_and_reviewer(db)
     with pytest.raises(sqlite3.IntegrityError), transaction(db):
-        db.execute("INSERT INTO overrides (clue_key, head, kind, new_label, reviewer_id, channel, created) "
-                   "VALUES (?, 'area', 'review', 'policy', 'zhang', 'cli', ?)", (key, now()))
-        db.execute("INSERT INTO overrides (clue_key, head, kind, new_label, reviewer_id, channel, created) "
-                   "VALUES (?, 'area', 'review', 'bogus', 'zhang', 'cli', ?)", (key, now()))
+        row = {"clue_key": key, "head": "area", "kind": "review", "reviewer_id": "zhang", "channel": "cli",
+               "created": now()}
+        append_overrides(db, [{**row, "new_label": "policy"}])
+        append_overrides(db, [{**row, "new_label": "bogus"}])
     assert db.execute("SELECT COUNT(*) FROM overrides").fetchone()[0] == 0
 
 
