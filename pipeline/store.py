@@ -5,6 +5,8 @@ so the same clue triaged twice is one clue), ``predictions`` (one per run and in
 ``reviewers`` and ``recusals``, and ``overrides``: every reviewer decision and adjudication,
 append-only. Triggers refuse UPDATE and DELETE on ``overrides``: corrections are evidence
 and are never changed after the fact; a later decision is a new row.
+The review page (``clue-triage serve``) adds ``signin_tokens``, ``web_sessions``, ``leases``
+and ``skips``: working state of the page, not evidence, so these rows do change.
 
 WAL mode lets reviewers read while a triage writes; writes are short transactions.
 """
@@ -157,7 +159,58 @@ def m002_override_guards(db: sqlite3.Connection) -> None:
     )
 
 
-MIGRATIONS: tuple[Callable[[sqlite3.Connection], None], ...] = (m001_initial, m002_override_guards)
+def m030_web_sessions(db: sqlite3.Connection) -> None:
+    """Sign-in for the review page (``clue-triage serve``): one-time sign-in tokens and
+    browser sessions, each stored as the sha256 of its secret so a copy of the database
+    signs nobody in. See :mod:`pipeline.sessions`."""
+    _script(
+        db,
+        """
+        CREATE TABLE signin_tokens (
+            token_sha256 TEXT PRIMARY KEY,
+            reviewer_id TEXT NOT NULL REFERENCES reviewers(reviewer_id),
+            created TEXT NOT NULL,
+            expires TEXT NOT NULL,
+            used TEXT
+        );
+        CREATE TABLE web_sessions (
+            session_sha256 TEXT PRIMARY KEY,
+            reviewer_id TEXT NOT NULL REFERENCES reviewers(reviewer_id),
+            csrf TEXT NOT NULL,
+            created TEXT NOT NULL,
+            expires TEXT NOT NULL,
+            ended TEXT
+        );
+        """
+    )
+
+
+def m031_review_leases(db: sqlite3.Connection) -> None:
+    """Short leases on clues, so two reviewers working at once are never shown the same
+    clue, and the clues a reviewer skipped (served again after the rest). See
+    :mod:`pipeline.leases`."""
+    _script(
+        db,
+        """
+        CREATE TABLE leases (
+            clue_key TEXT PRIMARY KEY REFERENCES clues(clue_key),
+            reviewer_id TEXT NOT NULL REFERENCES reviewers(reviewer_id),
+            expires TEXT NOT NULL
+        );
+        CREATE INDEX leases_by_reviewer ON leases(reviewer_id);
+        CREATE TABLE skips (
+            reviewer_id TEXT NOT NULL REFERENCES reviewers(reviewer_id),
+            clue_key TEXT NOT NULL REFERENCES clues(clue_key),
+            until TEXT NOT NULL,
+            PRIMARY KEY (reviewer_id, clue_key)
+        );
+        """
+    )
+
+
+MIGRATIONS: tuple[Callable[[sqlite3.Connection], None], ...] = (
+    m001_initial, m002_override_guards, m030_web_sessions, m031_review_leases,
+)
 
 
 def migrate(db: sqlite3.Connection) -> list[str]:

@@ -19,6 +19,11 @@ TABLES = {
     "overrides": {"override_id", "clue_key", "head", "kind", "predicted_label", "predicted_conf", "model_version",
                   "run_id", "old_label", "new_label", "reviewer_id", "reason", "channel", "import_sha256", "created"},
     "_migrations": {"name", "applied"},
+    # the review page's working state (m030, m031)
+    "signin_tokens": {"token_sha256", "reviewer_id", "created", "expires", "used"},
+    "web_sessions": {"session_sha256", "reviewer_id", "csrf", "created", "expires", "ended"},
+    "leases": {"clue_key", "reviewer_id", "expires"},
+    "skips": {"reviewer_id", "clue_key", "until"},
 }
 TRIGGERS = {"overrides_no_update", "overrides_no_delete", "overrides_known_label", "overrides_not_recused"}
 
@@ -53,7 +58,8 @@ def test_schema_after_migrations(db):
     triggers = {r[0] for r in db.execute("SELECT name FROM sqlite_master WHERE type = 'trigger'")}
     assert triggers == TRIGGERS
     applied = [r[0] for r in db.execute("SELECT name FROM _migrations ORDER BY name")]
-    assert applied == [m.__name__ for m in MIGRATIONS] == ["m001_initial", "m002_override_guards"]
+    assert applied == [m.__name__ for m in MIGRATIONS] == ["m001_initial", "m002_override_guards", "m030_web_sessions",
+                                                             "m031_review_leases"]
 
 
 def test_migrations_apply_once(home, db):
