@@ -24,7 +24,7 @@ test: $(STAMP)
 	$(BIN)/python -m pytest
 
 lint: $(STAMP)
-	$(BIN)/ruff check pipeline commands cli.py tests bench scripts
+	$(BIN)/ruff check pipeline commands web cli.py tests bench scripts
 	$(BIN)/mypy
 
 bench: $(STAMP)

@@ -19,6 +19,7 @@ from commands.common import err, home_of, out, sub_app, table
 from commands.models import models_app
 from commands.retrain import retrain
 from commands.review import handover, history, review_app, reviewers_app
+from commands.serve import serve, token
 from pipeline.paths import CORPUS_PATH, Home, resolve_home
 
 if TYPE_CHECKING:
@@ -31,6 +32,8 @@ app.add_typer(reviewers_app, name="reviewers")
 app.add_typer(review_app, name="review")
 app.command("handover")(handover)
 app.command("history")(history)
+app.command("serve")(serve)
+reviewers_app.command("token")(token)
 
 
 @dataclass
