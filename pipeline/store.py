@@ -247,7 +247,14 @@ def connect(path: str | os.PathLike[str]) -> sqlite3.Connection:
     """Open (creating owner-only if new) and migrate the store."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    os.close(os.open(path, os.O_WRONLY | os.O_CREAT, 0o600))  # owner-only from the first byte
+    # Owner-only from the first byte. Only for a new file: closing any descriptor of a file
+    # drops every POSIX lock this process holds on it, SQLite's own included, and a process
+    # with another connection open would then lose its WAL to a checkpoint elsewhere.
+    if not path.exists():
+        try:
+            os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+        except FileExistsError:  # another process created it meanwhile
+            pass
     try:
         db = sqlite3.connect(path, timeout=30, isolation_level=None)
         db.row_factory = sqlite3.Row
