@@ -30,6 +30,8 @@ from .review import (
     Agreement,
     ClueState,
     Decision,
+    Prediction,
+    check_run,
     clue_state,
     clue_states,
     record_decision,
@@ -39,10 +41,24 @@ from .review import (
 from .routing import Routing, load_routing
 from .store import transaction
 
+
+@dataclass(frozen=True)
+class Candidate:
+    """A clue of the scope as the queue sees it: cheap to read for every clue of a run (one
+    query, no per-clue state), so the queue stays fast on runs of tens of thousands."""
+
+    clue_key: str
+    clue_id: str
+    unit: str
+    unit_key: str
+    prediction: Prediction
+    reviewers: frozenset[str]  # who recorded a review decision on it (any channel)
+
+
 #: The seam for rounds and review by assignment (issue 13): given the store, a reviewer id
 #: and the candidate clues of the scope (already without recused and decided ones), return
 #: the reviewer's share of them, in any order. ``None`` in :class:`Scope` = every clue.
-ShareFilter = Callable[[sqlite3.Connection, str, list[ClueState]], list[ClueState]]
+ShareFilter = Callable[[sqlite3.Connection, str, list[Candidate]], list[Candidate]]
 
 
 @dataclass(frozen=True)
@@ -66,60 +82,83 @@ def latest_run(db: sqlite3.Connection) -> int | None:
     return None if row[0] is None else int(row[0])
 
 
-def scope_states(db: sqlite3.Connection, scope: Scope) -> list[ClueState]:
-    """Every clue of the scope's run with its state (before recusal and share)."""
-    run = scope.run if scope.run is not None else latest_run(db)
-    return [] if run is None else clue_states(db, run)
+def _scope_run(db: sqlite3.Connection, scope: Scope) -> int | None:
+    if scope.run is not None:
+        check_run(db, scope.run)
+        return scope.run
+    return latest_run(db)
 
 
-def queue_order(state: ClueState) -> tuple[int, float, float, int, int]:
+def candidates(db: sqlite3.Connection, scope: Scope) -> list[Candidate]:
+    """Every clue of the scope's run, in row order (a clue listed twice in a run once)."""
+    run = _scope_run(db, scope)
+    if run is None:
+        return []
+    found: dict[str, Candidate] = {}
+    for r in db.execute(
+            "SELECT p.*, c.unit, c.unit_key, (SELECT GROUP_CONCAT(DISTINCT o.reviewer_id) FROM overrides o "
+            "WHERE o.clue_key = p.clue_key AND o.kind = 'review') AS reviewers "
+            "FROM predictions p JOIN clues c ON c.clue_key = p.clue_key "
+            "WHERE p.run_id = ? AND p.attention IS NOT NULL ORDER BY p.row_number", (run,)):
+        if r["clue_key"] in found:
+            continue
+        prediction = Prediction(r["run_id"], r["row_number"], r["clue_id"], r["model_version"],
+                                {"attention": r["attention"], "area": r["area"]},
+                                {"attention": r["attention_conf"], "area": r["area_conf"]},
+                                r["margin"] if r["margin"] is not None else 1.0, bool(r["needs_review"]),
+                                r["key_terms"], r["handover"])
+        found[r["clue_key"]] = Candidate(r["clue_key"], r["clue_id"], r["unit"], r["unit_key"], prediction,
+                                         frozenset((r["reviewers"] or "").split(",")) - {""})
+    return list(found.values())
+
+
+def queue_order(clue: Candidate | ClueState) -> tuple[int, float, float, int, int]:
     """Sort key: flagged needs-review first, then least confident head first, then the
     smaller margin, then run and row order."""
-    p = state.prediction
+    p = clue.prediction
     if p is None:
         return (1, 1.0, 1.0, 0, 0)
     return (0 if p.needs_review else 1, min(p.confidence.values()), p.margin, p.run_id, p.row_number)
 
 
-def _reviewers(state: ClueState) -> set[str]:
-    return {d.reviewer_id for d in state.rows if d.kind == "review"}
-
-
-def worklist(db: sqlite3.Connection, reviewer_id: str, scope: Scope) -> list[ClueState]:
-    """The reviewer's open clues of the scope in queue order (leases not considered)."""
+def worklist(db: sqlite3.Connection, reviewer_id: str, scope: Scope,
+             among: list[Candidate] | None = None) -> list[Candidate]:
+    """The reviewer's open clues of the scope (or of ``among``) in queue order, leases not
+    considered: not recused, not decided by them, decided by fewer than
+    ``scope.reviews_per_clue`` reviewers, in their share."""
     recused = recused_units(db, reviewer_id)
-    todo = [s for s in scope_states(db, scope)
-            if s.prediction is not None and s.unit_key not in recused and not s.decided_by(reviewer_id)
-            and len(_reviewers(s)) < scope.reviews_per_clue]
+    todo = [c for c in (candidates(db, scope) if among is None else among)
+            if c.unit_key not in recused and reviewer_id not in c.reviewers
+            and len(c.reviewers) < scope.reviews_per_clue]
     if scope.share is not None:
         todo = scope.share(db, reviewer_id, todo)
     return sorted(todo, key=queue_order)
 
 
 def next_clue(db: sqlite3.Connection, reviewer_id: str, scope: Scope,
-              minutes: float = leases.LEASE_MINUTES) -> ClueState | None:
+              minutes: float = leases.LEASE_MINUTES) -> Candidate | None:
     """Lease and return the reviewer's next clue; None when their queue is empty.
 
     The clue they already hold, if still open, comes back (a reload shows the same clue);
     skipped clues come after all others. The choice is re-checked and the lease taken in one
     write transaction, so two reviewers asking at once get different clues.
     """
-    candidates = worklist(db, reviewer_id, scope)
-    if not candidates:
+    todo = worklist(db, reviewer_id, scope)
+    if not todo:
         leases.release(db, reviewer_id)
         return None
     skipped = leases.skipped(db, reviewer_id)
     with transaction(db):
         held = leases.active(db)
-        mine = [s for s in candidates if held.get(s.clue_key) == reviewer_id]
-        free = [s for s in candidates if s.clue_key not in held]
-        for state in mine + [s for s in free if s.clue_key not in skipped] + [s for s in free if s.clue_key in skipped]:
+        mine = [c for c in todo if held.get(c.clue_key) == reviewer_id]
+        free = [c for c in todo if c.clue_key not in held]
+        for clue in mine + [c for c in free if c.clue_key not in skipped] + [c for c in free if c.clue_key in skipped]:
             decided = {r[0] for r in db.execute(
-                "SELECT DISTINCT reviewer_id FROM overrides WHERE clue_key = ? AND kind = 'review'", (state.clue_key,))}
+                "SELECT DISTINCT reviewer_id FROM overrides WHERE clue_key = ? AND kind = 'review'", (clue.clue_key,))}
             if reviewer_id in decided or len(decided) >= scope.reviews_per_clue:
                 continue  # decided meanwhile (another page, the terminal, an import)
-            leases.take(db, state.clue_key, reviewer_id, minutes)
-            return state
+            leases.take(db, clue.clue_key, reviewer_id, minutes)
+            return clue
     return None
 
 
@@ -136,7 +175,7 @@ def visible_clue(db: sqlite3.Connection, reviewer_id: str, key: str) -> ClueStat
     return state
 
 
-def reason_required(state: ClueState, labels: Mapping[str, str]) -> bool:
+def reason_required(state: Candidate | ClueState, labels: Mapping[str, str]) -> bool:
     """A reason is required to change a label of a confident prediction (one the model
     did not flag for review)."""
     p = state.prediction
@@ -279,10 +318,11 @@ class Progress:
 
 
 def progress(db: sqlite3.Connection, reviewer_id: str, scope: Scope) -> Progress:
-    """How far the reviewer is through their queue."""
+    """How far the reviewer is through their queue (one read of the scope)."""
+    among = candidates(db, scope)
     recused = recused_units(db, reviewer_id)
-    done = sum(1 for s in scope_states(db, scope) if s.unit_key not in recused and s.decided_by(reviewer_id))
-    return Progress(done, len(worklist(db, reviewer_id, scope)))
+    done = sum(1 for c in among if c.unit_key not in recused and reviewer_id in c.reviewers)
+    return Progress(done, len(worklist(db, reviewer_id, scope, among)))
 
 
 @dataclass(frozen=True)
@@ -307,7 +347,8 @@ class PageStats:
 
 def page_stats(db: sqlite3.Connection, scope: Scope) -> PageStats:
     """The scope's counts, the model's accuracy on its reviewed clues, reviewer agreement."""
-    states = scope_states(db, scope)
+    run = _scope_run(db, scope)
+    states = [] if run is None else clue_states(db, run)
     counts: Counter[str] = Counter(clues=len(states))
     decided = {h: [0, 0] for h in HEADS}
     by_reviewer: Counter[str] = Counter()
@@ -316,13 +357,12 @@ def page_stats(db: sqlite3.Connection, scope: Scope) -> PageStats:
         counts["reviewed" if s.rows else "open"] += 1
         counts["disputed"] += s.disputed
         counts["adjudicated"] += any(h.status == "adjudicated" for h in s.heads.values())
-        for reviewer in _reviewers(s):
+        for reviewer in {d.reviewer_id for d in s.rows if d.kind == "review"}:
             by_reviewer[reviewer] += 1
         for head, h in s.heads.items():
             if h.status in ("reviewed", "adjudicated"):
                 decided[head][0] += 1
                 decided[head][1] += h.effective == h.predicted
-    run = scope.run if scope.run is not None else latest_run(db)
     return PageStats(run, {k: counts[k] for k in ("clues", "needs_review", "reviewed", "open", "disputed", "adjudicated")},
                      [HeadAccuracy(h, n, a) for h, (n, a) in decided.items()], sorted(by_reviewer.items()),
                      review_stats(db).agreement)
