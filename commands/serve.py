@@ -27,8 +27,8 @@ def serve(
 ) -> None:
     """Serve the review page in the browser: one clue at a time, keys for every decision.
 
-    Reviewers sign in with a one-time link from `clue-triage reviewers token ID`. The page
-    serves the latest triage run, needs-review and least confident clues first.
+    Reviewers sign in with a one-time link from `clue-triage reviewers token ID`.
+    The page serves the latest triage run: needs-review, then least confident, first.
 
     Example: clue-triage serve --port 8765
     """

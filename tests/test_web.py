@@ -148,6 +148,16 @@ def test_sign_out_ends_the_session(page, store):
     assert li.get("/queue").status_code == 401
 
 
+def test_starting_the_page_forgets_used_links_and_ended_sessions(page, store):
+    li = client_for(page, store, "li")
+    li.post("/signout", data={"csrf": csrf(li)})
+    unused = issue_signin_token(store.db, "wang")
+    with TestClient(create_app(store.home)) as started:  # runs the startup (lifespan)
+        assert started.get(f"/signin?token={unused}").status_code == 200
+    assert store.db.execute("SELECT COUNT(*) FROM signin_tokens").fetchone()[0] == 1
+    assert store.db.execute("SELECT COUNT(*) FROM web_sessions").fetchone()[0] == 0
+
+
 def test_cross_site_posts_and_foreign_hosts_are_refused(page, store):
     li = client_for(page, store, "li")
     token = csrf(li)

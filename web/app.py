@@ -370,6 +370,7 @@ def create_app(home: Home, scope: worklist.Scope | None = None, *, secure: bool 
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> Any:
+        await run_in_threadpool(lambda: sessions.purge_expired(page.stores.get()))  # used links, ended sessions
         yield
         page.stores.close()
 
