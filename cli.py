@@ -28,6 +28,7 @@ from commands.common import (
 from commands.models import models_app
 from commands.retrain import retrain
 from commands.review import handover, history, review_app, reviewers_app, verify
+from commands.serve import serve, token
 from pipeline.paths import CORPUS_PATH, Home, resolve_home
 
 if TYPE_CHECKING:
@@ -41,6 +42,8 @@ app.add_typer(review_app, name="review")
 app.command("handover")(handover)
 app.command("history")(history)
 app.command("verify")(verify)
+app.command("serve")(serve)
+reviewers_app.command("token")(token)
 
 
 @dataclass

@@ -32,7 +32,7 @@ from .labels import HEADS, parse_label
 from .normalize import fold_identifier
 from .store import append_overrides, now, transaction, unit_key
 
-CHANNELS = ("terminal", "excel", "cli")
+CHANNELS = ("terminal", "excel", "cli", "web")
 REVIEWER_ID = re.compile(r"[a-z0-9_.-]+")
 
 
@@ -368,7 +368,8 @@ def disputes(db: sqlite3.Connection, run: int | None = None) -> list[Dispute]:
     return [Dispute(s, head) for s in clue_states(db, run) for head, h in s.heads.items() if h.status == "disputed"]
 
 
-def resolve(db: sqlite3.Connection, ref: str, head: str, label: str, adjudicator: str, reason: str) -> HeadState:
+def resolve(db: sqlite3.Connection, ref: str, head: str, label: str, adjudicator: str, reason: str,
+            channel: str = "cli") -> HeadState:
     """Record an adjudication of a disputed head (or a new one of an adjudicated head)."""
     if head not in HEADS:
         raise InputError(f"unknown head {head!r}; use one of: {', '.join(HEADS)}")
@@ -384,7 +385,7 @@ def resolve(db: sqlite3.Connection, ref: str, head: str, label: str, adjudicator
             raise StoreError(
                 f"{adjudicator} reviewed clue {state.clue_id} on {head}; the adjudicator must be someone else"
             )
-        insert_override(db, state, head, code, adjudicator, kind="adjudication", reason=reason, channel="cli")
+        insert_override(db, state, head, code, adjudicator, kind="adjudication", reason=reason, channel=channel)
     return clue_state(db, state.clue_key).heads[head]
 
 

@@ -5,6 +5,8 @@ so the same clue triaged twice is one clue), ``predictions`` (one per run and in
 ``reviewers`` and ``recusals``, and ``overrides``: every reviewer decision and adjudication,
 append-only. Corrections are evidence and are never changed after the fact; a later
 decision is a new row.
+The review page (``clue-triage serve``) adds ``signin_tokens``, ``web_sessions``, ``leases``
+and ``skips``: working state of the page, not evidence, so these rows do change.
 
 The audit trail is guarded in the database itself, whoever writes to it (m011): triggers
 refuse UPDATE and DELETE on overrides, recusals, reviewers, clues and predictions, and a
@@ -330,9 +332,59 @@ def m011_audit_guards(db: sqlite3.Connection) -> None:
     )
 
 
-# keep sorted by name: the store applies them in this order (m020_ and later are another series)
+def m030_web_sessions(db: sqlite3.Connection) -> None:
+    """Sign-in for the review page (``clue-triage serve``): one-time sign-in tokens and
+    browser sessions, each stored as the sha256 of its secret so a copy of the database
+    signs nobody in. See :mod:`pipeline.sessions`."""
+    _script(
+        db,
+        """
+        CREATE TABLE signin_tokens (
+            token_sha256 TEXT PRIMARY KEY,
+            reviewer_id TEXT NOT NULL REFERENCES reviewers(reviewer_id),
+            created TEXT NOT NULL,
+            expires TEXT NOT NULL,
+            used TEXT
+        );
+        CREATE TABLE web_sessions (
+            session_sha256 TEXT PRIMARY KEY,
+            reviewer_id TEXT NOT NULL REFERENCES reviewers(reviewer_id),
+            csrf TEXT NOT NULL,
+            created TEXT NOT NULL,
+            expires TEXT NOT NULL,
+            ended TEXT
+        );
+        """
+    )
+
+
+def m031_review_leases(db: sqlite3.Connection) -> None:
+    """Short leases on clues, so two reviewers working at once are never shown the same
+    clue, and the clues a reviewer skipped (served again after the rest). See
+    :mod:`pipeline.leases`."""
+    _script(
+        db,
+        """
+        CREATE TABLE leases (
+            clue_key TEXT PRIMARY KEY REFERENCES clues(clue_key),
+            reviewer_id TEXT NOT NULL REFERENCES reviewers(reviewer_id),
+            expires TEXT NOT NULL
+        );
+        CREATE INDEX leases_by_reviewer ON leases(reviewer_id);
+        CREATE TABLE skips (
+            reviewer_id TEXT NOT NULL REFERENCES reviewers(reviewer_id),
+            clue_key TEXT NOT NULL REFERENCES clues(clue_key),
+            until TEXT NOT NULL,
+            PRIMARY KEY (reviewer_id, clue_key)
+        );
+        """
+    )
+
+
+# keep sorted by name: the store applies them in this order
 MIGRATIONS: tuple[Callable[[sqlite3.Connection], None], ...] = (
     m001_initial, m002_override_guards, m010_identifier_keys, m011_audit_guards,
+    m030_web_sessions, m031_review_leases,
 )
 
 
@@ -407,10 +459,15 @@ def connect(path: str | os.PathLike[str], *, create: bool = True) -> sqlite3.Con
                 path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
             except OSError as exc:
                 raise StoreError(f"{path.parent}: cannot create the store's folder ({exc.strerror})") from None
-    try:
-        os.close(os.open(path, os.O_WRONLY | os.O_CREAT, 0o600))  # owner-only from the first byte
-    except OSError as exc:
-        raise store_error(exc, path) from None
+        # Owner-only from the first byte. Only for a new file: closing any descriptor of a file
+        # drops every POSIX lock this process holds on it, SQLite's own included, and a process
+        # with another connection open would then lose its WAL to a checkpoint elsewhere.
+        try:
+            os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+        except FileExistsError:  # another process created it meanwhile
+            pass
+        except OSError as exc:
+            raise store_error(exc, path) from None
     try:
         db = sqlite3.connect(path, timeout=BUSY_TIMEOUT, isolation_level=None, factory=Store)
         db.path = path

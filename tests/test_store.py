@@ -30,6 +30,11 @@ TABLES = {
                   "run_id", "old_label", "new_label", "reviewer_id", "reason", "channel", "import_sha256", "created",
                   "prev_sha256", "row_sha256"},
     "_migrations": {"name", "applied"},
+    # the review page's working state (m030, m031)
+    "signin_tokens": {"token_sha256", "reviewer_id", "created", "expires", "used"},
+    "web_sessions": {"session_sha256", "reviewer_id", "csrf", "created", "expires", "ended"},
+    "leases": {"clue_key", "reviewer_id", "expires"},
+    "skips": {"reviewer_id", "clue_key", "until"},
 }
 TRIGGERS = {"overrides_no_update", "overrides_no_delete", "overrides_known_label", "overrides_not_recused",
             "overrides_append_only", "overrides_chained",
@@ -68,7 +73,8 @@ def test_schema_after_migrations(db):
     assert triggers == TRIGGERS
     applied = [r[0] for r in db.execute("SELECT name FROM _migrations ORDER BY name")]
     assert applied == [m.__name__ for m in MIGRATIONS] == ["m001_initial", "m002_override_guards",
-                                                            "m010_identifier_keys", "m011_audit_guards"]
+                                                            "m010_identifier_keys", "m011_audit_guards",
+                                                            "m030_web_sessions", "m031_review_leases"]
 
 
 def test_migrations_apply_once(home, db):
@@ -154,3 +160,26 @@ def test_several_processes_opening_a_new_store_at_once_all_succeed(tmp_path):
         assert [w.exitcode for w in workers] == [0, 0, 0, 0]
         names = [r[0] for r in sqlite3.connect(path).execute("SELECT name FROM _migrations ORDER BY name")]
         assert names == sorted(set(names)) and names
+
+
+def test_a_second_connection_does_not_cost_the_first_its_locks(home):
+    """Opening the store again in a process must not drop the POSIX locks of its open
+    connections; else another process, closing, thinks it is the last one, removes the WAL
+    and the first connection reads a stale database from then on (seen with the review
+    page: one connection per worker thread, sign-in links issued from the terminal)."""
+    import subprocess
+    import sys
+
+    first = connect(home.db_path)
+    first.execute("CREATE TABLE probe (n INTEGER)")
+    opened = [first, connect(home.db_path)]  # e.g. two worker threads of the page
+    code = ("import sys; from pipeline.store import connect; db = connect(sys.argv[1]); "
+            "db.execute('INSERT INTO probe VALUES (1)'); db.close()")
+    seen = []
+    for _ in range(3):
+        subprocess.run([sys.executable, "-c", code, str(home.db_path)], check=True)  # e.g. reviewers token
+        seen.append([db.execute("SELECT COUNT(*) FROM probe").fetchone()[0] for db in opened])
+        opened.append(connect(home.db_path))  # another thread comes along
+    assert seen == [[1, 1], [2, 2, 2], [3, 3, 3, 3]]
+    for db in opened:
+        db.close()
