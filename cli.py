@@ -15,12 +15,23 @@ import typer
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
-from commands.common import QuietOption, err, home_of, out, sub_app, table
+from commands.common import (
+    QuietOption,
+    err,
+    handle_sigterm,
+    home_of,
+    out,
+    printable,
+    register_table,
+    sub_app,
+    table,
+)
 from commands.models import models_app
 from commands.report import report
 from commands.retrain import retrain
-from commands.review import handover, history, review_app, reviewers_app
+from commands.review import handover, history, review_app, reviewers_app, verify
 from commands.rounds import rounds_app
+from commands.serve import serve, token
 from commands.units import units_app
 from pipeline.paths import CORPUS_PATH, Home, resolve_home
 
@@ -38,6 +49,9 @@ app.add_typer(review_app, name="review")
 app.command("handover")(handover)
 app.command("history")(history)
 app.command("report")(report)
+app.command("verify")(verify)
+app.command("serve")(serve)
+reviewers_app.command("token")(token)
 
 
 @dataclass
@@ -68,6 +82,7 @@ def main(
 ) -> None:
     """clue-triage: batch triage, reviewer overrides, champion/challenger retraining."""
     os.umask(0o077)  # everything we create is owner-only
+    handle_sigterm()
     if segmenter:
         from pipeline.segment import set_segmenter
 
@@ -89,19 +104,21 @@ def train(
 ) -> None:
     """Train a model on the corpus train+dev splits and register it as a new version.
 
+    Calibration and the needs-review thresholds are chosen on out-of-register predictions:
+    each register (letters, talk notes, feedback lines, case notices …) is scored by a model
+    fitted on the others. The printed table is those scores, per register.
+
     Example: clue-triage train --seed 0
     """
     from pipeline.train import train_and_register
 
     home = home_of(ctx)
     if not quiet:
-        err.print("training (segmenting, fitting two heads, calibrating)…")
+        err.print("training (segmenting; leaving each register out in turn; calibrating; final fit)…")
     result = train_and_register(home, data, seed=seed, promote=promote)
-    dev = result.manifest["metrics"]["dev"]
     out.print(f"model {result.manifest['version']} written to {home.models / result.manifest['version']}"
               f"{' (champion)' if result.promoted else ' (candidate)'}")
-    out.print(table("dev split (model fitted on train)", ["metric", "value"],
-                     [[k, f"{v:.3f}"] for k, v in dev.items()]))
+    out.print(register_table(result.manifest))
 
 
 @app.command()
@@ -220,8 +237,8 @@ def _print_summary(summary: TriageSummary) -> None:
     rows.append(["合计", *[str(sum(summary.cells.get((a, b), 0) for a in ATTENTION)) for b in AREA],
                  str(sum(summary.cells.values()))])
     in_round = f", round {summary.round_name}" if summary.round_name else ""
-    out.print(table(escape(f"run {summary.run_id}: {summary.rows} rows from {summary.input.name}, "
-                           f"model {summary.model_version}{in_round}"),
+    out.print(table(escape(printable(f"run {summary.run_id}: {summary.rows} rows from {summary.input.name}, "
+                                     f"model {summary.model_version}{in_round}")),
                      ["关注类别 \\ 领域", *[SHORT_NAMES[b] for b in AREA], "合计"], rows), markup=False)
     other = {k: v for k, v in summary.statuses.items() if k != "ok"}
     out.print(f"needs review: {summary.needs_review} of {summary.rows}", markup=False)
@@ -234,16 +251,16 @@ def _print_summary(summary: TriageSummary) -> None:
     elif summary.no_unit:
         out.print(f"no unit given: recusal cannot be applied to {summary.no_unit} clue(s)", markup=False)
     if summary.unresolved_units:
-        shown = "、".join(f"{u} ({n})" for u, n in summary.unresolved_units.most_common(5))
+        shown = "、".join(printable(f"{u} ({n})") for u, n in summary.unresolved_units.most_common(5))
         more = len(summary.unresolved_units) - 5
         out.print(f"units not in the unit directory ({summary.directory_units} entries): "
                   f"{sum(summary.unresolved_units.values())} clue(s) of {len(summary.unresolved_units)} unit name(s): "
                   f"{shown}{f' and {more} more' if more > 0 else ''}; stored as written (clue-triage units add)",
                   markup=False)
     if summary.outside_round:
-        out.print(f"clues of units outside round {summary.round_name}: "
-                  + "、".join(f"{u} ({n})" for u, n in summary.outside_round.most_common()), markup=False)
-    out.print(f"written: {summary.output} (owner-only)", markup=False)
+        out.print(printable(f"clues of units outside round {summary.round_name}: "
+                            + "、".join(f"{u} ({n})" for u, n in summary.outside_round.most_common())), markup=False)
+    out.print(printable(f"written: {summary.output} (owner-only)"), markup=False)
     err.print(f"{summary.seconds:.1f} s, {summary.per_second:,.0f} clues/s, {summary.workers} worker(s)", markup=False)
 
 

@@ -12,7 +12,7 @@ from .common import QuietOption, err, home_of, out, table
 def retrain(
     ctx: typer.Context,
     min_new_overrides: Annotated[int, typer.Option(min=0, help="Do nothing (exit 0) unless this many overrides arrived since the champion was trained.")] = 0,
-    max_drop: Annotated[float, typer.Option(min=0.0, help="Largest macro-F1 fall per head the gate allows.")] = 0.01,
+    max_drop: Annotated[float, typer.Option(min=0.0, help="Macro-F1 fall per head the gate tolerates; it fails only when the 95% interval of the fall lies wholly beyond it.")] = 0.01,
     force: Annotated[bool, typer.Option("--force", help="Promote even if the gate fails (recorded as forced).")] = False,
     audit: Annotated[bool, typer.Option("--audit", help="Only list training labels that look wrong; train nothing.")] = False,
     seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
@@ -42,7 +42,12 @@ def retrain(
     out.print(f"training data: {outcome.sizes}; new overrides since the champion: {outcome.new_overrides}; "
               f"suspicious labels flagged: {outcome.suspects} (see --audit)")
     for c in outcome.comparisons:
-        rows = [[k, f"{c.champion[k]:.3f}", f"{c.challenger[k]:.3f}"] for k in c.champion if k in c.challenger]
-        out.print(table(f"{c.data} (n = {c.n}): {'passes' if c.passed else 'FAILS'}", ["metric", "champion", "challenger"], rows))
+        rows = []
+        for k, (diff, lo, hi) in c.intervals.items():
+            rows.append([k, f"{c.champion[k]:.3f}", f"{c.challenger[k]:.3f}", f"{diff:+.3f}", f"{lo:+.3f} … {hi:+.3f}"])
+        out.print(table(f"{c.data} (n = {c.n}): {'passes' if c.passed else 'FAILS'}",
+                        ["metric", "champion", "challenger", "difference", "95% interval"], rows))
+        if c.note:
+            out.print(f"  ! {c.note}")
         for failure in c.failures:
             out.print(f"  ✗ {failure}")

@@ -29,6 +29,7 @@ from .common import (
     home_of,
     out,
     print_json,
+    printable,
     scope_of,
     sub_app,
 )
@@ -46,22 +47,33 @@ HEAD_NAMES = {"attention": "关注类别 attention", "area": "领域 area"}
 
 
 @contextmanager
-def _store(ctx: typer.Context) -> Iterator[sqlite3.Connection]:
+def _store(ctx: typer.Context, create: bool = False, check: bool = False) -> Iterator[sqlite3.Connection]:
+    """The home's store; only `reviewers add` creates one (elsewhere a missing store is an
+    error saying so, not an empty result). With ``check``, records that point at nothing
+    (the store was edited outside clue-triage) are left out of the result and said on stderr."""
     from pipeline.store import connect
 
-    db = connect(home_of(ctx).db_path)
+    db = connect(home_of(ctx).db_path, create=create)
     try:
+        if check:
+            from pipeline.audit import find_orphans
+
+            orphans = find_orphans(db)
+            if orphans:
+                err.print(f"warning: {len(orphans)} record(s) refer to clues, reviewers or runs missing from the "
+                          "store and are left out (edited outside clue-triage?); see: clue-triage verify",
+                          markup=False)
         yield db
     finally:
         db.close()
 
 
 def _grid(title: str, header: list[str], rows: list[list[str]]) -> Table:
-    t = Table(title=Text(title), title_justify="left")
+    t = Table(title=Text(printable(title)), title_justify="left")
     for name in header:
-        t.add_column(Text(name), overflow="fold")
+        t.add_column(Text(printable(name)), overflow="fold")
     for row in rows:
-        t.add_row(*(Text(cell) for cell in row))
+        t.add_row(*(Text(printable(cell)) for cell in row))
     return t
 
 
@@ -88,9 +100,9 @@ def reviewers_add(
     from pipeline.review import add_reviewer
     from pipeline.units import unit_warnings
 
-    with _store(ctx) as db:
+    with _store(ctx, create=True) as db:
         for warning in unit_warnings(db, recuse or []):
-            err.print(f"warning: {warning}", markup=False)
+            err.print(printable(f"warning: {warning}"), markup=False)
         reviewer = add_reviewer(db, reviewer_id, name, recuse or [])
     out.print(f"reviewer {reviewer.reviewer_id} ({reviewer.name}); recused from: {'、'.join(reviewer.recused) or 'none'}",
               markup=False)
@@ -193,17 +205,18 @@ def _show(state: Any, position: str, pending: dict[str, str], reason: str, hando
     p = state.prediction
     err.print()
     flag = "  ·  needs review" if p.needs_review else ""
-    err.rule(Text(f"{position}  {state.clue_id}  ·  {state.unit or '-'}  ·  margin {p.margin:.2f}{flag}"), style="cyan")
-    err.print(Text(state.text), soft_wrap=False)  # a long text folded to the screen
+    err.rule(Text(printable(f"{position}  {state.clue_id}  ·  {state.unit or '-'}  ·  margin {p.margin:.2f}{flag}")),
+             style="cyan")
+    err.print(Text(printable(state.text)), soft_wrap=False)  # a long text folded to the screen
     for head, title in HEAD_NAMES.items():
         line = f"  {title}: {NAMES[p.labels[head]]} ({p.confidence[head]:.2f})"
         if pending[head] != p.labels[head]:
             line += f"  →  {NAMES[pending[head]]}"
         err.print(line, markup=False)
-    err.print(f"  关键词 key terms: {p.key_terms or '-'}", markup=False)
-    err.print(f"  移交 hand-over: {handover}", markup=False)
+    err.print(printable(f"  关键词 key terms: {p.key_terms or '-'}"), markup=False)
+    err.print(printable(f"  移交 hand-over: {handover}"), markup=False)
     if reason:
-        err.print(f"  理由 reason: {reason}", markup=False)
+        err.print(printable(f"  理由 reason: {reason}"), markup=False)
 
 
 PROMPT = "[a] accept/record  [1] attention  [2] area  [r] reason  [s] skip  [u] undo (back one)  [q] quit >"
@@ -223,10 +236,11 @@ def _session(db: sqlite3.Connection, reviewer: str, run: Any, keys: _Keys, tally
     """Walk the reviewer's queue; every decision is committed before the next clue shows.
     ``u`` goes back to the clue decided last: deciding it again records a new decision that
     supersedes the earlier one (both stay in the trail)."""
-    from pipeline.review import clue_state, record_decision, review_queue
+    from pipeline.review import clue_state, get_reviewer, record_decision, review_queue
     from pipeline.routing import load_routing
 
     routing = load_routing()
+    reviewer = get_reviewer(db, reviewer).reviewer_id  # as stored: Zhang and zhang are one reviewer
     queue = review_queue(db, reviewer, run, include_unknown_units=include_unknown_units)
     decided: list[int] = []  # positions in the queue, in the order they were decided
     number, redo = 0, False
@@ -334,7 +348,7 @@ def review_export(
         count = export_suspect_sheet(audit_home(home_of(ctx)), output, headers)
         out.print(f"{count} suspicious label(s) written to {output} (owner-only)", markup=False)
         return
-    with _store(ctx) as db:
+    with _store(ctx, check=True) as db:
         count = export_review_sheet(db, output, scope_of(db, round_name, run, every), reviewer,
                                     include_unknown_units=include_unknown_units, needs_review=needs_review, unit=unit,
                                     limit=limit, headers=headers)
@@ -357,7 +371,7 @@ def review_assign(
     """
     from pipeline.assignments import assign
 
-    with _store(ctx) as db:
+    with _store(ctx, check=True) as db:
         result = assign(db, reviewers.split(","), scope_of(db, round_name, run, every), needs_review=needs_review,
                         double=double)
     out.print(_grid(f"{result.groups} clue group(s); {result.already} already assigned", ["reviewer", "newly assigned"],
@@ -401,7 +415,7 @@ def review_disputes(ctx: typer.Context, round_name: RoundOption = None, run: Run
     """
     from pipeline.review import disputes
 
-    with _store(ctx) as db:
+    with _store(ctx, check=True) as db:
         found = disputes(db, scope_of(db, round_name, run, every))
     if as_json:
         print_json([{"clue": d.state.clue_id, "unit": d.state.unit, "head": d.head, "model": d.state.heads[d.head].predicted,
@@ -442,7 +456,7 @@ def review_stats(ctx: typer.Context, round_name: RoundOption = None, run: RunOpt
     """
     from pipeline.review import review_stats as compute
 
-    with _store(ctx) as db:
+    with _store(ctx, check=True) as db:
         s = compute(db, scope_of(db, round_name, run, every))
     if as_json:
         from dataclasses import asdict
@@ -476,7 +490,7 @@ def handover(
     """
     from pipeline.workbooks import write_handover
 
-    with _store(ctx) as db:
+    with _store(ctx, check=True) as db:
         result = write_handover(db, output, scope_of(db, round_name, run, every))
     out.print(_grid(f"hand-over written to {output} (owner-only)", ["receiving body", "clues"],
                     [[body, str(n)] for body, n in result.sheets.items()] + [["(待复核或有争议 / not ready)", str(result.pending)]]))
@@ -499,10 +513,33 @@ def history(ctx: typer.Context, clue: Annotated[str, typer.Argument(help="Clue i
                     "effective": {h: {"label": s.effective, "status": s.status} for h, s in state.heads.items()},
                     "trail": [asdict(e) for e in entries]})
         return
-    out.print(f"{state.clue_id} · {state.unit or '-'} · {state.clue_key}\n{state.text}", markup=False)
+    out.print(printable(f"{state.clue_id} · {state.unit or '-'} · {state.clue_key}\n{state.text}"), markup=False)
     out.print(_grid("trail", ["time", "event", "by", "head", "label", "conf.", "was", "reason", "channel"],
                     [[e.time.replace("T", " ")[:19], e.kind, e.actor, e.head, _name(e.label),
                       "" if e.confidence is None else f"{e.confidence:.2f}", _name(e.old_label) if e.old_label else "",
                       e.reason, e.channel] for e in entries]))
     out.print("effective: " + "; ".join(f"{h} = {_name(s.effective)} ({s.status})" for h, s in state.heads.items()),
               markup=False)
+
+
+def verify(ctx: typer.Context) -> None:
+    """Check the store's audit trail: recompute the override hash chain and look for orphans.
+
+    Prints the first broken link (which override, and how) and every orphan; exit 1 when
+    anything is wrong, 0 when the trail is whole.
+
+    Example: clue-triage verify
+    """
+    from pipeline.audit import verify_store
+
+    with _store(ctx) as db:
+        report = verify_store(db)
+    if report.broken:
+        out.print(f"hash chain BROKEN at {report.broken}", markup=False)
+    for orphan in report.orphans:
+        out.print(f"orphan: {orphan}", markup=False)
+    if report.ok:
+        out.print(f"store OK: {report.overrides} override row(s), hash chain whole, no orphans", markup=False)
+        return
+    out.print(f"{report.overrides} override row(s) checked; {len(report.orphans)} orphan(s)", markup=False)
+    raise typer.Exit(1)

@@ -15,11 +15,23 @@ import sqlite3
 from collections import Counter, defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from .errors import InputError
-from .review import ClueState, Eligibility, RunScope, clue_states, group_units, one_per_group
+from .review import (
+    ClueState,
+    Eligibility,
+    RunScope,
+    clue_states,
+    get_reviewer,
+    group_units,
+    one_per_group,
+)
 from .rounds import Scope
 from .store import now, transaction
+
+if TYPE_CHECKING:
+    from .worklist import Candidate
 
 
 @dataclass
@@ -50,7 +62,7 @@ def _groups(db: sqlite3.Connection, scope: RunScope, needs_review: bool) -> list
 def assign(db: sqlite3.Connection, reviewers: Sequence[str], scope: RunScope = None, *, needs_review: bool = False,
            double: bool = False) -> Assignment:
     """Split the scope's repeat groups among ``reviewers`` (see the module docstring)."""
-    reviewers = list(dict.fromkeys(r.strip() for r in reviewers if r.strip()))
+    reviewers = list(dict.fromkeys(get_reviewer(db, r).reviewer_id for r in reviewers if r.strip()))
     if not reviewers:
         raise InputError("give the reviewers to assign to, e.g. --reviewers zhang,li,wang")
     want = 2 if double else 1
@@ -58,7 +70,7 @@ def assign(db: sqlite3.Connection, reviewers: Sequence[str], scope: RunScope = N
         raise InputError("--double needs at least two reviewers")
     round_id = scope.round.round_id if isinstance(scope, Scope) and scope.round else None
     result = Assignment()
-    with transaction(db):
+    with transaction(db, "assigning clues to reviewers"):
         eligible = {r: Eligibility(db, r) for r in reviewers}
         units = group_units(db)
         assigned = _assigned(db)
@@ -78,7 +90,10 @@ def assign(db: sqlite3.Connection, reviewers: Sequence[str], scope: RunScope = N
                 result.nobody.append(state.clue_id)
                 continue
             for reviewer in chosen:
-                db.execute("INSERT OR IGNORE INTO assignments VALUES (?, ?, ?, ?)", (state.clue_key, reviewer, round_id, now()))
+                # an assignment is part of the record (guarded): add only one that is missing
+                db.execute("INSERT INTO assignments SELECT ?, ?, ?, ? WHERE NOT EXISTS "
+                           "(SELECT 1 FROM assignments WHERE clue_key = ? AND reviewer_id = ?)",
+                           (state.clue_key, reviewer, round_id, now(), state.clue_key, reviewer))
                 load[reviewer] += 1
                 result.assigned[reviewer] += 1
     return result
@@ -93,6 +108,7 @@ def share(db: sqlite3.Connection, reviewer_id: str | None, scope: RunScope = Non
     groups = _groups(db, scope, needs_review)
     if reviewer_id is not None:
         eligible = Eligibility(db, reviewer_id, include_unknown_units)
+        reviewer_id = eligible.reviewer_id
         units = group_units(db)
         groups = [s for s in groups if eligible(units.get(s.group_key, set()) | {s.unit_key})]
         mine = {g for g, rs in _assigned(db).items() if reviewer_id in rs}
@@ -106,3 +122,31 @@ def share(db: sqlite3.Connection, reviewer_id: str | None, scope: RunScope = Non
             raise InputError("--limit must be at least 1")
         groups = groups[:limit]
     return groups
+
+
+def page_share(db: sqlite3.Connection, reviewer_id: str, candidates: list[Candidate]) -> list[Candidate]:
+    """The review page's :data:`pipeline.worklist.ShareFilter` for rounds and assignment:
+    of the page's candidate clues, one per repeat group (its first clue), only those the
+    reviewer may be given (:class:`Eligibility`: recusal over every clue of the group, and
+    no unknown unit for a reviewer with recusals), and, when ``review assign`` gave them
+    clues among these, only their assigned ones; the same share as ``review next``."""
+    eligible = Eligibility(db, reviewer_id)
+    reviewer_id = eligible.reviewer_id
+    keys = [c.clue_key for c in candidates]
+    group: dict[str, str] = {}
+    for i in range(0, len(keys), 500):
+        chunk = keys[i:i + 500]
+        for row in db.execute(f"SELECT clue_key, COALESCE(group_key, clue_key) FROM clues "
+                              f"WHERE clue_key IN ({','.join('?' * len(chunk))})", chunk):
+            group[row[0]] = row[1]
+    units = group_units(db)
+    firsts, seen = [], set()
+    for c in candidates:
+        g = group.get(c.clue_key, c.clue_key)
+        if g not in seen and eligible(units.get(g, set()) | {c.unit_key}):
+            seen.add(g)
+            firsts.append((g, c))
+    mine = {g for g, rs in _assigned(db).items() if reviewer_id in rs}
+    if any(g in mine for g, _ in firsts):
+        firsts = [(g, c) for g, c in firsts if g in mine]
+    return [c for _, c in firsts]

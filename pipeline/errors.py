@@ -37,7 +37,10 @@ class NoModelError(ClueTriageError):
 
 
 class ModelIntegrityError(ClueTriageError):
-    """A model artifact does not match its manifest, or its format is unknown."""
+    """A model artifact does not match its manifest, its format is unknown, or the registry
+    or a manifest is damaged (exit code 2: the home needs fixing before anything runs)."""
+
+    exit_code = 2
 
 
 class StoreError(ClueTriageError):

@@ -16,15 +16,17 @@ import contextlib
 import csv
 import json
 import os
+import re
 import zipfile
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import AbstractContextManager, ExitStack, contextmanager
 from dataclasses import dataclass
+from functools import lru_cache
 from pathlib import Path
 from typing import Any, TextIO
 
 from .errors import InputError
-from .fsutil import atomic_path
+from .fsutil import atomic_path, temp_prefix
 from .normalize import lookup_key
 
 FORMATS = {".csv": "csv", ".xlsx": "xlsx", ".xlsm": "xlsx", ".jsonl": "jsonl", ".ndjson": "jsonl"}
@@ -33,6 +35,7 @@ ID_COLUMNS = ("id", "编号", "序号", "线索编号")
 UNIT_COLUMNS = ("unit", "被巡察单位", "单位", "被巡察党组织", "单位名称", "被反映单位", "所属单位")
 ENCODING_LABELS = {
     "utf-8": "UTF-8", "utf-8-sig": "UTF-8 with BOM", "utf-16": "UTF-16",
+    "utf-16-le": "UTF-16LE without BOM", "utf-16-be": "UTF-16BE without BOM",
     "gb18030": "GB18030/GBK", "cp950": "Big5", "big5hkscs": "Big5-HKSCS",
 }
 SAMPLE_BYTES = 1 << 20
@@ -44,7 +47,37 @@ _CSV_FIELD_LIMIT = 1 << 24
 #: with a bad part (reported with its row), not a file in another encoding
 _UTF8_EVIDENCE = 8
 
+#: characters XML 1.0 forbids (an .xlsx is XML): C0 controls but tab/LF/CR, surrogates,
+#: U+FFFE and U+FFFF. One of them in a cell makes the whole workbook unreadable.
+_XML_ILLEGAL = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ud800-\udfff\ufffe\uffff]")
+_SURROGATE = re.compile("[\ud800-\udfff]")
+#: a CSV cell starting with one of these is a formula to Excel/WPS (OWASP "CSV injection")
+FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+#: a text file with more NUL characters than this share of its sample is binary
+_NUL_SHARE = 0.01
+
 csv.field_size_limit(_CSV_FIELD_LIMIT)
+
+
+def xml_text(text: str) -> str:
+    """``text`` without the characters XML 1.0 forbids: what any workbook cell may hold."""
+    return _XML_ILLEGAL.sub("", text)
+
+
+def clean_surrogates(text: str) -> str:
+    """Lone surrogates (a JSON ``"\\ud800"`` escape) become U+FFFD: they cannot be written
+    as UTF-8, stored or shown, and one odd text must not sink a run."""
+    if not _SURROGATE.search(text):
+        return text
+    return text.encode("utf-8", "surrogatepass").decode("utf-8", "replace")
+
+
+def csv_safe(value: Any) -> Any:
+    """A cell value for CSV meant for Excel: text that would start a formula gets a leading
+    ``'`` (which Excel shows as text and hides); other values are unchanged."""
+    if isinstance(value, str) and value.startswith(FORMULA_START):
+        return "'" + value
+    return value
 
 
 def encoding_label(encoding: str | None) -> str:
@@ -61,6 +94,7 @@ def is_utf8(encoding: str | None) -> bool:
 class Row:
     number: int
     values: dict[str, str]
+    note: str = ""  # something the reader had to do to this row (e.g. a formula without a value)
 
 
 @dataclass
@@ -106,7 +140,12 @@ def detect_encoding(path: Path) -> str:
     if sample.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
         return "utf-16"
     if b"\x00" in sample:
-        raise InputError("binary file (contains NUL bytes), not a text clue file", path=path)
+        utf16 = _utf16_without_bom(sample)
+        if utf16:
+            return utf16
+        if sample.count(b"\x00") > _NUL_SHARE * len(sample):
+            raise InputError("binary file (contains NUL bytes), not a text clue file; if it is text, "
+                             "save it as UTF-8", path=path)
     try:
         sample.decode("utf-8")
         return "utf-8"
@@ -142,10 +181,31 @@ def detect_encoding(path: Path) -> str:
     raise InputError("cannot tell the text encoding; save it as UTF-8", path=path)
 
 
+def _utf16_without_bom(sample: bytes) -> str | None:
+    """``utf-16-le`` or ``-be`` when the sample reads as UTF-16 text without a BOM (the NUL
+    bytes are the high bytes of ASCII characters, all on one side), else None."""
+    even = sample[0::2].count(0)
+    odd = sample[1::2].count(0)
+    for encoding, nuls, other in (("utf-16-le", odd, even), ("utf-16-be", even, odd)):
+        if nuls and other * 20 <= nuls:
+            cut = len(sample) - len(sample) % 2
+            try:
+                text = sample[:cut].decode(encoding)
+            except UnicodeDecodeError:
+                try:  # the sample may end inside a surrogate pair
+                    text = sample[: cut - 2].decode(encoding)
+                except UnicodeDecodeError:
+                    continue
+            controls = sum(1 for ch in text if ch < " " and ch not in "\t\r\n")
+            if controls <= len(text) // 100:
+                return encoding
+    return None
+
+
 def _decode_error(path: Path, encoding: str, fmt: str) -> InputError:
     """An error naming the row of the first bytes that are not valid ``encoding``."""
     message = f"not valid {encoding_label(encoding)} text (mixed encodings?)"
-    if encoding == "utf-16":
+    if encoding.startswith("utf-16"):
         return InputError(message, path=path)
     found = False
 
@@ -380,15 +440,26 @@ def _json_object(line: str, path: Path, number: int) -> dict[str, Any]:
         obj = json.loads(line)
     except json.JSONDecodeError as exc:
         raise InputError(f"invalid JSON ({exc.msg}); the file may be truncated", path=path, row=number) from None
+    except RecursionError:
+        raise InputError("JSON nested too deeply to read", path=path, row=number) from None
+    except ValueError as exc:  # e.g. an integer of more than 4,300 digits
+        raise InputError(f"JSON value cannot be read ({exc})", path=path, row=number) from None
     if not isinstance(obj, dict):
         raise InputError("each line must be a JSON object", path=path, row=number)
+    if any(_SURROGATE.search(k) for k in obj):
+        obj = {clean_surrogates(k): v for k, v in obj.items()}
     return obj
 
 
 def _json_text(value: Any) -> str:
     if isinstance(value, str):
-        return value
-    return "" if value is None else json.dumps(value, ensure_ascii=False)
+        return clean_surrogates(value)
+    if value is None:
+        return ""
+    try:
+        return clean_surrogates(json.dumps(value, ensure_ascii=False))
+    except (ValueError, RecursionError):
+        return ""
 
 
 def _read_jsonl(cf: ClueFile) -> Iterator[Row]:
@@ -416,35 +487,153 @@ def _cell_text(value: Any) -> str:
     return str(value)
 
 
+def check_workbook_xml(path: Path) -> None:
+    """Refuse a workbook whose XML declares a DTD (entities can blow up or reach out of the
+    file) before any XML parser sees it; a damaged zip is an :class:`InputError` too."""
+    try:
+        with zipfile.ZipFile(path) as archive:
+            for info in archive.infolist():
+                if info.filename.lower().endswith((".xml", ".rels", ".vml")):
+                    with archive.open(info) as member:
+                        head = member.read(2048)
+                    if b"<!DOCTYPE" in head.upper() or b"<!ENTITY" in head.upper():
+                        raise InputError(f"the workbook's {info.filename} declares a DTD, which is not allowed "
+                                         "in .xlsx; re-save the file in Excel", path=path)
+    except (zipfile.BadZipFile, OSError, ValueError, RuntimeError) as exc:
+        raise InputError(f"cannot open the Excel file ({exc.__class__.__name__}: {exc})", path=path) from None
+
+
+def _excel_error(path: Path, exc: BaseException) -> InputError:
+    return InputError(f"cannot read the Excel file; it is damaged ({exc.__class__.__name__}: {exc})", path=path)
+
+
+@dataclass
+class _SheetExtras:
+    """What openpyxl's streaming reader does not give: merged ranges (as column, first row,
+    last row) and formula cells with no saved value (row, column)."""
+
+    merges: list[tuple[int, int, int]]
+    uncached: set[tuple[int, int]]
+
+
+def _scan_sheet_xml(path: Path, member: str) -> _SheetExtras:
+    """The sheet's extras, read once per file version (a file is opened twice: header, rows)."""
+    info = path.stat()
+    return _scan_sheet_xml_cached(path.resolve(), member, info.st_mtime_ns, info.st_size)
+
+
+@lru_cache(maxsize=8)
+def _scan_sheet_xml_cached(path: Path, member: str, _mtime: int, _size: int) -> _SheetExtras:
+    from xml.etree.ElementTree import ParseError, iterparse
+
+    from openpyxl.utils.cell import coordinate_to_tuple, range_boundaries
+
+    merges: list[tuple[int, int, int]] = []
+    uncached: set[tuple[int, int]] = set()
+    try:
+        with zipfile.ZipFile(path) as archive, archive.open(member.lstrip("/")) as handle:
+            for _event, elem in iterparse(handle, events=("end",)):
+                tag = elem.tag.rsplit("}", 1)[-1]
+                if tag == "c":
+                    formula = value = False
+                    for child in elem:
+                        name = child.tag.rsplit("}", 1)[-1]
+                        formula = formula or name == "f"
+                        value = value or (name in ("v", "is") and bool(child.text or len(child)))
+                    if formula and not value and elem.get("r"):
+                        row, col = coordinate_to_tuple(elem.get("r"))
+                        uncached.add((row, col - 1))
+                elif tag == "row":
+                    elem.clear()
+                elif tag == "mergeCell" and elem.get("ref"):
+                    min_col, min_row, _max_col, max_row = range_boundaries(elem.get("ref"))
+                    if min_col and min_row and max_row and max_row > min_row:
+                        merges.append((min_col - 1, min_row, max_row))
+    except (ParseError, KeyError, ValueError, TypeError, zipfile.BadZipFile, OSError) as exc:
+        raise _excel_error(path, exc) from None
+    return _SheetExtras(merges, uncached)
+
+
 @contextmanager
-def _first_sheet(path: Path) -> Iterator[Any]:
+def _first_sheet(path: Path, text_col: str | None = None) -> Iterator[tuple[Any, _SheetExtras]]:
+    """The workbook's first sheet and its extras; refused when another sheet holds clues
+    too (only one sheet is read, so the others would be lost without a word)."""
     from openpyxl import load_workbook
 
+    check_workbook_xml(path)
     try:
         book = load_workbook(path, read_only=True, data_only=True)
     except (zipfile.BadZipFile, KeyError, OSError, ValueError, TypeError) as exc:
         raise InputError(f"cannot open the Excel file ({exc.__class__.__name__}: {exc})", path=path) from None
+    except Exception as exc:  # malformed XML inside the zip
+        raise _excel_error(path, exc) from None
     try:
-        yield book.worksheets[0]
+        try:
+            others = [ws.title for ws in book.worksheets[1:] if _holds_clues(ws, text_col)]
+        except Exception as exc:
+            raise _excel_error(path, exc) from None
+        if others:
+            raise InputError(
+                f"clues are on more than one sheet ({book.worksheets[0].title}, {', '.join(others)}) but only one "
+                "sheet is read; save each sheet as its own file (or move the clues to the first sheet)", path=path)
+        sheet = book.worksheets[0]
+        extras = _scan_sheet_xml(path, getattr(sheet, "_worksheet_path", "xl/worksheets/sheet1.xml"))
+        yield sheet, extras
     finally:
         book.close()
 
 
-def _sheet_rows(sheet: Any) -> Iterator[tuple[int, list[str]]]:
+def _holds_clues(sheet: Any, text_col: str | None) -> bool:
+    """True when one of the sheet's first rows names a text column."""
+    if not hasattr(sheet, "iter_rows"):
+        return False  # a chart sheet
+    wanted = {lookup_key(n) for n in ((text_col,) if text_col else TEXT_COLUMNS)}
+    for number, cells in enumerate(sheet.iter_rows(values_only=True, max_row=HEADER_SEARCH_ROWS), 1):
+        if any(lookup_key(_cell_text(v)) in wanted for v in cells if v is not None):
+            return True
+        if number >= HEADER_SEARCH_ROWS:
+            break
+    return False
+
+
+def _sheet_rows(sheet: Any, extras: _SheetExtras, path: Path) -> Iterator[tuple[int, list[str]]]:
+    """Rows of the sheet as text; a value merged over several rows is carried down to
+    every row of the merge (each clue keeps its unit)."""
     # the declared size is wrong in files from some tools; rows past it would be lost
     sheet.reset_dimensions()
-    for number, cells in enumerate(sheet.iter_rows(values_only=True), 1):
-        yield number, [_cell_text(v) for v in cells]
+    carry: dict[int, tuple[int, str]] = {}  # column -> (last row of the merge, value)
+    starts: dict[int, list[tuple[int, int]]] = {}
+    for column, first, last in extras.merges:
+        starts.setdefault(first, []).append((column, last))
+    try:
+        for number, raw in enumerate(sheet.iter_rows(values_only=True), 1):
+            cells = [_cell_text(v) for v in raw]
+            for column, (last, value) in list(carry.items()):
+                if number > last:
+                    del carry[column]
+                    continue
+                while len(cells) <= column:
+                    cells.append("")
+                if not cells[column]:
+                    cells[column] = value
+            for column, last in starts.get(number, ()):
+                if column < len(cells) and cells[column]:
+                    carry[column] = (last, cells[column])
+            yield number, cells
+    except InputError:
+        raise
+    except Exception as exc:  # malformed sheet XML found while streaming
+        raise _excel_error(path, exc) from None
 
 
 def _xlsx_header(path: Path, text_col: str | None) -> tuple[list[str], int, int | None]:
     """(columns, header row, estimated data rows from the sheet's declared size)."""
-    with _first_sheet(path) as sheet:
+    with _first_sheet(path, text_col) as (sheet, extras):
         try:
             declared, declared_width = sheet.max_row, sheet.max_column
         except (ValueError, TypeError):
             declared, declared_width = None, None
-        chosen = _choose_header(_sheet_rows(sheet), text_col)
+        chosen = _choose_header(_sheet_rows(sheet, extras, path), text_col)
     if chosen is None:
         raise InputError("the first sheet is empty", path=path)
     columns, header_row = chosen
@@ -456,14 +645,21 @@ def _xlsx_header(path: Path, text_col: str | None) -> tuple[list[str], int, int 
 
 
 def _read_xlsx(cf: ClueFile) -> Iterator[Row]:
+    from openpyxl.utils import get_column_letter
+
     width = len(cf.columns)
-    with _first_sheet(cf.path) as sheet:
-        for number, cells in _sheet_rows(sheet):
+    with _first_sheet(cf.path, cf.text_col) as (sheet, extras):
+        for number, cells in _sheet_rows(sheet, extras, cf.path):
             if number <= cf.header_row:
                 continue
             if len(cells) != width:
                 cells = (cells + [""] * width)[:width]
-            yield Row(number, dict(zip(cf.columns, cells, strict=True)))
+            row = Row(number, dict(zip(cf.columns, cells, strict=True)))
+            blanks = [c for c in range(width) if (number, c) in extras.uncached and not cells[c]]
+            if blanks:
+                row.note = (f"cell {', '.join(f'{get_column_letter(c + 1)}{number}' for c in blanks)}: a formula "
+                            "with no saved value, read as blank (open and save the file in Excel)")
+            yield row
 
 
 _RAW_READERS = {"csv": _read_csv, "jsonl": _read_jsonl, "xlsx": _read_xlsx}
@@ -488,34 +684,40 @@ class TableWriter(AbstractContextManager["TableWriter"]):
     is an :class:`InputError` naming ``path``.
     """
 
-    def __init__(self, path: str | os.PathLike[str], columns: Sequence[str]) -> None:
+    def __init__(self, path: str | os.PathLike[str], columns: Sequence[str],
+                 before_replace: Callable[[], None] | None = None) -> None:
         self.path = Path(path)
         self.format = output_format(self.path)
         self.columns = list(columns)
         self.rows = 0
+        self.before_replace = before_replace
         self._stack = ExitStack()
 
     def _cannot_write(self, exc: OSError) -> InputError:
         return InputError(f"cannot write ({exc.strerror or exc})", path=self.path)
 
     def __enter__(self) -> TableWriter:
+        check_output_folder(self.path)
         try:
-            self._tmp = self._stack.enter_context(atomic_path(self.path))
+            self._tmp = self._stack.enter_context(atomic_path(self.path, self.before_replace))
             if self.format == "xlsx":
                 from openpyxl import Workbook
 
                 self._book = Workbook(write_only=True)
                 self._sheet = self._book.create_sheet("triage")
-                _readable_header(self._sheet, self.columns)
+                _fit_columns(self._sheet, self.columns)  # before the writer starts: it writes these first
+                _stream_rows_beside(self._sheet, self.path)
+                self._sheet.append(_header_cells(self._sheet, self.columns))
             else:
                 encoding = "utf-8-sig" if self.format == "csv" else "utf-8"
                 self._handle = open(self._tmp, "w", encoding=encoding, newline="")
                 self._stack.callback(self._handle.close)
                 if self.format == "csv":
                     self._csv = csv.writer(self._handle)
-                    self._csv.writerow(self.columns)
+                    self._csv.writerow([csv_safe(c) for c in self.columns])
         except BaseException as exc:
-            self._stack.__exit__(type(exc), exc, exc.__traceback__)
+            with contextlib.suppress(OSError):  # closing fails too on a full disk: report the first error
+                self._stack.__exit__(type(exc), exc, exc.__traceback__)
             if isinstance(exc, OSError):
                 raise self._cannot_write(exc) from None
             raise
@@ -529,7 +731,7 @@ class TableWriter(AbstractContextManager["TableWriter"]):
         """Write one row given as values in the order of ``columns``."""
         try:
             if self.format == "csv":
-                self._csv.writerow(values)  # None is written as an empty field
+                self._csv.writerow([csv_safe(v) for v in values])  # None is written as an empty field
             elif self.format == "jsonl":
                 self._handle.write(json.dumps(dict(zip(self.columns, values, strict=True)), ensure_ascii=False) + "\n")
             else:
@@ -574,8 +776,34 @@ class TableWriter(AbstractContextManager["TableWriter"]):
             return self._stack.__exit__(exc_type, exc, tb)
         except OSError as err:
             if exc_type is not None:
-                raise
+                # closing failed too (a full disk fails the final flush as well): the first
+                # error is the one to report; the temporary file was removed all the same
+                return None
             raise self._cannot_write(err) from None
+
+
+def check_output_folder(path: Path) -> None:
+    """An output goes into a folder that exists: a mistyped folder is named, not created."""
+    folder = path.parent
+    if folder.exists() and not folder.is_dir():
+        raise InputError(f"cannot write ({folder} is a file, not a folder)", path=path)
+    if not folder.is_dir():
+        raise InputError(f"the folder {folder} does not exist; create it first or choose another -o", path=path)
+
+
+def _stream_rows_beside(sheet: Any, target: Path) -> None:
+    """Make openpyxl stream a write-only sheet's rows to a temporary file beside the output
+    (owner-only, named like our other temporary files) instead of /tmp: a killed run's rows
+    stay out of a shared folder and are cleaned at the next start (store.reap_dead_runs)."""
+    import tempfile
+
+    from openpyxl.worksheet import _writer
+
+    fd, name = tempfile.mkstemp(prefix=temp_prefix(target), suffix=".sheet.tmp", dir=target.parent)
+    os.close(fd)
+    _writer.ALL_TEMP_FILES.append(name)
+    sheet._writer = _writer.WorksheetWriter(sheet, out=name)
+    sheet._writer.write_top()
 
 
 #: column width (characters) for the long columns of an output sheet; others fit their header
@@ -583,11 +811,9 @@ WIDE_COLUMNS = {**dict.fromkeys(TEXT_COLUMNS, 60), "key_terms": 24, "handover": 
                 "group_id": 22}
 
 
-def _readable_header(sheet: Any, columns: Sequence[str]) -> None:
-    """A write-only sheet's header row, bold and frozen, with fitted column widths (set
-    before the first row, as write-only sheets require); the filter is set on save."""
-    from openpyxl.cell import WriteOnlyCell
-    from openpyxl.styles import Font, PatternFill
+def _fit_columns(sheet: Any, columns: Sequence[str]) -> None:
+    """A write-only sheet's fitted column widths and frozen header row (set before the sheet's
+    writer starts, as write-only sheets require); the filter is set on save."""
     from openpyxl.utils import get_column_letter
 
     for i, name in enumerate(columns, 1):
@@ -595,25 +821,32 @@ def _readable_header(sheet: Any, columns: Sequence[str]) -> None:
         width = wide or max(8, min(30, sum(2 if ord(ch) > 0x2E80 else 1 for ch in name) + 2))
         sheet.column_dimensions[get_column_letter(i)].width = width
     sheet.freeze_panes = "A2"
+
+
+def _header_cells(sheet: Any, columns: Sequence[str]) -> list[Any]:
+    """The header row of a write-only sheet: bold on a pale fill, sanitised like every cell."""
+    from openpyxl.cell import WriteOnlyCell
+    from openpyxl.styles import Font, PatternFill
+
     cells = []
     for name in columns:
-        cell = WriteOnlyCell(sheet, value=name)
+        value = _excel_cell(sheet, name)
+        cell = value if isinstance(value, WriteOnlyCell) else WriteOnlyCell(sheet, value=value)
         cell.font = Font(bold=True)
         cell.fill = PatternFill("solid", fgColor="DDEBF7")
         cells.append(cell)
-    sheet.append(cells)
+    return cells
 
 
 def _excel_cell(sheet: Any, value: Any) -> Any:
     """A cell value for openpyxl: text that starts with '=' stays text, never a formula;
-    characters Excel cannot store (C0 controls) are dropped; text is cut at Excel's
-    32,767-character cell limit."""
+    characters XML 1.0 forbids (C0 controls, U+FFFE/U+FFFF, surrogates) are dropped; text is
+    cut at Excel's 32,767-character cell limit."""
     if not isinstance(value, str):
         return value
     from openpyxl.cell import WriteOnlyCell
-    from openpyxl.cell.cell import ILLEGAL_CHARACTERS_RE
 
-    value = ILLEGAL_CHARACTERS_RE.sub("", value)[:EXCEL_CELL_LIMIT]
+    value = xml_text(value)[:EXCEL_CELL_LIMIT]
     if value.startswith("="):
         cell = WriteOnlyCell(sheet, value=value)
         cell.data_type = "s"

@@ -1,84 +1,166 @@
-"""The two-head classifier: one scikit-learn pipeline per head over shared segmentation.
+"""The two-head classifier: shared features, linear members per head, a calibrating stacker.
 
-Each head is ``ClueFeatures → FeatureHasher → TfidfTransformer → CalibratedClassifierCV``.
-Calibration (Platt scaling fitted on cross-validated predictions, one final estimator)
-makes a confidence of 0.9 mean "right about nine times in ten", which the needs-review
-thresholds and the `further` rule rely on. ``docs/model.md`` records how the
-configuration below was chosen.
+A batch is segmented once, turned into feature keys once and into one TF-IDF matrix over
+the fitted :class:`~pipeline.vectorize.Vocabulary` (both heads share it). Each head has
+one or more linear *members* (a linear SVM, logistic regression, with their own C); the
+members' decision scores go through a small multinomial logistic *stacker* that turns them
+into probabilities. The stacker is fitted on **out-of-register** scores (every training
+clue scored by members that never saw its register, see :mod:`pipeline.train`), so a
+confidence of 0.9 means "right about nine times in ten on a kind of text the model was
+not trained on", not "on more of the same".
+
+Everything fitted is plain arrays and JSON (:meth:`TwoHeadModel.to_arrays`): a model file
+is loaded without unpickling anything, so a tampered home cannot run code.
+``docs/model.md`` records how the configuration below was chosen.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
+from typing import Any
 
 import numpy as np
 from scipy import sparse
-from sklearn.calibration import CalibratedClassifierCV
-from sklearn.feature_extraction import FeatureHasher
-from sklearn.feature_extraction.text import TfidfTransformer
 from sklearn.linear_model import LogisticRegression
-from sklearn.model_selection import StratifiedKFold
-from sklearn.pipeline import Pipeline
 from sklearn.svm import LinearSVC
 
-from .features import (
-    N_FEATURES,
-    ClueFeatures,
-    Prepared,
-    ScriptMap,
-    display_feature,
-    word_columns,
-)
+from .features import Prepared, ScriptMap, display_term, is_shown
 from .labels import HEADS
 from .normalize import fold
+from .vectorize import Batch, Keys, Vocabulary, Words, batch_keys, word_pair_key
 
-CLASSIFIERS = ("logreg", "linsvc")
+CLASSIFIERS = ("linsvc", "logreg")
+_SHOWN: dict[str, bool] = {}  # token → may it be shown as a key term (memo)
+
+
+@dataclass(frozen=True)
+class Member:
+    """One linear classifier of a head."""
+
+    classifier: str = "linsvc"
+    C: float = 0.5
 
 
 @dataclass(frozen=True)
 class HeadConfig:
     """How one head is built. Chosen by ``scripts/compare_models.py`` (see docs/model.md)."""
 
-    features: str = "word+char2"
-    classifier: str = "linsvc"
-    C: float = 2.0
+    members: tuple[Member, ...] = (Member("linsvc", 0.5),)
     class_weight: str | None = "balanced"
-    calibration: str = "sigmoid"
 
 
-DEFAULT_CONFIG: dict[str, HeadConfig] = {
-    "attention": HeadConfig(features="word+char2", classifier="linsvc", C=2.0),
-    "area": HeadConfig(features="word+char2", classifier="linsvc", C=2.0),
-}
+@dataclass(frozen=True)
+class ModelConfig:
+    """Features shared by both heads, and each head's members."""
+
+    features: str = "word+char"
+    binary: bool = False
+    min_df: int = 1
+    heads: Mapping[str, HeadConfig] = field(default_factory=lambda: dict(DEFAULT_HEADS))
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "features": self.features, "binary": self.binary, "min_df": self.min_df,
+            "heads": {h: {"members": [asdict(m) for m in c.members], "class_weight": c.class_weight}
+                      for h, c in self.heads.items()},
+        }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> ModelConfig:
+        heads = {
+            h: HeadConfig(tuple(Member(str(m["classifier"]), float(m["C"])) for m in c["members"]), c["class_weight"])
+            for h, c in data["heads"].items()
+        }
+        return cls(str(data["features"]), bool(data["binary"]), int(data["min_df"]), heads)
 
 
-def build_pipeline(cfg: HeadConfig, seed: int = 0) -> Pipeline:
-    """An unfitted pipeline for one head."""
-    if cfg.classifier == "logreg":
-        base = LogisticRegression(C=cfg.C, class_weight=cfg.class_weight, max_iter=3000, random_state=seed)
-    elif cfg.classifier == "linsvc":
-        base = LinearSVC(C=cfg.C, class_weight=cfg.class_weight, random_state=seed, max_iter=20000)
+_VOTE = (Member("linsvc", 0.1), Member("linsvc", 0.5), Member("linsvc", 2.0))
+DEFAULT_HEADS: dict[str, HeadConfig] = {"attention": HeadConfig(_VOTE), "area": HeadConfig(_VOTE)}
+DEFAULT_CONFIG = ModelConfig()
+
+
+def _fit_member(member: Member, x: sparse.csr_matrix, y: np.ndarray, class_weight: str | None,
+                weight: np.ndarray | None, seed: int, classes: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
+    """Fit one member; return its (coef, intercept), one row per class of ``classes``."""
+    if member.classifier == "linsvc":
+        est: LinearSVC | LogisticRegression = LinearSVC(
+            C=member.C, class_weight=class_weight, random_state=seed, max_iter=20000)
+    elif member.classifier == "logreg":
+        est = LogisticRegression(C=member.C, class_weight=class_weight, max_iter=3000, random_state=seed)
     else:
-        raise ValueError(f"classifier must be one of {CLASSIFIERS}, got {cfg.classifier!r}")
-    clf = (
-        base
-        if cfg.calibration == "none"
-        else CalibratedClassifierCV(
-            base,
-            method=cfg.calibration,
-            cv=StratifiedKFold(5, shuffle=True, random_state=seed),
-            ensemble=False,
-        )
-    )
-    return Pipeline(
-        [
-            ("features", ClueFeatures(cfg.features)),
-            ("hash", FeatureHasher(n_features=N_FEATURES, input_type="string", alternate_sign=False)),
-            ("tfidf", TfidfTransformer(sublinear_tf=True)),
-            ("clf", clf),
-        ]
-    )
+        raise ValueError(f"classifier must be one of {CLASSIFIERS}, got {member.classifier!r}")
+    est.fit(x, y, sample_weight=weight)
+    coef, intercept = np.asarray(est.coef_, dtype=float), np.asarray(est.intercept_, dtype=float)
+    if len(est.classes_) == 2:  # one row for "second class against the first": make it two
+        coef, intercept = np.vstack([-coef, coef]) / 2, np.concatenate([-intercept, intercept]) / 2
+    order = [list(est.classes_).index(c) for c in classes]
+    return coef[order], intercept[order]
+
+
+def softmax(z: np.ndarray) -> np.ndarray:
+    z = z - z.max(axis=1, keepdims=True)
+    e = np.exp(z)
+    return np.asarray(e / e.sum(axis=1, keepdims=True))
+
+
+@dataclass
+class Head:
+    """One fitted head: classes, members' weights, and the stacker over their scores."""
+
+    classes: tuple[str, ...]
+    coef: list[np.ndarray]  # per member: classes × features
+    intercept: list[np.ndarray]
+    stack_w: np.ndarray | None = None  # classes × (members · classes); None: softmax of mean score
+    stack_b: np.ndarray | None = None
+
+    def scores(self, x: sparse.csr_matrix) -> np.ndarray:
+        """Members' decision scores side by side (the stacker's input)."""
+        return np.hstack([np.asarray(x @ c.T) + b for c, b in zip(self.coef, self.intercept, strict=True)])
+
+    def proba(self, scores: np.ndarray) -> np.ndarray:
+        if self.stack_w is None or self.stack_b is None:
+            k = len(self.classes)
+            return softmax(scores.reshape(len(scores), -1, k).mean(axis=1))
+        return softmax(scores @ self.stack_w.T + self.stack_b)
+
+    def explaining_coef(self) -> np.ndarray:
+        """Per class, the members' weights scaled by the stacker's use of them: what pushes a
+        clue towards a class (approximately; exact for one member). Computed once."""
+        cached = self.__dict__.get("_explaining")
+        if cached is not None:
+            return np.asarray(cached)
+        self.__dict__["_explaining"] = coef = self._explaining_coef()
+        return coef
+
+    def _explaining_coef(self) -> np.ndarray:
+        k = len(self.classes)
+        if self.stack_w is None:
+            return np.asarray(sum(self.coef) / len(self.coef))
+        total = np.zeros_like(self.coef[0])
+        for m, coef in enumerate(self.coef):
+            block = self.stack_w[:, m * k : (m + 1) * k]  # classes × member classes
+            total += block @ coef
+        return total
+
+
+def fit_stacker(scores: np.ndarray, y: Sequence[str], classes: Sequence[str], C: float = 1.0) -> tuple[np.ndarray, np.ndarray]:
+    """Multinomial logistic regression from members' scores to classes (the calibration)."""
+    est = LogisticRegression(C=C, max_iter=2000)
+    est.fit(scores, np.asarray(y))
+    order = [list(est.classes_).index(c) for c in classes]
+    return np.asarray(est.coef_)[order], np.asarray(est.intercept_)[order]
+
+
+@dataclass
+class _Candidates:
+    """Key-term candidates of a batch (see :meth:`TwoHeadModel._candidates`)."""
+
+    rows: np.ndarray
+    cols: np.ndarray
+    start: np.ndarray  # index of the candidate's first word in ``tokens``
+    is_pair: np.ndarray
+    tokens: list[str]
 
 
 @dataclass
@@ -91,6 +173,7 @@ class HeadResult:
     confidence: np.ndarray
     margin: np.ndarray
     terms: list[list[str]] = field(default_factory=list)
+    familiarity: np.ndarray = field(default_factory=lambda: np.zeros(0))
 
 
 def decide(classes: Sequence[str], proba: np.ndarray, further_threshold: float | None = None) -> np.ndarray:
@@ -112,132 +195,190 @@ class TwoHeadModel:
 
     Parameters
     ----------
-    config : dict of head name to :class:`HeadConfig`
+    config : ModelConfig
     seed : int
         Seeds every random choice; the same data and seed give identical predictions.
     further_threshold : float or None
         See :func:`decide`.
     """
 
-    def __init__(
-        self,
-        config: dict[str, HeadConfig] | None = None,
-        seed: int = 0,
-        further_threshold: float | None = None,
-    ) -> None:
-        self.config = dict(config or DEFAULT_CONFIG)
+    def __init__(self, config: ModelConfig | None = None, seed: int = 0,
+                 further_threshold: float | None = None) -> None:
+        self.config = config or DEFAULT_CONFIG
         self.seed = seed
         self.further_threshold = further_threshold
         self.review_thresholds: dict[str, float] = {head: 1.0 for head in HEADS}
-        self.heads_: dict[str, Pipeline] = {}
+        self.familiarity_floor = 0.0
+        self.vocab_ = Vocabulary(self.config.features, self.config.binary, self.config.min_df)
+        self.heads_: dict[str, Head] = {}
+
+    # -- fitting ---------------------------------------------------------------------
+    def keys(self, docs: Sequence[Prepared]) -> Keys:
+        return batch_keys(docs, self.config.features)
 
     def fit(
         self,
-        docs: Sequence[Prepared],
-        targets: dict[str, Sequence[str]],
+        docs: Sequence[Prepared] | Keys,
+        targets: Mapping[str, Sequence[str]],
         sample_weight: Mapping[str, Sequence[float]] | None = None,
     ) -> TwoHeadModel:
-        """Fit both heads; ``sample_weight`` (per head) lets reviewed clues count more."""
+        """Fit the vocabulary and every head's members (``sample_weight``: per head).
+
+        The stackers are left unfitted (probabilities are then a softmax of the mean member
+        score); :func:`pipeline.train.fit_and_calibrate` fits them on out-of-register scores.
+        """
+        keys = docs if isinstance(docs, Keys) else self.keys(docs)
+        self.vocab_ = Vocabulary(self.config.features, self.config.binary, self.config.min_df).fit(keys)
+        x = self.vocab_.transform(keys).matrix
         for head in HEADS:
-            pipe = build_pipeline(self.config[head], self.seed)
-            extra = {} if sample_weight is None else {"clf__sample_weight": np.asarray(sample_weight[head], dtype=float)}
-            pipe.fit(list(docs), list(targets[head]), **extra)
-            self.heads_[head] = pipe
+            cfg = self.config.heads[head]
+            y = np.asarray(targets[head])
+            weight = None if sample_weight is None else np.asarray(sample_weight[head], dtype=float)
+            present = set(y.tolist())
+            classes = tuple(c for c in HEADS[head] if c in present)  # the contract's order
+            fitted = [_fit_member(m, x, y, cfg.class_weight, weight, self.seed, classes) for m in cfg.members]
+            self.heads_[head] = Head(classes, [c for c, _ in fitted], [b for _, b in fitted])
         return self
+
+    def batch(self, docs: Sequence[Prepared] | Keys) -> Batch:
+        return self.vocab_.transform(docs if isinstance(docs, Keys) else self.keys(docs))
+
+    def scores(self, docs: Sequence[Prepared] | Keys) -> dict[str, np.ndarray]:
+        """Per head, the members' raw decision scores (what a stacker is fitted on)."""
+        x = self.batch(docs).matrix
+        return {head: h.scores(x) for head, h in self.heads_.items()}
 
     def config_dict(self) -> dict[str, object]:
         return {
-            "heads": {head: asdict(cfg) for head, cfg in self.config.items()},
+            "model": self.config.to_dict(),
             "seed": self.seed,
             "further_threshold": self.further_threshold,
             "review_thresholds": self.review_thresholds,
+            "familiarity_floor": self.familiarity_floor,
         }
 
-    def _matrices(self, docs: Sequence[Prepared]) -> dict[str, sparse.csr_matrix]:
-        """Per head, the TF-IDF matrix of ``docs``; heads with the same features share the
-        extraction and hashing.
-
-        Nothing about a batch is kept on the model: a model saved after predicting must not
-        carry the text of what it predicted (feature strings spell the clue out)."""
-        hashed: dict[str, sparse.csr_matrix] = {}
-        out = {}
-        for head, pipe in self.heads_.items():
-            kind = pipe.named_steps["features"].kind
-            if kind not in hashed:
-                hashed[kind] = pipe.named_steps["hash"].transform(pipe.named_steps["features"].transform(docs))
-            out[head] = pipe.named_steps["tfidf"].transform(hashed[kind])
-        return out
-
-    def predict(self, docs: Sequence[Prepared], explain: int = 0, originals: Sequence[str] | None = None) -> dict[str, HeadResult]:
+    # -- predicting ------------------------------------------------------------------
+    def predict(self, docs: Sequence[Prepared], explain: int = 0,
+                originals: Sequence[str] | None = None) -> dict[str, HeadResult]:
         """Predict both heads; with ``explain=k``, also the top ``k`` terms per clue and head."""
         if not docs:
             return {
                 head: HeadResult(tuple(HEADS[head]), np.zeros((0, len(HEADS[head]))), [], np.zeros(0), np.zeros(0))
                 for head in HEADS
             }
-        matrices = self._matrices(docs)
-        word_maps: list[dict[int, str]] | None = None
-        scripts: list[ScriptMap] = []
-        if explain:
-            word_maps = word_columns(docs)
-            scripts = [
-                ScriptMap(d.text, d.folded or (fold(originals[i]) if originals is not None else d.text))
-                for i, d in enumerate(docs)
-            ]
+        keys = self.keys(docs)
+        batch = self.batch(keys)
+        candidates = self._candidates(keys.words) if explain else None
         results = {}
-        for head, pipe in self.heads_.items():
-            clf = pipe.named_steps["clf"]
-            classes = tuple(str(c) for c in clf.classes_)
-            proba = clf.predict_proba(matrices[head])
-            chosen = decide(classes, proba, self.further_threshold if head == "attention" else None)
+        for head, h in self.heads_.items():
+            proba = h.proba(h.scores(batch.matrix))
+            chosen = decide(h.classes, proba, self.further_threshold if head == "attention" else None)
             ordered = np.sort(proba, axis=1)
             result = HeadResult(
-                classes=classes,
+                classes=h.classes,
                 proba=proba,
-                labels=[classes[i] for i in chosen],
+                labels=[h.classes[i] for i in chosen],
                 confidence=proba[np.arange(len(chosen)), chosen],
                 margin=ordered[:, -1] - ordered[:, -2],
+                familiarity=batch.familiarity,
             )
-            if word_maps is not None:
-                result.terms = self._explain(head, matrices[head], chosen, word_maps, scripts, explain)
+            if candidates is not None:
+                result.terms = self._explain(h, batch.matrix, chosen, candidates, docs, originals, explain)
             results[head] = result
         return results
 
-    def coefficients(self, head: str) -> np.ndarray:
-        """Linear coefficients (classes × features) of the head's underlying estimator."""
-        clf = self.heads_[head].named_steps["clf"]
-        base = clf.calibrated_classifiers_[0].estimator if hasattr(clf, "calibrated_classifiers_") else clf
-        return np.asarray(base.coef_)
+    def _candidates(self, words: Words | None) -> _Candidates:
+        """Every word and adjacent word pair of the batch that may be shown as a key term
+        (see :func:`~pipeline.features.is_shown`) and that the vocabulary knows: its clue,
+        its column, and where its words start in the batch's token list."""
+        if words is None or not words.tokens:
+            return _Candidates(np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0, bool), [])
+        shown_of = _SHOWN
+        shown = np.array([shown_of.get(t) if t in shown_of else shown_of.setdefault(t, is_shown(t))
+                          for t in words.tokens], dtype=bool)
+        n = len(words.tokens)
+        starts = np.arange(n, dtype=np.int64)
+        pair = np.zeros(n, dtype=bool)
+        pair[:-1] = (shown[:-1] & shown[1:] & (words.rows[:-1] == words.rows[1:])
+                     & (words.keys[:-1] != words.keys[1:]))
+        pair_starts = starts[pair]
+        rows = np.concatenate([words.rows[shown], words.rows[pair_starts]])
+        keys = np.concatenate([words.keys[shown], word_pair_key(words.keys[pair_starts], words.keys[pair_starts + 1])])
+        start = np.concatenate([starts[shown], pair_starts])
+        is_pair = np.concatenate([np.zeros(int(shown.sum()), bool), np.ones(len(pair_starts), bool)])
+        cols = self.vocab_.columns_of(keys)
+        known = cols >= 0
+        # one candidate per (clue, column): a word used five times is one term
+        cells, first = np.unique(rows[known] * max(self.vocab_.size, 1) + cols[known], return_index=True)
+        pick = np.flatnonzero(known)[first]
+        return _Candidates(rows[pick], cols[pick], start[pick], is_pair[pick], words.tokens)
 
-    def _explain(
-        self,
-        head: str,
-        matrix: sparse.csr_matrix,
-        chosen: np.ndarray,
-        word_maps: list[dict[int, str]],
-        scripts: list[ScriptMap],
-        top: int,
-    ) -> list[list[str]]:
-        """Per clue, the word features that pushed it most towards its chosen class
-        (coefficient × TF-IDF value), as the user wrote them. Character n-grams count in the
-        prediction but are not shown: fragments of words mislead more than they explain."""
-        coef = self.coefficients(head)
-        n = len(word_maps)
-        out: list[list[str]] = [[] for _ in range(n)]
-        rows = np.repeat(np.arange(n), [len(m) for m in word_maps])
-        if not len(rows):
+    def _explain(self, head: Head, matrix: sparse.csr_matrix, chosen: np.ndarray, cand: _Candidates,
+                 docs: Sequence[Prepared], originals: Sequence[str] | None, top: int) -> list[list[str]]:
+        """Per clue, the words and adjacent word pairs that pushed it most towards its chosen
+        class (weight × TF-IDF value), as the user wrote them. Placeholders (``<人名>``) and
+        single characters count in the prediction but are never shown; character n-grams
+        count but are not shown either (fragments of words mislead more than they explain)."""
+        out: list[list[str]] = [[] for _ in docs]
+        if not len(cand.rows):
             return out
-        cols = np.fromiter((c for m in word_maps for c in m), dtype=np.int64, count=len(rows))
-        # one vectorised pass over every (clue, word) pair of the batch
-        values = np.asarray(matrix[rows, cols]).ravel() * coef[chosen[rows], cols]
-        order = np.lexsort((-values, rows))  # by clue, then by decreasing contribution (stable)
-        rows_o, cols_o, values_o = rows[order], cols[order], values[order]
-        rank = np.arange(len(order)) - np.searchsorted(rows_o, np.arange(n))[rows_o]
-        keep = (rank < 4 * top) & (values_o > 0)  # a few spare candidates per clue, for duplicates
-        for i, column in zip(rows_o[keep].tolist(), cols_o[keep].tolist(), strict=True):
-            terms = out[i]
-            if len(terms) < top:
-                shown = display_feature(word_maps[i][column], scripts[i])
-                if shown and shown not in terms:
-                    terms.append(shown)
+        coef = head.explaining_coef()
+        # the candidates' TF-IDF values, found among the matrix's stored cells (rows sorted,
+        # columns sorted within a row) by one search over row * width + column
+        width = matrix.shape[1]
+        nz_rows = np.repeat(np.arange(matrix.shape[0], dtype=np.int64), np.diff(matrix.indptr))
+        cells = nz_rows * width + matrix.indices
+        at = np.searchsorted(cells, cand.rows * width + cand.cols)
+        values = matrix.data[at] * coef[chosen[cand.rows], cand.cols]
+        order = np.lexsort((-values, cand.rows))  # by clue, then by decreasing contribution
+        rows_o = cand.rows[order]
+        rank = np.arange(len(order)) - np.searchsorted(rows_o, rows_o)
+        keep = order[(rank < 2 * top) & (values[order] > 0)]  # spare candidates, for overlaps
+        scripts: dict[int, ScriptMap] = {}
+        for j in keep.tolist():
+            i = int(cand.rows[j])
+            if len(out[i]) >= top:
+                continue
+            script = scripts.get(i)
+            if script is None:
+                doc = docs[i]
+                folded = doc.folded or (fold(originals[i]) if originals is not None else doc.text)
+                script = scripts[i] = ScriptMap(doc.text, folded)
+            at = int(cand.start[j])
+            term = (cand.tokens[at], cand.tokens[at + 1]) if cand.is_pair[j] else (cand.tokens[at],)
+            shown = display_term(term, script)
+            if not any(shown in t or t in shown for t in out[i]):
+                out[i].append(shown)
         return out
+
+    # -- arrays, for a model file that cannot run code ---------------------------------
+    def to_arrays(self) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
+        """(JSON-able description, named arrays): everything needed to predict."""
+        arrays = self.vocab_.to_arrays("vocab/")
+        heads: dict[str, Any] = {}
+        for name, h in self.heads_.items():
+            heads[name] = {"classes": list(h.classes), "members": len(h.coef), "stacked": h.stack_w is not None}
+            for m, (c, b) in enumerate(zip(h.coef, h.intercept, strict=True)):
+                arrays[f"{name}/coef{m}"] = c
+                arrays[f"{name}/intercept{m}"] = b
+            if h.stack_w is not None and h.stack_b is not None:
+                arrays[f"{name}/stack_w"] = h.stack_w
+                arrays[f"{name}/stack_b"] = h.stack_b
+        return {**self.config_dict(), "vocab": self.vocab_.config(), "heads": heads}, arrays
+
+    @classmethod
+    def from_arrays(cls, spec: Mapping[str, Any], arrays: Mapping[str, np.ndarray]) -> TwoHeadModel:
+        model = cls(ModelConfig.from_dict(spec["model"]), int(spec["seed"]), spec["further_threshold"])
+        model.review_thresholds = {k: float(v) for k, v in spec["review_thresholds"].items()}
+        model.familiarity_floor = float(spec["familiarity_floor"])
+        model.vocab_ = Vocabulary.from_arrays(spec["vocab"], dict(arrays), "vocab/")
+        for name, h in spec["heads"].items():
+            n = int(h["members"])
+            model.heads_[name] = Head(
+                tuple(h["classes"]),
+                [np.asarray(arrays[f"{name}/coef{m}"], dtype=float) for m in range(n)],
+                [np.asarray(arrays[f"{name}/intercept{m}"], dtype=float) for m in range(n)],
+                np.asarray(arrays[f"{name}/stack_w"], dtype=float) if h["stacked"] else None,
+                np.asarray(arrays[f"{name}/stack_b"], dtype=float) if h["stacked"] else None,
+            )
+        return model

@@ -14,8 +14,9 @@ import unicodedata
 import opencc
 
 _T2S = opencc.OpenCC("t2s")
-# C0/C1 controls except tab/newline, zero-width and bidi marks, BOM
-_INVISIBLE = re.compile(r"[\u0000-\u0008\u000b-\u001f\u007f-\u009f\u200b-\u200f\u202a-\u202e\u2060-\u2064\ufeff]")
+# C0/C1 controls except tab/newline, zero-width and bidi marks, BOM, lone surrogates (a
+# JSON "\ud800" escape: they cannot be encoded, so OpenCC and the store would fail on them)
+_INVISIBLE = re.compile(r"[\u0000-\u0008\u000b-\u001f\u007f-\u009f\u200b-\u200f\u202a-\u202e\u2060-\u2064\ufeff\ud800-\udfff]")
 _SPACE = re.compile(r"\s+")
 _HAN = re.compile(r"[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]")
 
@@ -45,8 +46,37 @@ def fold(text: str) -> str:
 
 def lookup_key(text: str) -> str:
     """How names typed by people are compared (column headers, label names): width-folded,
-    Simplified, trimmed, lower-case, so 線索內容 matches 线索内容 and ＦＵＲＴＨＥＲ matches further."""
-    return _T2S.convert(unicodedata.normalize("NFKC", str(text))).strip().lower()
+    Simplified, trimmed, lower-case and without invisible characters
+    (:func:`fold_identifier`), so 線索內容 matches 线索内容 and ＦＵＲＴＨＥＲ matches further."""
+    return _T2S.convert(fold_identifier(str(text))).lower()
+
+
+#: Unicode's Default_Ignorable_Code_Point set (soft hyphen, zero-width and bidi marks, word
+#: joiners, Hangul fillers, variation selectors, tags …): characters that show as nothing, so
+#: two names that differ only by them look identical to a person
+_IGNORABLE = re.compile(
+    "[\u00ad\u034f\u061c\u115f\u1160\u17b4\u17b5\u180b-\u180f\u200b-\u200f\u202a-\u202e"
+    "\u2060-\u206f\u3164\ufe00-\ufe0f\ufeff\uffa0\ufff0-\ufff8\U0001bca0-\U0001bca3"
+    "\U0001d173-\U0001d17a\U000e0000-\U000e0fff]"
+)
+_IDENTIFIER_DROP = frozenset(("Cc", "Cf", "Cn", "Co", "Cs"))
+
+
+def fold_identifier(text: str) -> str:
+    """The one form in which identifiers typed by people are compared: unit names (for
+    recusal) and reviewer ids.
+
+    Width and compatibility forms are folded (NFKC), case is folded, and everything
+    invisible is removed: format characters (Unicode category Cf: soft hyphen, zero-width
+    space, word joiner, bidi controls, tags), variation selectors, Hangul fillers, controls
+    and unassigned code points; runs of whitespace become one space, trimmed at the ends. ``"Ｚｈａｎｇ\u200b"`` and ``"zhang"`` fold to
+    the same string, so they are one reviewer; a unit name with a zero-width space inside is
+    the same unit. Traditional → Simplified is not done here (:func:`store.unit_key` adds it).
+    """
+    text = unicodedata.normalize("NFKC", str(text)).casefold()
+    text = unicodedata.normalize("NFKC", _IGNORABLE.sub("", text))
+    kept = "".join(ch for ch in text if unicodedata.category(ch) not in _IDENTIFIER_DROP and not _IGNORABLE.match(ch))
+    return _SPACE.sub(" ", kept).strip()
 
 
 def han_count(text: str, at_most: int | None = None) -> int:
@@ -54,6 +84,42 @@ def han_count(text: str, at_most: int | None = None) -> int:
     if at_most is None:
         return len(_HAN.findall(text))
     return sum(1 for _ in itertools.islice(_HAN.finditer(text), at_most))
+
+
+def _common_hanzi() -> frozenset[str]:
+    """GB2312 level 1: the 3,755 most common Simplified characters."""
+    chars = set()
+    for lead in range(0xB0, 0xD8):
+        for trail in range(0xA1, 0xFF):
+            try:
+                chars.add(bytes((lead, trail)).decode("gb2312"))
+            except UnicodeDecodeError:
+                continue
+    return frozenset(chars)
+
+
+_COMMON_HANZI = _common_hanzi()
+GARBLED_MIN_HAN = 6
+GARBLED_BELOW = 0.75
+
+
+def common_share(normalized: str, at_most: int = 400) -> tuple[float, int]:
+    """(share of the first ``at_most`` CJK ideographs that are common Simplified characters,
+    how many ideographs were looked at) for Simplified text (:func:`normalize` first).
+
+    Real clues, Simplified or converted from Traditional, score 0.97 or more on the corpus;
+    UTF-8 read as GBK (mojibake such as 鍙嶆槧) scores 0.42 or less: the bytes of common
+    characters become rare ones."""
+    hans = [m.group() for m in itertools.islice(_HAN.finditer(normalized), at_most)]
+    if not hans:
+        return 1.0, 0
+    return sum(ch in _COMMON_HANZI for ch in hans) / len(hans), len(hans)
+
+
+def looks_garbled(normalized: str) -> bool:
+    """True when the text looks like mojibake: enough ideographs, too few of them common."""
+    share, n = common_share(normalized)
+    return n >= GARBLED_MIN_HAN and share < GARBLED_BELOW
 
 
 def is_traditional(text: str) -> bool:

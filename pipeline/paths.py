@@ -18,6 +18,7 @@ DATA_DIR = PROJECT_ROOT / "data"
 CORPUS_PATH = DATA_DIR / "clues.jsonl"
 USERDICT_PATH = DATA_DIR / "userdict.txt"
 STOPWORDS_PATH = DATA_DIR / "stopwords.txt"
+ALARM_TERMS_PATH = DATA_DIR / "alarm_terms.txt"
 ROUTING_PATH = DATA_DIR / "routing.toml"
 SAMPLE_PATH = DATA_DIR / "samples" / "sample_clues.csv"
 HOME_ENV = "CLUE_TRIAGE_HOME"
@@ -46,12 +47,18 @@ class Home:
         return self.var / "reports"
 
     def ensure(self) -> Home:
-        """Create the home's folders, readable by the owner only."""
+        """Create the home's folders, readable by the owner only. A home given with ``--home``
+        or ``$CLUE_TRIAGE_HOME`` that already exists is made owner-only too (it holds clue
+        text); the project folder, the default home, keeps its mode."""
         for folder in (self.root, self.models, self.var, self.reports):
             if not folder.exists():
                 folder.mkdir(mode=0o700, parents=True, exist_ok=True)
-        for folder in (self.models, self.var, self.reports):
-            os.chmod(folder, 0o700)
+        folders = [self.models, self.var, self.reports]
+        if self.root != PROJECT_ROOT:
+            folders.insert(0, self.root)
+        for folder in folders:
+            if folder.stat().st_mode & 0o077:
+                os.chmod(folder, 0o700)
         return self
 
 

@@ -2,7 +2,7 @@
 
 Layout under the home's ``models/``::
 
-    models/v1/model.joblib     the pickled TwoHeadModel (owner-only)
+    models/v1/model.npz        the fitted arrays and their JSON description (owner-only)
     models/v1/manifest.json    format version, sha256 of the artifact, data hashes, metrics …
     models/registry.json       champion now, and the history of which version was champion when
 
@@ -10,7 +10,9 @@ A new version is written in a hidden temporary folder and renamed into place, so
 triage that runs meanwhile never sees half a model; the champion changes by an atomic
 replace of ``registry.json``. :meth:`Registry.load` checks the format version and the
 sha256 of the artifact against the manifest (and the registry's own record of it)
-*before* unpickling: pickle runs code, so an unverified file is never loaded.
+before reading it. The artifact holds only numeric arrays and a JSON description, read
+with ``allow_pickle=False``: however a home is tampered with (even ``registry.json``
+edited to trust a planted file), loading a model cannot run code.
 """
 
 from __future__ import annotations
@@ -27,7 +29,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import joblib
+import numpy as np
 
 from .errors import InputError, ModelIntegrityError, NoModelError
 from .fsutil import sha256_file, write_text_atomic
@@ -35,8 +37,9 @@ from .model import TwoHeadModel
 from .paths import STOPWORDS_PATH, USERDICT_PATH
 from .store import now
 
-FORMAT_VERSION = 1
-ARTIFACT = "model.joblib"
+FORMAT_VERSION = 2
+ARTIFACT = "model.npz"
+_SPEC = "spec.json"
 MANIFEST = "manifest.json"
 REGISTRY = "registry.json"
 _VERSION_RE = re.compile(r"^v(\d+)$")
@@ -50,6 +53,26 @@ def _input_drift(manifest: dict[str, Any]) -> list[str]:
         if data.get(key) and path.exists() and sha256_file(path) != data[key]:
             out.append(f"{path.name} changed since model {manifest.get('version')} was trained; retrain to use it")
     return out
+
+
+def _checked_state(state: Any, path: Path) -> dict[str, Any]:
+    """The registry's state when its fields have the types this code relies on."""
+    problem = None
+    if not isinstance(state, dict):
+        problem = "it is not a JSON object"
+    elif state.get("champion") is not None and not isinstance(state.get("champion"), str):
+        problem = "'champion' is not a version name"
+    elif not isinstance(state.get("artifacts", {}), dict) or not all(
+            isinstance(k, str) and isinstance(v, str) for k, v in state.get("artifacts", {}).items()):
+        problem = "'artifacts' is not a map of version to sha256"
+    elif not isinstance(state.get("events", []), list) or not all(
+            isinstance(e, dict) and isinstance(e.get("action"), str) for e in state.get("events", [])):
+        problem = "'events' is not a list of events"
+    if problem:
+        raise ModelIntegrityError(f"{path}: registry file is damaged ({problem}); restore it from a backup")
+    state.setdefault("artifacts", {})
+    state.setdefault("events", [])
+    return dict(state)
 
 
 @dataclass
@@ -92,9 +115,12 @@ class Registry:
                 )
             return {"champion": None, "artifacts": {}, "events": []}
         try:
-            return dict(json.loads(path.read_text(encoding="utf-8")))
+            state = json.loads(path.read_text(encoding="utf-8"))
         except json.JSONDecodeError as exc:
             raise ModelIntegrityError(f"{path}: registry file is not valid JSON ({exc.msg})") from None
+        except (UnicodeDecodeError, RecursionError, ValueError):
+            raise ModelIntegrityError(f"{path}: registry file is not readable JSON text") from None
+        return _checked_state(state, path)
 
     def _write_state(self, state: dict[str, Any]) -> None:
         write_text_atomic(self.root / REGISTRY, json.dumps(state, ensure_ascii=False, indent=2))
@@ -140,7 +166,13 @@ class Registry:
         path = self.root / version / MANIFEST
         if not path.is_file():
             raise InputError(f"no model version {version!r} in {self.root} (known: {', '.join(self.versions()) or 'none'})")
-        return dict(json.loads(path.read_text(encoding="utf-8")))
+        try:
+            manifest = json.loads(path.read_text(encoding="utf-8"))
+        except (ValueError, RecursionError):  # JSONDecodeError and UnicodeDecodeError are ValueErrors
+            raise ModelIntegrityError(f"model {version}: {path} is not valid JSON; refusing to use it") from None
+        if not isinstance(manifest, dict):
+            raise ModelIntegrityError(f"model {version}: {path} is not a manifest (a JSON object); refusing to use it")
+        return manifest
 
     # -- writing ----------------------------------------------------------------------
     def save(self, model: TwoHeadModel, manifest: dict[str, Any]) -> dict[str, Any]:
@@ -151,7 +183,9 @@ class Registry:
             artifact = tmp / ARTIFACT
             fd = os.open(artifact, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
             with os.fdopen(fd, "wb") as handle:
-                joblib.dump(model, handle, compress=3)
+                spec, arrays = model.to_arrays()
+                encoded = np.frombuffer(json.dumps(spec, ensure_ascii=False).encode("utf-8"), dtype=np.uint8)
+                np.savez_compressed(handle, **{_SPEC: encoded}, **arrays)  # type: ignore[arg-type]
                 handle.flush()
                 os.fsync(handle.fileno())
             manifest = {
@@ -162,7 +196,10 @@ class Registry:
             }
             with self._locked():
                 state = self._state()
-                number = max([int(v[1:]) for v in self.versions()] + [0]) + 1
+                # a version registered whose folder never arrived (killed between the two
+                # steps) keeps its number: the next version never reuses it
+                known = [*self.versions(), *(v for v in state.get("artifacts", {}) if _VERSION_RE.fullmatch(v))]
+                number = max([int(v[1:]) for v in known] + [0]) + 1
                 version = f"v{number}"
                 manifest["version"] = version
                 write_text_atomic(tmp / MANIFEST, json.dumps(manifest, ensure_ascii=False, indent=2))
@@ -248,9 +285,13 @@ class Registry:
                 + (f" (or promote one of: {', '.join(self.versions())})" if self.versions() else "")
             )
         manifest = self.verify(version)
-        model = joblib.load(self.root / version / ARTIFACT)
-        if not isinstance(model, TwoHeadModel):
-            raise ModelIntegrityError(f"model {version}: artifact is not a clue-triage model")
+        try:
+            with np.load(self.root / version / ARTIFACT, allow_pickle=False) as stored:
+                arrays = {name: stored[name] for name in stored.files}
+            spec = json.loads(arrays.pop(_SPEC).tobytes().decode("utf-8"))
+            model = TwoHeadModel.from_arrays(spec, arrays)
+        except (ValueError, KeyError, TypeError, OSError, json.JSONDecodeError) as exc:
+            raise ModelIntegrityError(f"model {version}: artifact is not a clue-triage model ({exc.__class__.__name__})") from None
         return LoadedModel(model, manifest, _input_drift(manifest))
 
     # -- views ------------------------------------------------------------------------
@@ -259,7 +300,7 @@ class Registry:
         rows = []
         for version in self.versions():
             m = self.manifest(version)
-            dev = m.get("metrics", {}).get("dev", {})
+            dev = m.get("metrics", {}).get("out_of_register", {})
             sizes = m.get("data", {}).get("sizes", {})
             rows.append(
                 {
@@ -286,10 +327,13 @@ class Registry:
             f"artifact sha256 {m['artifact']['sha256']} ({m['artifact']['bytes']:,} bytes), format {m.get('format_version')}",
             f"segmenter {m.get('segmenter')}; libraries: "
             + ", ".join(f"{k} {v}" for k, v in m.get("libraries", {}).items()),
-            f"data: train {sizes.get('train', 0)}, dev {sizes.get('dev', 0)}, reviewed clues {sizes.get('reviewed', 0)}, "
+            f"data: {sizes.get('examples', 0)} examples in {sizes.get('groups', 0)} registers, "
+            f"reviewed clues {sizes.get('reviewed', 0)}, "
             f"overrides used {m.get('data', {}).get('overrides_used', 0)}; examples sha256 {m.get('data', {}).get('examples_sha256', '')[:16]}…",
             f"thresholds: further ≥ {m.get('thresholds', {}).get('further')}, needs review below "
-            + ", ".join(f"{h} {t:.3f}" for h, t in m.get("thresholds", {}).get("needs_review", {}).items()),
+            + ", ".join(f"{h} {t:.3f}" for h, t in m.get("thresholds", {}).get("needs_review", {}).items())
+            + f", familiarity below {m.get('thresholds', {}).get('familiarity_floor')}; chosen on "
+            + str(m.get("thresholds", {}).get("chosen_on", "dev")),
             "",
             "scores:",
         ]
@@ -297,13 +341,22 @@ class Registry:
             lines.append(f"  {where}: " + ", ".join(f"{k} {v:.3f}" for k, v in scores.items() if isinstance(v, int | float)))
         per_class = m.get("per_class", {})
         if per_class:
-            lines += ["", "per class (dev, model fitted on train):"]
+            lines += ["", "per class (out of register: each register scored by a model that never saw it):"]
             weak = []
             for key, c in per_class.items():
                 lines.append(f"  {key:<24} precision {c['precision']:.3f} recall {c['recall']:.3f} F1 {c['f1']:.3f} (n={c['support']})")
                 if c["f1"] < 0.85:
                     weak.append(key)
-            lines += ["", "known weaknesses: " + (", ".join(f"{k} (F1 < 0.85 on dev)" for k in weak) or "none below F1 0.85 on dev")]
+            lines += ["", "known weaknesses: " + (", ".join(f"{k} (F1 < 0.85 out of register)" for k in weak)
+                                                  or "none below F1 0.85 out of register")]
+        registers = m.get("registers", {})
+        if registers:
+            lines += ["", "per register (out of register; flagged = needs_review share; unflagged = accuracy of the rest):"]
+            for name, r in registers.items():
+                lines.append(
+                    f"  {name:<16} n={r['n']:<5} attention F1 {r['attention_macro_f1']:.3f}  area F1 {r['area_macro_f1']:.3f}  "
+                    f"flagged {r['flagged']:.2f}  unflagged attention {r['attention_unflagged_accuracy']:.3f} "
+                    f"area {r['area_unflagged_accuracy']:.3f}  further recall {r['further_recall']:.3f}")
         lines += [
             "limits: trained on a written corpus of one bureau's kind of clues; texts from other sectors, very long "
             "letters (> 2,000 characters are truncated) and mixed-language texts are less reliable.",

@@ -5,9 +5,12 @@ override wins over the corpus label for the same normalised text). A fixed 20 % 
 reviewed clues, chosen by a hash of the normalised text so the choice never changes and
 copies of one text under several units fall on the same side, is held out and never
 trained on. Reviewed texts that are corpus ``test`` clues are never trained on either. The challenger is compared with the champion on the corpus ``test``
-split and on those held-out reviewed clues; it is promoted only if, on both, no head's
-macro-F1 falls by more than ``max_drop`` and `further` recall does not fall. Otherwise it
-stays a candidate and the outcome says why, head by head. ``force`` promotes anyway and
+split and on those held-out reviewed clues, item by item (a paired bootstrap): it is
+promoted unless, on either, a head's macro-F1 is worse by more than ``max_drop`` *with
+confidence* (the whole 95 % interval of the difference below the tolerance) or `further`
+recall is worse with confidence. A set of fewer than ``MIN_EVIDENCE`` clues is reported and
+cannot fail the gate. Otherwise the challenger stays a candidate and the outcome says why,
+head by head, with the numbers. ``force`` promotes anyway and
 the registry records that it was forced.
 
 Before training, :func:`audit` flags labels that look wrong (confident learning on
@@ -17,12 +20,12 @@ out-of-fold probabilities): they are reported, never dropped.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
-from sklearn.model_selection import StratifiedKFold, cross_val_predict
+from sklearn.model_selection import StratifiedKFold
 
 from .corpus import Clue, load_corpus, split
 from .errors import InputError, NoModelError
@@ -30,13 +33,13 @@ from .evaluate import Evaluation, HeadMetrics, head_metrics
 from .features import prepare
 from .fsutil import sha256_file
 from .labels import HEADS
-from .model import DEFAULT_CONFIG, TwoHeadModel, build_pipeline
+from .model import DEFAULT_CONFIG, TwoHeadModel, fit_stacker, softmax
 from .normalize import normalize
 from .paths import CORPUS_PATH, Home
 from .registry import Registry
 from .review import ReviewedClue, reviewed_examples
 from .store import connect
-from .train import Example, examples_from, fit_and_calibrate
+from .train import REVIEWED_GROUP, Example, examples_from, fit_and_calibrate, out_of_group
 
 HOLDOUT_SHARE = 0.20
 DEFAULT_MAX_DROP = 0.01
@@ -87,7 +90,7 @@ def training_set(corpus: Sequence[Clue], reviewed: Sequence[ReviewedClue]) -> Tr
     train_clues = [c for c in split(corpus, "train") if normalize(c.text) not in reviewed_texts]
     dev_clues = [c for c in split(corpus, "dev") if normalize(c.text) not in reviewed_texts]
     replaced = len(split(corpus, "train", "dev")) - len(train_clues) - len(dev_clues)
-    train = examples_from(train_clues) + [Example(r.text, r.attention, r.area, "review", r.decided) for r in used]
+    train = examples_from(train_clues) + [Example(r.text, r.attention, r.area, "review", r.decided, REVIEWED_GROUP) for r in used]
     refs = [c.id for c in train_clues] + [r.clue_key for r in used] + [c.id for c in dev_clues]
     skipped = {"conflicting_copies": conflicts, "corpus_test_text": len(in_test),
                "duplicate_copies": len(reviewed) - len(unique) - conflicts}
@@ -97,36 +100,101 @@ def training_set(corpus: Sequence[Clue], reviewed: Sequence[ReviewedClue]) -> Tr
 
 @dataclass
 class Comparison:
-    """Champion against challenger on one data set."""
+    """Champion against challenger on one data set: per metric the difference (challenger
+    minus champion) and its 95 % paired-bootstrap interval."""
 
     data: str
     n: int
     champion: dict[str, float]
     challenger: dict[str, float]
     failures: list[str] = field(default_factory=list)
+    intervals: dict[str, tuple[float, float, float]] = field(default_factory=dict)
+    note: str = ""
 
     @property
     def passed(self) -> bool:
         return not self.failures
 
 
-def compare(data: str, champion: Evaluation, challenger: Evaluation, max_drop: float) -> Comparison:
-    a, b = champion.summary(), challenger.summary()
-    n = max(m.n for m in champion.heads.values())
-    result = Comparison(data, n, a, b)
+#: Below this many items a data set is reported but cannot fail the gate: one item's worth of
+#: F1 on 25 clues is noise, not evidence.
+MIN_EVIDENCE = 30
+BOOTSTRAP = 1000
+
+
+def _macro_f1(weights: np.ndarray, truth: np.ndarray, pred: np.ndarray, labels: Sequence[str]) -> np.ndarray:
+    """Macro-F1 of each resample (rows of ``weights``: how often each item was drawn)."""
+    f1 = []
+    for c in labels:
+        tp = weights @ ((truth == c) & (pred == c))
+        fp = weights @ ((truth != c) & (pred == c))
+        fn = weights @ ((truth == c) & (pred != c))
+        denom = 2 * tp + fp + fn
+        f1.append(np.divide(2 * tp, denom, out=np.zeros_like(denom, dtype=float), where=denom > 0))
+    return np.mean(f1, axis=0)
+
+
+def _recall(weights: np.ndarray, truth: np.ndarray, pred: np.ndarray, label: str) -> np.ndarray:
+    hit = weights @ ((truth == label) & (pred == label))
+    total = weights @ (truth == label)
+    return np.divide(hit, total, out=np.ones_like(total, dtype=float), where=total > 0)
+
+
+def paired_bootstrap(truth: Sequence[str], champion: Sequence[str], challenger: Sequence[str],
+                     metric: str, labels: Sequence[str], *, seed: int = 0,
+                     draws: int = BOOTSTRAP) -> tuple[float, float, float]:
+    """Challenger minus champion on the same items, and its 95 % interval (both models are
+    scored on the same resampled items, so what they share cancels out)."""
+    y, a, b = np.asarray(truth), np.asarray(champion), np.asarray(challenger)
+    n = len(y)
+    rng = np.random.default_rng(seed)
+    weights = np.vstack([np.ones(n), rng.multinomial(n, np.full(n, 1 / n), size=draws)]).astype(float)
+    score = (lambda w, p: _macro_f1(w, y, p, labels)) if metric == "macro_f1" else (lambda w, p: _recall(w, y, p, "further"))
+    diff = score(weights, b) - score(weights, a)
+    lo, hi = np.percentile(diff[1:], [2.5, 97.5])
+    return float(diff[0]), float(lo), float(hi)
+
+
+def compare(data: str, truth: Mapping[str, Sequence[str]], champion: Mapping[str, Sequence[str]],
+            challenger: Mapping[str, Sequence[str]], max_drop: float,
+            decided: Sequence[Sequence[str]] | None = None) -> Comparison:
+    """The gate on one data set. A head fails only when it is worse *with confidence*: the
+    whole 95 % interval of its macro-F1 difference lies below ``-max_drop``; `further` recall
+    fails when the whole interval lies below zero. Under ``MIN_EVIDENCE`` items the set is
+    reported and cannot fail."""
+    result = Comparison(data, 0, {}, {})
     for head in HEADS:
-        if champion.heads[head].n == 0:
+        keep = [i for i in range(len(truth[head])) if decided is None or head in decided[i]]
+        if not keep:
             continue
-        drop = a[f"{head}_macro_f1"] - b[f"{head}_macro_f1"]
-        if drop > max_drop:
-            result.failures.append(
-                f"{data}: {head} macro-F1 falls {a[f'{head}_macro_f1']:.3f} → {b[f'{head}_macro_f1']:.3f} "
-                f"(more than {max_drop:.3f})"
-            )
-    further = champion.heads["attention"].per_class.get("further")
-    if further is not None and further.support and b["further_recall"] < a["further_recall"]:
-        result.failures.append(f"{data}: further recall falls {a['further_recall']:.3f} → {b['further_recall']:.3f}")
+        y = [truth[head][i] for i in keep]
+        a = [champion[head][i] for i in keep]
+        b = [challenger[head][i] for i in keep]
+        result.n = max(result.n, len(keep))
+        labels = [c for c in HEADS[head] if c in set(y)]
+        checks = [(f"{head}_macro_f1", "macro_f1", max_drop)]
+        if head == "attention" and "further" in labels:
+            checks.append(("further_recall", "further_recall", 0.0))
+        for name, metric, tolerance in checks:
+            diff, lo, hi = paired_bootstrap(y, a, b, metric, labels)
+            base = float(_macro_f1(np.ones((1, len(y))), np.asarray(y), np.asarray(a), labels)[0]) if metric == "macro_f1" \
+                else float(_recall(np.ones((1, len(y))), np.asarray(y), np.asarray(a), "further")[0])
+            result.champion[name], result.challenger[name] = round(base, 4), round(base + diff, 4)
+            result.intervals[name] = (round(diff, 4), round(lo, 4), round(hi, 4))
+            label = "macro-F1" if metric == "macro_f1" else "recall"
+            what = head if metric == "macro_f1" else "further"
+            if hi < -tolerance and len(keep) >= MIN_EVIDENCE:
+                result.failures.append(
+                    f"{data}: {what} {label} falls {base:.3f} → {base + diff:.3f} (difference {diff:+.3f}, 95 % "
+                    f"interval {lo:+.3f} to {hi:+.3f}: worse than the tolerance {tolerance:.3f} with confidence)")
+    if 0 < result.n < MIN_EVIDENCE:
+        result.note = f"{data}: {result.n} clues are too few to decide on; reported, not gated"
     return result
+
+
+def _labels(model: TwoHeadModel, texts: Sequence[str]) -> dict[str, list[str]]:
+    result = model.predict(prepare(texts))
+    return {h: result[h].labels for h in HEADS}
 
 
 def _score(
@@ -165,20 +233,26 @@ def audit(examples: Sequence[Example], refs: Sequence[str], *, seed: int = 0, fo
     falls below its class threshold while another class reaches its own. Sorted most
     suspicious first."""
     docs = prepare([e.text for e in examples])
+    y_att = [e.attention for e in examples]
+    fold_of = [""] * len(examples)
+    splitter = StratifiedKFold(folds, shuffle=True, random_state=seed)
+    for f, (_, held) in enumerate(splitter.split(np.zeros(len(examples)), y_att)):
+        for i in held:
+            fold_of[i] = f"fold{f}"
+    oof = out_of_group(examples, TwoHeadModel(DEFAULT_CONFIG, seed).keys(docs), DEFAULT_CONFIG, seed, fold_of)
     suspects = []
     for head in HEADS:
         y = np.array([e.label(head) for e in examples])
-        pipe = build_pipeline(DEFAULT_CONFIG[head], seed)
-        proba = cross_val_predict(
-            pipe, docs, y, cv=StratifiedKFold(folds, shuffle=True, random_state=seed), method="predict_proba"
-        )
-        classes = np.array(sorted(set(y)))
+        classes = np.array(HEADS[head])
+        w, b = fit_stacker(oof.scores[head], y.tolist(), HEADS[head])
+        proba = softmax(oof.scores[head] @ w.T + b)
         index = {c: i for i, c in enumerate(classes)}
         given = np.array([index[v] for v in y])
-        thresholds = np.array([proba[given == k, k].mean() for k in range(len(classes))])
+        present = [k for k in range(len(classes)) if (given == k).any()]
+        thresholds = np.array([proba[given == k, k].mean() if k in present else 1.0 for k in range(len(classes))])
         for i in range(len(examples)):
             p_given = proba[i, given[i]]
-            above = [k for k in range(len(classes)) if k != given[i] and proba[i, k] >= thresholds[k]]
+            above = [k for k in present if k != given[i] and proba[i, k] >= thresholds[k]]
             if p_given < thresholds[given[i]] and above:
                 k = max(above, key=lambda c: proba[i, c])
                 suspects.append(
@@ -250,7 +324,7 @@ def retrain(
     corpus = load_corpus(corpus_path)
     data = training_set(corpus, reviewed)
     suspects = audit([*data.train, *data.dev], data.refs, seed=seed)
-    outcome = fit_and_calibrate(data.train, data.dev, data.dev_scripts, seed=seed)
+    outcome = fit_and_calibrate([*data.train, *data.dev], seed=seed)
     test = split(corpus, "test")
     test_truth = {h: [c.label(h) for c in test] for h in HEADS}
     held_truth = {h: [getattr(r, h) for r in data.held_out] for h in HEADS}
@@ -260,13 +334,13 @@ def retrain(
     if data.held_out:
         datasets.append(("held-out reviewed", [r.text for r in data.held_out], held_truth,
                          [r.decided for r in data.held_out]))
-    comparisons, metrics = [], {"dev": outcome.manifest["metrics"]["dev"]}
+    comparisons, metrics = [], {"out_of_register": outcome.manifest["metrics"]["out_of_register"]}
     for name, texts, truth, decided in datasets:
         mine = _score(outcome.model, texts, truth, "challenger", name, decided)
         metrics[name] = mine.summary()
         if champion is not None:
-            theirs = _score(champion.model, texts, truth, f"champion {champion.version}", name, decided)
-            comparisons.append(compare(name, theirs, mine, max_drop))
+            comparisons.append(compare(name, truth, _labels(champion.model, texts), _labels(outcome.model, texts),
+                                       max_drop, decided))
     sizes = {**outcome.data_sizes, "reviewed": data.reviewed_used, "held_out_reviewed": len(data.held_out),
              "corpus_replaced_by_review": data.corpus_replaced,
              **{f"reviewed_skipped_{k}": v for k, v in data.skipped.items()}}
@@ -276,7 +350,10 @@ def retrain(
     manifest["metrics"] = metrics
     manifest["parent"] = champion.version if champion else None
     failures = [f for c in comparisons for f in c.failures]
-    manifest["gate"] = {"max_drop": max_drop, "passed": not failures, "failures": failures, "forced": force and bool(failures)}
+    manifest["gate"] = {"max_drop": max_drop, "passed": not failures, "failures": failures, "forced": force and bool(failures),
+                        "rule": "fail only when the 95 % paired-bootstrap interval of a difference lies wholly below "
+                                "the tolerance", "intervals": {c.data: c.intervals for c in comparisons},
+                        "notes": [c.note for c in comparisons if c.note]}
     saved = registry.save(outcome.model, manifest)
     version = str(saved["version"])
     result = RetrainOutcome("", "", version, None, new, comparisons, len(suspects), sizes)

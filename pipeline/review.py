@@ -21,6 +21,7 @@ retraining. Excel sheets live in :mod:`pipeline.workbooks`.
 
 from __future__ import annotations
 
+import re
 import sqlite3
 from collections import Counter, defaultdict
 from collections.abc import Iterable, Mapping, Sequence
@@ -28,10 +29,12 @@ from dataclasses import dataclass, field
 
 from .errors import InputError, StoreError
 from .labels import HEADS, parse_label
+from .normalize import fold_identifier
 from .rounds import Scope
-from .store import now, transaction
+from .store import append_overrides, now, transaction, unit_key
 
-CHANNELS = ("terminal", "excel", "cli")
+CHANNELS = ("terminal", "excel", "cli", "web")
+REVIEWER_ID = re.compile(r"[a-z0-9_.-]+")
 
 
 # -- reviewers ------------------------------------------------------------------------
@@ -46,22 +49,32 @@ class Reviewer:
     decisions: int = 0
 
 
+def reviewer_key(reviewer_id: str) -> str:
+    """The canonical form of a reviewer id as typed (:func:`normalize.fold_identifier`):
+    ``Zhang``, ``ｚｈａｎｇ`` and ``zhang\u200b`` are all ``zhang``."""
+    return fold_identifier(reviewer_id)
+
+
 def add_reviewer(db: sqlite3.Connection, reviewer_id: str, name: str, recuse: Iterable[str] = ()) -> Reviewer:
     """Register a reviewer, or add recusals (回避, by inspected unit) to an existing one.
 
-    A reviewer is never renamed. A recusal is on the unit the written name resolves to in
-    the unit directory (:mod:`pipeline.units`); a name that resolves to nothing is kept as
-    written (:func:`pipeline.units.unit_warnings` says so and suggests the nearest names).
+    The id is folded (:func:`reviewer_key`) and must then be letters a-z, digits, ``_``,
+    ``.`` or ``-``, so no two ids look alike. A reviewer is never renamed. A recusal is on
+    the unit the written name resolves to in the unit directory (:mod:`pipeline.units`); a
+    name that resolves to nothing is kept as written (:func:`pipeline.units.unit_warnings`
+    says so and suggests the nearest names). A recusal is never deleted: it can end, with a
+    recorded reason (:func:`end_recusal`), and both are part of the record.
     """
-    reviewer_id, name = reviewer_id.strip(), name.strip()
-    if not reviewer_id or any(ch.isspace() for ch in reviewer_id):
-        raise InputError(f"reviewer id {reviewer_id!r} must be one word without spaces")
+    typed, name = reviewer_id, name.strip()
+    reviewer_id = reviewer_key(typed)
+    if not REVIEWER_ID.fullmatch(reviewer_id):
+        raise InputError(f"reviewer id {typed!r} must be one word of a-z, 0-9, '_', '.' or '-' (e.g. zhang)")
     if not name:
         raise InputError(f"reviewer {reviewer_id} needs a name (--name)")
     units = [u.strip() for u in recuse]
-    if not all(units):
+    if not all(unit_key(u) for u in units):
         raise InputError("a --recuse unit is empty")
-    with transaction(db):
+    with transaction(db, f"adding reviewer {reviewer_id}"):
         row = db.execute("SELECT name FROM reviewers WHERE reviewer_id = ?", (reviewer_id,)).fetchone()
         if row is None:
             db.execute("INSERT INTO reviewers VALUES (?, ?, ?)", (reviewer_id, name, now()))
@@ -94,10 +107,10 @@ def _recuse(db: sqlite3.Connection, reviewer_id: str, unit: str, reason: str) ->
 def recuse(db: sqlite3.Connection, reviewer_id: str, units: Iterable[str], reason: str = "") -> Reviewer:
     """Add recusals to an existing reviewer (recorded in the recusal log)."""
     units = [u.strip() for u in units]
-    if not units or not all(units):
+    if not units or not all(unit_key(u) for u in units):
         raise InputError("give at least one unit to recuse from")
-    with transaction(db):
-        get_reviewer(db, reviewer_id)
+    with transaction(db, f"recusals of {reviewer_key(reviewer_id)}"):
+        reviewer_id = get_reviewer(db, reviewer_id).reviewer_id
         for unit in units:
             _recuse(db, reviewer_id, unit, reason)
     return get_reviewer(db, reviewer_id)
@@ -110,8 +123,9 @@ def end_recusal(db: sqlite3.Connection, reviewer_id: str, unit: str, reason: str
 
     if not reason.strip():
         raise InputError("ending a recusal needs a reason (--reason)")
-    with transaction(db):
+    with transaction(db, f"ending a recusal of {reviewer_key(reviewer_id)}"):
         reviewer = get_reviewer(db, reviewer_id)
+        reviewer_id = reviewer.reviewer_id
         key = load_directory(db).resolve(unit).key
         row = db.execute("SELECT unit FROM recusals WHERE reviewer_id = ? AND unit_key = ? AND ended IS NULL",
                          (reviewer_id, key)).fetchone()
@@ -137,11 +151,13 @@ def list_reviewers(db: sqlite3.Connection) -> list[Reviewer]:
 
 
 def get_reviewer(db: sqlite3.Connection, reviewer_id: str) -> Reviewer:
-    """The reviewer, or :class:`StoreError` telling how to add them."""
+    """The reviewer an id as typed names (compared folded: :func:`reviewer_key`), or
+    :class:`StoreError` telling how to add them. Use the returned ``reviewer_id`` after."""
+    key = reviewer_key(reviewer_id)
     for reviewer in list_reviewers(db):
-        if reviewer.reviewer_id == reviewer_id:
+        if reviewer.reviewer_id == reviewer_id or reviewer_key(reviewer.reviewer_id) == key:
             return reviewer
-    raise StoreError(f"unknown reviewer {reviewer_id!r}; add them first: clue-triage reviewers add {reviewer_id} --name …")
+    raise StoreError(f"unknown reviewer {reviewer_id!r}; add them first: clue-triage reviewers add {key or 'ID'} --name …")
 
 
 def recused_units(db: sqlite3.Connection, reviewer_id: str) -> set[str]:
@@ -158,8 +174,8 @@ class Eligibility:
     def __init__(self, db: sqlite3.Connection, reviewer_id: str, include_unknown: bool = False) -> None:
         from .units import load_directory
 
-        get_reviewer(db, reviewer_id)
-        self.recused = recused_units(db, reviewer_id)
+        self.reviewer_id = get_reviewer(db, reviewer_id).reviewer_id
+        self.recused = recused_units(db, self.reviewer_id)
         self.directory = load_directory(db)
         self.include_unknown = include_unknown
 
@@ -329,7 +345,9 @@ def clue_states(db: sqlite3.Connection, run: RunScope = None) -> list[ClueState]
     predictions = _predictions(db, run)
     decisions = _decisions(db)
     clues = {r["clue_key"]: r for r in db.execute("SELECT * FROM clues")}
-    return [_state(clues[key], p, decisions.get(key, [])) for key, p in predictions.items()]
+    # a prediction whose clue is missing (an orphan: the store was edited behind our back)
+    # is left out here and reported by store.verify_store, never a crash
+    return [_state(clues[key], p, decisions.get(key, [])) for key, p in predictions.items() if key in clues]
 
 
 def clue_state(db: sqlite3.Connection, key: str, run: int | None = None) -> ClueState:
@@ -392,6 +410,7 @@ def review_queue(db: sqlite3.Connection, reviewer_id: str, run: RunScope = None,
     they have any (:func:`pipeline.assignments.share`)."""
     from .assignments import share
 
+    reviewer_id = get_reviewer(db, reviewer_id).reviewer_id
     todo = [s for s in share(db, reviewer_id, run, include_unknown_units=include_unknown_units)
             if not s.decided_by(reviewer_id)]
     return sorted(todo, key=lambda s: s.prediction.margin if s.prediction else 1.0)
@@ -433,26 +452,35 @@ def group_members(db: sqlite3.Connection, key: str) -> list[str]:
     return [key, *others]
 
 
-def _check_reviewer(db: sqlite3.Connection, reviewer_id: str, state: ClueState) -> None:
-    get_reviewer(db, reviewer_id)
-    if state.unit_key in recused_units(db, reviewer_id):
+def _check_reviewer(db: sqlite3.Connection, reviewer_id: str, state: ClueState) -> str:
+    """The reviewer's canonical id, or an error when they recused from the clue's unit."""
+    reviewer_id = get_reviewer(db, reviewer_id).reviewer_id
+    recused = recused_units(db, reviewer_id)
+    if state.unit_key in recused or unit_key(state.unit) in recused:
         raise StoreError(f"reviewer {reviewer_id} recused from {state.unit!r}; clue {state.clue_id} is not theirs to decide")
+    return reviewer_id
 
 
 def insert_override(db: sqlite3.Connection, state: ClueState, head: str, label: str, reviewer_id: str, *,
                     kind: str = "review", reason: str = "", channel: str = "cli", import_sha256: str | None = None) -> int:
     """Append one override row (inside the caller's transaction); return its id."""
+    return append_overrides(db, [override_row(state, head, label, reviewer_id, kind=kind, reason=reason,
+                                              channel=channel, import_sha256=import_sha256)])[0]
+
+
+def override_row(state: ClueState, head: str, label: str, reviewer_id: str, *, kind: str = "review",
+                 reason: str = "", channel: str = "cli", import_sha256: str | None = None) -> dict[str, object]:
+    """The columns of one override row (for :func:`store.append_overrides`)."""
     if channel not in CHANNELS:
         raise ValueError(f"channel must be one of {CHANNELS}")
     p = state.prediction
-    cursor = db.execute(
-        "INSERT INTO overrides (clue_key, head, kind, predicted_label, predicted_conf, model_version, run_id, "
-        "old_label, new_label, reviewer_id, reason, channel, import_sha256, created) "
-        "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-        (state.clue_key, head, kind, p.labels[head] if p else None, p.confidence[head] if p else None,
-         p.model_version if p else None, p.run_id if p else None, state.heads[head].effective, label,
-         reviewer_id, reason.strip(), channel, import_sha256, now()))
-    return int(cursor.lastrowid or 0)
+    return {
+        "clue_key": state.clue_key, "head": head, "kind": kind,
+        "predicted_label": p.labels[head] if p else None, "predicted_conf": p.confidence[head] if p else None,
+        "model_version": p.model_version if p else None, "run_id": p.run_id if p else None,
+        "old_label": state.heads[head].effective, "new_label": label, "reviewer_id": reviewer_id,
+        "reason": reason.strip(), "channel": channel, "import_sha256": import_sha256, "created": now(),
+    }
 
 
 def record_decision(db: sqlite3.Connection, key: str, reviewer_id: str, labels: Mapping[str, str], *,
@@ -466,9 +494,9 @@ def record_decision(db: sqlite3.Connection, key: str, reviewer_id: str, labels: 
     parsed = {head: parse_label(head, value) for head, value in labels.items()}
     if not parsed:
         raise InputError("a decision needs a label for at least one head")
-    with transaction(db):
+    with transaction(db, f"a decision of {reviewer_key(reviewer_id)}"):
         state = clue_state(db, key, run)
-        _check_reviewer(db, reviewer_id, state)
+        reviewer_id = _check_reviewer(db, reviewer_id, state)
         if state.prediction is None:
             raise StoreError(f"clue {state.clue_id} has no prediction from a complete triage run")
         for head, label in parsed.items():
@@ -478,21 +506,31 @@ def record_decision(db: sqlite3.Connection, key: str, reviewer_id: str, labels: 
     return clue_state(db, key, run)
 
 
-def apply_to_member(db: sqlite3.Connection, member: ClueState, labels: Mapping[str, str], reviewer_id: str, *,
-                    reason: str, channel: str, import_sha256: str | None = None) -> int:
-    """Record a decision taken on a repeat group for one more of its clues (inside the
-    caller's transaction), one row per head unless this reviewer's latest decision on that
-    head already says so; return the rows written."""
-    _check_reviewer(db, reviewer_id, member)
-    written = 0
+def member_rows(db: sqlite3.Connection, member: ClueState, labels: Mapping[str, str], reviewer_id: str, *,
+                reason: str, channel: str, import_sha256: str | None = None) -> list[dict[str, object]]:
+    """The override rows recording a decision taken on a repeat group for one more of its
+    clues: one per head unless this reviewer's latest decision on that head already says so
+    (for :func:`store.append_overrides`; an error when the reviewer is recused from its unit)."""
+    reviewer_id = _check_reviewer(db, reviewer_id, member)
+    rows = []
     for head, label in labels.items():
         mine = [d for d in member.rows if d.head == head and d.kind == "review" and d.reviewer_id == reviewer_id]
         if mine and mine[-1].new_label == label:
             continue
         note = f"同组决定 / decided for the group{': ' + reason.strip() if reason.strip() else ''}"
-        insert_override(db, member, head, label, reviewer_id, reason=note, channel=channel, import_sha256=import_sha256)
-        written += 1
-    return written
+        rows.append(override_row(member, head, label, reviewer_id, reason=note, channel=channel,
+                                 import_sha256=import_sha256))
+    return rows
+
+
+def apply_to_member(db: sqlite3.Connection, member: ClueState, labels: Mapping[str, str], reviewer_id: str, *,
+                    reason: str, channel: str, import_sha256: str | None = None) -> int:
+    """Record a decision taken on a repeat group for one more of its clues (inside the
+    caller's transaction, see :func:`member_rows`); return the rows written."""
+    rows = member_rows(db, member, labels, reviewer_id, reason=reason, channel=channel, import_sha256=import_sha256)
+    if rows:
+        append_overrides(db, rows)
+    return len(rows)
 
 
 @dataclass(frozen=True)
@@ -510,23 +548,24 @@ def disputes(db: sqlite3.Connection, run: RunScope = None) -> list[Dispute]:
     return [Dispute(s, head) for s in clue_states(db, run) for head, h in s.heads.items() if h.status == "disputed"]
 
 
-def resolve(db: sqlite3.Connection, ref: str, head: str, label: str, adjudicator: str, reason: str) -> HeadState:
+def resolve(db: sqlite3.Connection, ref: str, head: str, label: str, adjudicator: str, reason: str,
+            channel: str = "cli") -> HeadState:
     """Record an adjudication of a disputed head (or a new one of an adjudicated head)."""
     if head not in HEADS:
         raise InputError(f"unknown head {head!r}; use one of: {', '.join(HEADS)}")
     if not reason.strip():
         raise InputError("an adjudication needs a reason (--reason)")
     code = parse_label(head, label)
-    with transaction(db):
+    with transaction(db, f"an adjudication by {reviewer_key(adjudicator)}"):
         state = clue_state(db, find_clue(db, ref))
-        _check_reviewer(db, adjudicator, state)
+        adjudicator = _check_reviewer(db, adjudicator, state)
         if state.heads[head].status not in ("disputed", "adjudicated"):
             raise StoreError(f"clue {state.clue_id} is not disputed on {head}; nothing to adjudicate")
         if adjudicator in state.heads[head].decisions:
             raise StoreError(
                 f"{adjudicator} reviewed clue {state.clue_id} on {head}; the adjudicator must be someone else"
             )
-        insert_override(db, state, head, code, adjudicator, kind="adjudication", reason=reason, channel="cli")
+        insert_override(db, state, head, code, adjudicator, kind="adjudication", reason=reason, channel=channel)
     return clue_state(db, state.clue_key).heads[head]
 
 

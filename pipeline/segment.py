@@ -31,14 +31,26 @@ from .paths import STOPWORDS_PATH, USERDICT_PATH
 SEGMENTERS = ("rjieba", "jieba")
 DEFAULT_SEGMENTER = "rjieba"
 
+#: Single-character surnames: the 百家姓 list plus others common today (萧, 洪, 巴, 太 …).
+#: Used only to recognise "surname + 某" references (王某, 萧某某), never to guess names.
 _COMMON_SURNAMES = (
-    "王李张刘陈杨黄赵吴周徐孙马朱胡郭何高林罗郑梁谢宋唐许韩冯邓曹彭曾肖田董袁潘于蒋蔡余杜叶程"
-    "苏魏吕丁任沈姚卢姜崔钟谭陆汪范金石廖贾夏韦付方白邹孟熊秦邱江尹薛闫段雷侯龙史陶黎贺顾毛"
-    "郝龚邵万钱严覃武戴莫孔向汤常温康施文牛樊葛邢安齐易乔伍庞颜倪庄聂章鲁岳翟殷詹申欧耿关兰焦"
-    "俞左柳甘祝包宁尚符舒阮柯纪梅童凌毕单季裴霍涂成苗谷盛曲翁冉骆蓝路游辛靳管柴蒙鲍华喻祁蒲房"
-    "滕屈饶解牟艾尤阳时穆农司卓古吉缪简车项连芦麦褚娄窦戚岑景党宫费卜冷晏席卫米柏宗瞿桂全佟"
-    "应臧闵苟邬边卞姬师和仇栾隋商刁沙荣巫寇桑郎甄丛仲虞敖巩明佘池查麻苑迟邝"
+    "王李张刘陈杨黄赵吴周徐孙马朱胡郭何高林罗郑梁谢宋唐许韩冯邓曹彭曾肖萧田董袁潘于蒋蔡余杜叶程苏魏吕"
+    "丁任沈姚卢姜崔钟谭陆汪范金石廖贾夏韦付傅方白邹孟熊秦邱江尹薛闫阎段雷侯龙史陶黎贺顾毛郝龚邵万钱严"
+    "覃武戴莫孔汤常温康施文牛樊邢安齐易乔伍庞颜倪庄聂章鲁岳翟殷詹申欧耿关兰焦俞左柳甘祝包宁尚符舒阮柯"
+    "纪梅童凌毕单季裴霍涂成苗谷盛曲翁冉骆蓝路游辛靳管柴蒙鲍华喻祁蒲房滕屈饶解牟艾尤阳穆农司卓古吉缪简"
+    "车项连芦麦褚娄窦戚岑景党宫费卜冷晏席卫米柏宗瞿桂全佟应臧闵苟邬边卞姬师仇栾隋刁沙荣巫寇桑郎甄丛仲"
+    "虞敖巩佘池查麻苑迟邝洪巴太丰鄂蔺荆郁苍隆琴练粟冼伏邸栗茅富勾拓禹谈赖宿秋阙邰汲邴糜松井侍谯鞠斐雍"
+    "璩桓濮寿扈燕冀郏浦慕茹宦庾暨衡弘匡禄殳蔚夔厍晁訾阚巢蒯竺逯盖汝鄢钦缑亢郈佴笪籍"
 )
+#: Two-character surnames, matched before single ones.
+_COMPOUND_SURNAMES = (
+    "欧阳", "司马", "上官", "诸葛", "东方", "皇甫", "尉迟", "公孙", "慕容", "令狐", "长孙", "宇文",
+    "司徒", "夏侯", "轩辕", "端木", "独孤", "南宫", "西门", "百里", "呼延", "澹台", "太史", "申屠",
+)
+
+#: A person referred to as surname + 某 (王某, 欧阳某某, 李XX), not a place or unit (某市, 王某村).
+PERSON_REF = (rf"(?:(?:{'|'.join(_COMPOUND_SURNAMES)}|[{_COMMON_SURNAMES}])(?:某某|某|XX|xx|××|\*\*))"
+              r"(?![市县区镇局省厂企公单部处科村街些种项次])")
 
 #: (placeholder, class token, pattern). Order matters: longer, more specific patterns first.
 _MASKS: tuple[tuple[str, str, str], ...] = (
@@ -59,14 +71,14 @@ _MASKS: tuple[tuple[str, str, str], ...] = (
      r"|[零一二两三四五六七八九十百千万亿]+(?:多|余)?(?:元|块钱)"
      r"|\d+(?:\.\d+)?\s?(?:万|亿)(?=[^\d元]|$)"),
     ("MASKCODE", "<编号>", r"[A-Za-z]{1,6}[-_]?\d[A-Za-z0-9_-]*"),
-    ("MASKPERSON", "<人名>", rf"(?:[{_COMMON_SURNAMES}](?:某某|某|XX|xx|××|\*\*))(?![市县区镇局省厂企公单部处科村街些种项次])"),
+    ("MASKPERSON", "<人名>", PERSON_REF),
     ("MASKNUM", "<数字>", r"\d+(?:\.\d+)?"),
 )
 # Every pattern starts with one of these characters; checking that first (a cheap set
 # lookup) before trying eleven alternatives makes masking about five times faster.
 _FIRST_CHARS = re.escape(
     "¥￥@._+-百二〇零一两三四五六七八九十千万亿京津沪渝冀豫云辽黑湘皖鲁新苏浙赣鄂桂甘晋蒙陕吉闽贵粤青藏川宁琼"
-    + _COMMON_SURNAMES
+    + _COMMON_SURNAMES + "".join(c[0] for c in _COMPOUND_SURNAMES)
 )
 _MASK_RE = re.compile(
     f"(?=[0-9A-Za-z{_FIRST_CHARS}])(?:" + "|".join(f"(?P<{name}>{pattern})" for name, _, pattern in _MASKS) + ")"

@@ -1,14 +1,26 @@
-"""Training: choose decision thresholds on `dev`, fit the final model on `train`+`dev`.
+"""Training: thresholds and calibration from registers the model did not see, then the final fit.
 
-Protocol (``docs/model.md``):
+Protocol (``docs/model.md``). The training data (corpus ``train`` + ``dev``, and reviewed
+clues when retraining) is grouped by **register** — how a clue is written: a petition
+letter, a talk note, a line of an inspection feedback report, a case notice … Reviewed
+clues form a group of their own.
 
-1. fit on ``train``; predict ``dev``;
-2. on those ``dev`` predictions choose the `further` threshold (best attention macro-F1
-   with `further` recall ≥ 0.90) and each head's needs-review threshold (the lowest
-   confidence above which ≥ 95 % of ``dev`` clues are right);
-3. record the ``dev`` scores of step 1 in the manifest (honest: that model never saw ``dev``);
-4. fit the final model with the same configuration on ``train`` + ``dev`` (+ reviewed clues
-   when retraining). ``test`` is never used here.
+1. Pack the groups into five folds of whole groups; for each fold, fit the members on the
+   other folds and score it: every training clue gets *out-of-register* scores, as if it
+   came from a kind of text the model had never seen (the situation that matters: real
+   intake is not our corpus).
+2. Fit each head's stacker (multinomial logistic regression over the members' scores) on
+   those out-of-register scores: this is the calibration.
+3. On the calibrated out-of-register probabilities choose the `further` threshold (best
+   attention macro-F1 with `further` recall ≥ 0.90) and the needs-review thresholds (the
+   fewest flags such that unflagged clues are right ≥ 90 % on attention and ≥ 95 % on area,
+   with the familiarity and misconduct-term rules of :mod:`pipeline.flags` applied too).
+4. The familiarity floor is the 5th percentile of training clues' familiarity measured
+   out of fold (5 random folds): a clue less familiar than 95 % of training clues is flagged.
+5. Fit the final members on everything and attach stackers and thresholds. ``test`` is
+   never used here.
+
+The manifest records the out-of-register scores per register (``metrics.out_of_register``).
 """
 
 from __future__ import annotations
@@ -16,28 +28,37 @@ from __future__ import annotations
 import hashlib
 import os
 import platform
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
+from sklearn.metrics import f1_score, recall_score
+from sklearn.model_selection import StratifiedKFold
 
 from . import __version__
 from .corpus import Clue, split
 from .evaluate import Evaluation, evaluate_predictions
-from .features import Prepared, prepare
+from .features import prepare
+from .flags import has_alarm, needs_review
 from .fsutil import sha256_file
 from .labels import AREA, ATTENTION, HEADS
-from .model import DEFAULT_CONFIG, HeadConfig, TwoHeadModel, decide
-from .paths import STOPWORDS_PATH, USERDICT_PATH, Home
+from .model import DEFAULT_CONFIG, ModelConfig, TwoHeadModel, decide, fit_stacker, softmax
+from .paths import ALARM_TERMS_PATH, STOPWORDS_PATH, USERDICT_PATH, Home
 from .segment import current_segmenter
+from .vectorize import Keys, Vocabulary
 
-REVIEW_PRECISION = 0.95
+UNFLAGGED_ACCURACY = {"attention": 0.90, "area": 0.95}
 FURTHER_RECALL_FLOOR = 0.90
-FURTHER_REVIEW_BELOW = 0.90
+FAMILIARITY_QUANTILE = 0.05
+#: Registers are packed into this many folds of whole registers for calibration (5 fits
+#: instead of 13); ``scripts/compare_models.py`` and ``scripts/transfer.py`` leave out one
+#: register at a time.
+CALIBRATION_FOLDS = 5
 #: A reviewed clue counts this many times a corpus clue: it is a correction made by the
 #: office on its own intake, usually of a pattern the model keeps getting wrong.
 REVIEW_WEIGHT = 3.0
+REVIEWED_GROUP = "reviewed"
 
 
 @dataclass(frozen=True)
@@ -49,6 +70,7 @@ class Example:
     area: str
     origin: str = "corpus"  # or "review"
     decided: tuple[str, ...] = ("attention", "area")  # heads whose label a person gave
+    group: str = ""  # the register (corpus) or "reviewed"
 
     def label(self, head: str) -> str:
         return self.attention if head == "attention" else self.area
@@ -74,42 +96,14 @@ def _weights(examples: Sequence[Example]) -> dict[str, list[float]] | None:
 
 
 def examples_from(clues: Sequence[Clue]) -> list[Example]:
-    return [Example(c.text, c.attention, c.area) for c in clues]
-
-
-def wilson_lower(correct: float, n: float, z: float = 1.645) -> float:
-    """One-sided 95 % lower confidence bound of a proportion (Wilson score interval)."""
-    if n == 0:
-        return 0.0
-    p = correct / n
-    centre = p + z * z / (2 * n)
-    spread = z * np.sqrt(p * (1 - p) / n + z * z / (4 * n * n))
-    return float((centre - spread) / (1 + z * z / n))
-
-
-def review_threshold(correct: np.ndarray, confidence: np.ndarray, precision: float = REVIEW_PRECISION) -> float:
-    """Lowest confidence ``t`` such that clues with confidence ≥ ``t`` are right ≥ ``precision``.
-
-    "Right ≥ 95 % of the time" is required of the lower 95 % confidence bound of the accuracy
-    above ``t``, not of the accuracy itself: ``dev`` is a few hundred clues, and a threshold
-    that only just reaches 95 % on them would be below it on new clues about half the time.
-    """
-    order = np.argsort(-confidence, kind="stable")
-    hits = np.cumsum(np.asarray(correct, dtype=float)[order])
-    counts = np.arange(1, len(order) + 1)
-    ok = [i for i in range(len(order)) if wilson_lower(hits[i], counts[i]) >= precision]
-    if not ok:
-        return 1.0
-    return float(confidence[order][max(ok)])
+    return [Example(c.text, c.attention, c.area, group=c.register) for c in clues]
 
 
 def choose_further_threshold(truth: Sequence[str], classes: Sequence[str], proba: np.ndarray) -> float | None:
     """The `further` threshold giving the best macro-F1 among those with recall ≥ 0.90."""
-    from sklearn.metrics import f1_score, recall_score
-
     best: tuple[float, float | None] | None = None
     fallback: tuple[float, float | None] | None = None
-    for t in [None, *np.round(np.arange(0.50, 0.14, -0.05), 2)]:
+    for t in [None, *np.round(np.arange(0.50, 0.09, -0.025), 3)]:
         pred = [classes[i] for i in decide(classes, proba, t)]
         rec = recall_score(truth, pred, labels=["further"], average="macro", zero_division=0)
         f1 = f1_score(truth, pred, average="macro", zero_division=0)
@@ -150,41 +144,221 @@ def library_versions() -> dict[str, str]:
     }
 
 
-def fit_and_calibrate(
-    train: Sequence[Example],
-    dev: Sequence[Example],
-    dev_scripts: Sequence[str] | None = None,
-    *,
-    seed: int = 0,
-    config: dict[str, HeadConfig] | None = None,
-    extra_final: Sequence[Example] = (),
-) -> TrainOutcome:
+def subset(keys: Keys, idx: np.ndarray) -> Keys:
+    """The keys of documents ``idx`` (in that order), renumbered 0…len(idx)-1."""
+    where = np.full(keys.n_docs, -1, dtype=np.int64)
+    where[idx] = np.arange(len(idx))
+    rows = where[keys.rows]
+    keep = rows >= 0
+    order = np.argsort(rows[keep], kind="stable")
+    return Keys(rows[keep][order], keys.keys[keep][order], len(idx))
+
+
+@dataclass
+class OutOfGroup:
+    """Every example scored by a model that never saw its group."""
+
+    groups: list[str]
+    scores: dict[str, np.ndarray]  # per head: members' scores, blocks in HEADS order
+    familiarity: np.ndarray
+
+
+def _aligned(model: TwoHeadModel, head: str, scores: np.ndarray) -> np.ndarray:
+    """Members' score blocks in the head's full class order (a class absent from a fold's
+    training data gets a score far below the others)."""
+    classes = model.heads_[head].classes
+    k, full = len(classes), HEADS[head]
+    blocks = []
+    for m in range(scores.shape[1] // k):
+        block = scores[:, m * k : (m + 1) * k]
+        out = np.full((len(scores), len(full)), block.min() - 5.0 if block.size else -5.0)
+        for c, name in enumerate(classes):
+            out[:, full.index(name)] = block[:, c]
+        blocks.append(out)
+    return np.hstack(blocks)
+
+
+def _grouped(groups: Sequence[str], folds: int) -> list[str]:
+    """Whole groups packed into ``folds`` folds of similar size (largest group first into the
+    smallest fold; deterministic), so that fewer fits still leave every group out."""
+    sizes: dict[str, int] = {}
+    for g in groups:
+        sizes[g] = sizes.get(g, 0) + 1
+    load = [0] * folds
+    fold_of: dict[str, int] = {}
+    for g in sorted(sizes, key=lambda g: (-sizes[g], g)):
+        f = load.index(min(load))
+        fold_of[g] = f
+        load[f] += sizes[g]
+    names = {f: "+".join(sorted(g for g, v in fold_of.items() if v == f)) for f in range(folds)}
+    return [names[fold_of[g]] for g in groups]
+
+
+def out_of_group(examples: Sequence[Example], keys: Keys, config: ModelConfig, seed: int,
+                 groups: Sequence[str] | None = None, max_folds: int | None = None) -> OutOfGroup:
+    """Step 1 of the protocol: leave one group out, score it, for every group.
+
+    With ``max_folds``, groups are packed into that many folds of whole groups (each clue is
+    still scored by a model that never saw its group, nor the few groups packed with it).
+    With fewer than three groups (a tiny corpus) the groups are five stratified folds."""
+    groups = list(groups if groups is not None else [e.group for e in examples])
+    original = list(groups)
+    if len(set(groups)) < 3:
+        y = [e.attention for e in examples]
+        folds = StratifiedKFold(5, shuffle=True, random_state=seed).split(np.zeros(len(y)), y)
+        groups = [""] * len(examples)
+        for f, (_, held) in enumerate(folds):
+            for i in held:
+                groups[i] = f"fold{f}"
+    if max_folds and len(set(groups)) > max_folds:
+        groups = _grouped(groups, max_folds)
+    weights = _weights(examples)
+    scores = {h: np.zeros((len(examples), len(config.heads[h].members) * len(HEADS[h]))) for h in HEADS}
+    familiarity = np.zeros(len(examples))
+    g = np.asarray(groups)
+    for name in sorted(set(groups)):
+        held, fit = np.flatnonzero(g == name), np.flatnonzero(g != name).tolist()
+        model = TwoHeadModel(config, seed).fit(
+            subset(keys, np.asarray(fit, dtype=np.int64)), {h: [examples[i].label(h) for i in fit] for h in HEADS},
+            None if weights is None else {h: [weights[h][i] for i in fit] for h in HEADS},
+        )
+        batch = model.batch(subset(keys, held))
+        familiarity[held] = batch.familiarity
+        for h in HEADS:
+            scores[h][held] = _aligned(model, h, model.heads_[h].scores(batch.matrix))
+    return OutOfGroup(list(original), scores, familiarity)
+
+
+def familiarity_floor(keys: Keys, config: ModelConfig, seed: int, quantile: float = FAMILIARITY_QUANTILE) -> float:
+    """Step 4: the familiarity below which a clue is stranger than ``1 - quantile`` of
+    training clues, each measured against a vocabulary fitted without it (5 random folds)."""
+    n = keys.n_docs
+    order = np.random.default_rng(seed).permutation(n)
+    values = np.zeros(n)
+    for fold in np.array_split(order, 5):
+        rest = np.setdiff1d(np.arange(n), fold)
+        vocab = Vocabulary(config.features, config.binary, config.min_df).fit(subset(keys, rest))
+        values[fold] = vocab.transform(subset(keys, fold)).familiarity
+    return float(np.quantile(values, quantile))
+
+
+@dataclass
+class ReviewRule:
+    thresholds: dict[str, float]
+    flagged: float
+    unflagged_accuracy: dict[str, float]
+    met: bool
+
+
+def choose_review_thresholds(
+    truth: Mapping[str, Sequence[str]], predicted: Mapping[str, Sequence[str]],
+    confidence: Mapping[str, np.ndarray], familiarity: np.ndarray, alarm: Sequence[bool], floor: float,
+    targets: Mapping[str, float] = UNFLAGGED_ACCURACY, margin: float = 0.01,
+) -> ReviewRule:
+    """Step 3: the needs-review thresholds that flag the fewest clues while unflagged clues
+    are right at least ``targets + margin`` of the time on each head. When no pair reaches
+    that, the pair with the best worst-head shortfall (most clues flagged before accuracy)."""
+    right = {h: np.asarray(truth[h]) == np.asarray(predicted[h]) for h in HEADS}
+    grid = np.round(np.arange(0.30, 0.991, 0.01), 2)
+    best: tuple[tuple[float, ...], ReviewRule] | None = None
+    for ta in grid:
+        for tb in grid:
+            th = {"attention": float(ta), "area": float(tb)}
+            flag = needs_review(predicted["attention"], confidence["attention"], confidence["area"],
+                                familiarity, alarm, th, floor)
+            keep = ~flag
+            acc = {h: float(right[h][keep].mean()) if keep.any() else 1.0 for h in HEADS}
+            shortfall = max(targets[h] + margin - acc[h] for h in HEADS)
+            met = shortfall <= 0
+            rank = (0.0, float(flag.mean()), ta + tb) if met else (1.0, shortfall, float(flag.mean()))
+            if best is None or rank < best[0]:
+                best = (rank, ReviewRule(th, float(flag.mean()), acc, met))
+    assert best is not None
+    return best[1]
+
+
+@dataclass
+class Calibrated:
+    """What steps 1–4 produce, with the out-of-register predictions they were chosen on."""
+
+    stackers: dict[str, tuple[np.ndarray, np.ndarray]]
+    further_threshold: float | None
+    rule: ReviewRule
+    floor: float
+    groups: list[str]
+    predicted: dict[str, list[str]]
+    confidence: dict[str, np.ndarray]
+    flagged: np.ndarray
+
+
+def calibrate(examples: Sequence[Example], keys: Keys, alarm: Sequence[bool], config: ModelConfig,
+              seed: int) -> Calibrated:
+    """Steps 1–4 of the protocol."""
+    oog = out_of_group(examples, keys, config, seed, max_folds=CALIBRATION_FOLDS)
+    truth = {h: [e.label(h) for e in examples] for h in HEADS}
+    stackers, proba = {}, {}
+    for h in HEADS:
+        stackers[h] = fit_stacker(oog.scores[h], truth[h], HEADS[h])
+        proba[h] = softmax(oog.scores[h] @ stackers[h][0].T + stackers[h][1])
+    further_t = choose_further_threshold(truth["attention"], HEADS["attention"], proba["attention"])
+    predicted, confidence = {}, {}
+    for h in HEADS:
+        chosen = decide(HEADS[h], proba[h], further_t if h == "attention" else None)
+        predicted[h] = [HEADS[h][i] for i in chosen]
+        confidence[h] = proba[h][np.arange(len(chosen)), chosen]
+    floor = familiarity_floor(keys, config, seed)
+    rule = choose_review_thresholds(truth, predicted, confidence, oog.familiarity, alarm, floor)
+    flagged = needs_review(predicted["attention"], confidence["attention"], confidence["area"],
+                           oog.familiarity, alarm, rule.thresholds, floor)
+    return Calibrated(stackers, further_t, rule, floor, oog.groups, predicted, confidence, flagged)
+
+
+def register_table(examples: Sequence[Example], cal: Calibrated) -> dict[str, dict[str, float]]:
+    """Per group, scores of the out-of-register predictions and of the review rule."""
+    table: dict[str, dict[str, float]] = {}
+    groups = np.asarray(cal.groups)
+    for name in sorted(set(cal.groups)):
+        idx = np.flatnonzero(groups == name).tolist()
+        row: dict[str, float] = {"n": len(idx)}
+        keep = [i for i in idx if not cal.flagged[i]]
+        for h in HEADS:
+            y = [examples[i].label(h) for i in idx]
+            p = [cal.predicted[h][i] for i in idx]
+            row[f"{h}_macro_f1"] = round(float(f1_score(y, p, labels=sorted(set(y)), average="macro", zero_division=0)), 4)
+            row[f"{h}_unflagged_accuracy"] = round(
+                float(np.mean([examples[i].label(h) == cal.predicted[h][i] for i in keep])) if len(keep) else 1.0, 4)
+        further = [i for i in idx if examples[i].attention == "further"]
+        row["further_recall"] = round(float(np.mean([cal.predicted["attention"][i] == "further" for i in further]))
+                                      if further else float("nan"), 4)
+        row["flagged"] = round(float(cal.flagged[np.asarray(idx)].mean()), 4)
+        table[name] = row
+    return table
+
+
+def fit_and_calibrate(examples: Sequence[Example], *, seed: int = 0, config: ModelConfig | None = None) -> TrainOutcome:
     """Run the protocol in the module docstring and return the final model."""
     config = config or DEFAULT_CONFIG
-    train_docs = prepare([e.text for e in train])
-    dev_docs = prepare([e.text for e in dev])
-    probe = TwoHeadModel(config, seed).fit(
-        train_docs, {h: [e.label(h) for e in train] for h in HEADS}, _weights(train)
-    )
-    raw = probe.predict(dev_docs)
-    truth = {h: [e.label(h) for e in dev] for h in HEADS}
-    further_t = choose_further_threshold(truth["attention"], raw["attention"].classes, raw["attention"].proba)
-    probe.further_threshold = further_t
-    tuned = probe.predict(dev_docs)
-    thresholds = {
-        h: review_threshold(np.array([a == b for a, b in zip(truth[h], tuned[h].labels, strict=True)]), tuned[h].confidence)
-        for h in HEADS
+    docs = prepare([e.text for e in examples])
+    keys = TwoHeadModel(config, seed).keys(docs)
+    alarm = [has_alarm(d.text) for d in docs]
+    cal = calibrate(examples, keys, alarm, config, seed)
+    truth = {h: [e.label(h) for e in examples] for h in HEADS}
+    oor = evaluate_predictions("out of register (each group scored by a model that never saw it)", "out_of_register",
+                               truth, cal.predicted, cal.confidence)
+    final = TwoHeadModel(config, seed, further_threshold=cal.further_threshold)
+    final.fit(keys, truth, _weights(examples))
+    for h in HEADS:
+        final.heads_[h].stack_w, final.heads_[h].stack_b = (
+            _restricted(cal.stackers[h], final.heads_[h].classes, h, len(config.heads[h].members)))
+    final.review_thresholds = cal.rule.thresholds
+    final.familiarity_floor = cal.floor
+    sizes = {
+        "examples": len(examples),
+        "corpus": sum(e.origin == "corpus" for e in examples),
+        "reviewed": sum(e.origin == "review" for e in examples),
+        "groups": len(set(cal.groups)),
+        "final_fit": len(examples),
     }
-    dev_eval = evaluate_predictions(
-        "dev (model fitted on train)", "dev",
-        truth, {h: tuned[h].labels for h in HEADS}, {h: tuned[h].confidence for h in HEADS}, dev_scripts,
-    )
-    final_examples = [*train, *dev, *extra_final]
-    final_docs: list[Prepared] = [*train_docs, *dev_docs, *prepare([e.text for e in extra_final])]
-    final = TwoHeadModel(config, seed, further_threshold=further_t)
-    final.fit(final_docs, {h: [e.label(h) for e in final_examples] for h in HEADS}, _weights(final_examples))
-    final.review_thresholds = thresholds
-    sizes = {"train": len(train), "dev": len(dev), "reviewed": len(extra_final), "final_fit": len(final_examples)}
     manifest = {
         "labels": {"attention": list(ATTENTION), "area": list(AREA)},
         "config": final.config_dict(),
@@ -192,26 +366,44 @@ def fit_and_calibrate(
         "libraries": library_versions(),
         "data": {
             "sizes": sizes,
-            "examples_sha256": data_fingerprint(final_examples),
+            "examples_sha256": data_fingerprint(examples),
             "userdict_sha256": sha256_file(USERDICT_PATH),
             "stopwords_sha256": sha256_file(STOPWORDS_PATH),
+            "alarm_terms_sha256": sha256_file(ALARM_TERMS_PATH),
         },
-        "metrics": {"dev": dev_eval.summary()},
+        "metrics": {"out_of_register": {**oor.summary(), "flagged": round(float(cal.flagged.mean()), 4)}},
         "per_class": {
-            f"{h}/{label}": vars(c) for h, m in dev_eval.heads.items() for label, c in m.per_class.items()
+            f"{h}/{label}": vars(c) for h, m in oor.heads.items() for label, c in m.per_class.items()
         },
-        "thresholds": {"further": further_t, "needs_review": thresholds, "further_review_below": FURTHER_REVIEW_BELOW},
+        "registers": register_table(examples, cal),
+        "thresholds": {
+            "further": cal.further_threshold,
+            "needs_review": cal.rule.thresholds,
+            "familiarity_floor": round(cal.floor, 4),
+            "chosen_on": "out-of-register predictions of the training data (registers in five folds of whole registers)",
+            "unflagged_accuracy": cal.rule.unflagged_accuracy,
+            "flagged_share": cal.rule.flagged,
+            "targets_met": cal.rule.met,
+        },
     }
-    return TrainOutcome(final, manifest, dev_eval, sizes)
+    return TrainOutcome(final, manifest, oor, sizes)
 
 
-def train_on_corpus(clues: Sequence[Clue], *, seed: int = 0, config: dict[str, HeadConfig] | None = None) -> TrainOutcome:
-    """Train from a corpus' ``train`` and ``dev`` splits (``test`` untouched)."""
-    clues = list(clues)
-    dev = split(clues, "dev")
-    return fit_and_calibrate(
-        examples_from(split(clues, "train")), examples_from(dev), [c.script for c in dev], seed=seed, config=config
-    )
+def _restricted(stacker: tuple[np.ndarray, np.ndarray], classes: tuple[str, ...], head: str,
+                members: int) -> tuple[np.ndarray, np.ndarray]:
+    """The stacker (fitted over every class of the head) for a final model that knows
+    ``classes``: rows and member-score columns of absent classes dropped."""
+    full = HEADS[head]
+    if tuple(classes) == tuple(full):
+        return stacker
+    keep = [full.index(c) for c in classes]
+    cols = [m * len(full) + k for m in range(members) for k in keep]
+    return stacker[0][np.ix_(keep, cols)], stacker[1][keep]
+
+
+def train_on_corpus(clues: Sequence[Clue], *, seed: int = 0, config: ModelConfig | None = None) -> TrainOutcome:
+    """Train on a corpus' ``train`` and ``dev`` splits (``test`` untouched)."""
+    return fit_and_calibrate(examples_from(split(clues, "train", "dev")), seed=seed, config=config)
 
 
 @dataclass

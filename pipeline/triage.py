@@ -15,8 +15,14 @@ Rows that cannot be classified get a status and a reason instead of labels:
 ``not_chinese``           no Chinese characters (e.g. English only)
 ``too_short``             fewer than 4 Chinese characters; classified, flagged
 ``too_long_truncated``    over 2,000 characters; classified on the first 2,000
+``garbled``               mojibake (e.g. UTF-8 read as GBK): mostly rare characters
 ``error``                 the model failed on this text; the reason is given
 ========================  ==================================================
+
+A run that is interrupted (Ctrl-C, SIGTERM) or dies (kill -9) leaves no output and no
+worker behind: workers die with the parent (``PR_SET_PDEATHSIG``), and the next start
+marks a run left ``running`` by a dead process ``interrupted`` and removes its temporary
+files (:func:`store.reap_dead_runs`).
 
 Call :func:`triage_file`; it returns a :class:`TriageSummary` and never prints.
 """
@@ -24,6 +30,7 @@ Call :func:`triage_file`; it returns a :class:`TriageSummary` and never prints.
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import gc
 import math
 import multiprocessing
@@ -45,19 +52,22 @@ import numpy as np
 
 from .errors import ClueTriageError, InputError
 from .features import prepare_one
+from .flags import has_alarm, needs_review
 from .fsutil import sha256_file
 from .io import (
+    EXCEL_CELL_LIMIT,
     EXCEL_MAX_ROWS,
     UNIT_COLUMNS,
     ClueFile,
     Row,
     TableWriter,
+    check_output_folder,
     open_clue_file,
     output_format,
 )
 from .labels import display_name
 from .model import TwoHeadModel
-from .normalize import fold, han_count, normalize, to_simplified
+from .normalize import fold, han_count, looks_garbled, normalize, to_simplified
 from .paths import Home
 from .registry import LoadedModel, Registry
 from .repeats import (
@@ -72,7 +82,16 @@ from .repeats import (
 from .rounds import round_for_triage
 from .routing import Routing, load_routing
 from .segment import current_segmenter, set_segmenter
-from .store import clue_key, connect, key_of_normalized, now, transaction
+from .store import (
+    clue_key,
+    connect,
+    discard_run,
+    key_of_normalized,
+    now,
+    process_token,
+    store_error,
+    transaction,
+)
 from .units import Directory, Resolution, load_directory
 
 MAX_CHARS = 2000
@@ -81,14 +100,17 @@ BATCH_SIZE = 500
 STORE_EVERY = 5000  # rows per store transaction
 IN_FLIGHT_PER_WORKER = 2
 KEY_TERMS = 3
-FURTHER_REVIEW_BELOW = 0.90
 CLASSIFIED = ("ok", "too_short", "too_long_truncated")
 #: fork shares the loaded model and dictionary with the workers for free; safe on Linux only
 START_METHOD = "fork" if sys.platform.startswith("linux") else "spawn"
 ADDED_COLUMNS = (
     "id", "attention", "attention_name", "attention_confidence", "area", "area_name", "area_confidence",
-    "needs_review", "key_terms", "handover", "model_version", "status", "status_detail", "group_id", "repeat_of",
+    "needs_review", "familiarity", "key_terms", "handover", "model_version", "status", "status_detail",
+    "group_id", "repeat_of",
 )
+DETAIL_AT, GROUP_AT = ADDED_COLUMNS.index("status_detail"), ADDED_COLUMNS.index("group_id")  # in a row's fields
+#: where a row's fields hold the last three columns of ``predictions``: key_terms, handover, model_version
+_STORED_AT = tuple(ADDED_COLUMNS.index(c) for c in ("key_terms", "handover", "model_version"))
 
 
 @dataclass(slots=True)
@@ -105,13 +127,15 @@ class Result:
     needs_review: bool = False
     terms: list[str] = field(default_factory=list)
     key: str | None = None  # the store's clue key, for classified rows when the unit is given
+    familiarity: float | None = None  # share of the clue's features seen in training
     thash: str = ""  # repeat grouping: exact-text hash and MinHash signature
     sig: bytes = b""
 
     def __reduce__(self) -> tuple[Any, ...]:
         # as a plain tuple: ten times cheaper to send back from a worker than the default
         return (Result, (self.status, self.detail, self.attention, self.attention_conf, self.area, self.area_conf,
-                         self.margin, self.needs_review, self.terms, self.key, self.thash, self.sig))
+                         self.margin, self.needs_review, self.terms, self.key, self.familiarity, self.thash,
+                         self.sig))
 
 
 # -- per batch (runs in workers) ------------------------------------------------------
@@ -133,12 +157,24 @@ def _screen(text: str) -> Screened:
     han = han_count(norm, at_most=MIN_HAN)
     if han == 0:
         return "not_chinese", "no Chinese characters; not classified", "", norm, folded
+    if han >= MIN_HAN and looks_garbled(norm):
+        return ("garbled", "mostly rare characters: garbled text (mojibake, e.g. UTF-8 read as GBK)? "
+                "not classified; check the file's encoding", "", norm, folded)
     if len(norm) > MAX_CHARS:
         return ("too_long_truncated", f"{len(norm):,} characters; classified on the first {MAX_CHARS:,}",
                 norm[:MAX_CHARS], norm, folded[:MAX_CHARS])
     if han < MIN_HAN:
         return "too_short", f"only {han} Chinese character(s); check the label", norm, norm, folded
     return "ok", "", norm, norm, folded
+
+
+def _safe_screen(text: str) -> Screened:
+    """:func:`_screen`, with a text it fails on (a bug, an odd code point) given the status
+    ``error`` instead of failing its whole batch."""
+    try:
+        return _screen(text)
+    except Exception as exc:
+        return "error", f"could not be read ({exc.__class__.__name__})", "", "", ""
 
 
 @lru_cache(maxsize=4096)
@@ -156,20 +192,16 @@ def _classify(model: TwoHeadModel, todo: list[int], screened: list[Screened],
     docs = [prepare_one(screened[i][2], screened[i][4]) for i in todo]
     predicted = model.predict(docs, explain=KEY_TERMS, originals=[texts[i] for i in todo])
     att, area = predicted["attention"], predicted["area"]
-    thresholds = model.review_thresholds
-    att_min, area_min = thresholds.get("attention", 1.0), thresholds.get("area", 1.0)
+    flagged = needs_review(att.labels, att.confidence, area.confidence, att.familiarity,
+                           [has_alarm(d.text) for d in docs], model.review_thresholds, model.familiarity_floor)
     for j, i in enumerate(todo):
         r = results[i]
         r.attention, r.attention_conf = att.labels[j], float(att.confidence[j])
         r.area, r.area_conf = area.labels[j], float(area.confidence[j])
         r.margin = float(min(att.margin[j], area.margin[j]))
+        r.familiarity = float(att.familiarity[j])
         r.terms = list(dict.fromkeys([*att.terms[j], *area.terms[j]]))
-        r.needs_review = (
-            r.status != "ok"
-            or r.attention_conf < att_min
-            or r.area_conf < area_min
-            or (r.attention == "further" and r.attention_conf < FURTHER_REVIEW_BELOW)
-        )
+        r.needs_review = r.status != "ok" or bool(flagged[j])
 
 
 def classify_texts(model: TwoHeadModel, texts: Sequence[str], units: Sequence[str] | None = None) -> list[Result]:
@@ -180,7 +212,7 @@ def classify_texts(model: TwoHeadModel, texts: Sequence[str], units: Sequence[st
     With ``units``, classified rows also get their store key (:func:`store.clue_key`),
     computed here so that the normalisation runs in the workers.
     """
-    screened = [_screen(t) for t in texts]
+    screened = [_safe_screen(t) for t in texts]
     results = [Result(s[0], s[1]) for s in screened]
     todo = [i for i, s in enumerate(screened) if s[0] in CLASSIFIED]
     if not todo:
@@ -195,22 +227,43 @@ def classify_texts(model: TwoHeadModel, texts: Sequence[str], units: Sequence[st
                 results[i] = Result("error", f"could not be classified ({exc.__class__.__name__}: {exc})",
                                     needs_review=True)
     if units is not None:
-        done = [i for i in todo if results[i].attention]
+        for i in todo:
+            if results[i].attention:
+                try:
+                    results[i].key = _clue_key(units[i], screened[i][3])
+                except Exception as exc:
+                    results[i] = Result("error", f"its unit could not be read ({exc.__class__.__name__})",
+                                        needs_review=True)
+        done = [i for i in todo if results[i].key]
         canon = [canonical_of_normalized(screened[i][3]) for i in done]
         sigs = signatures(canon)
         for j, i in enumerate(done):
-            r = results[i]
-            r.key = _clue_key(units[i], screened[i][3])
-            r.thash, r.sig = text_hash(canon[j]), sigs[j].tobytes()
+            results[i].thash, results[i].sig = text_hash(canon[j]), sigs[j].tobytes()
     return results
 
 
 _worker_model: TwoHeadModel | None = None
 
 
-def _init_worker(model: TwoHeadModel | None, segmenter: str) -> None:
+PR_SET_PDEATHSIG = 1
+
+
+def _die_with_parent(parent: int) -> None:
+    """Ask Linux to kill this worker when its parent dies (even by kill -9), so no worker
+    outlives a killed triage; elsewhere the pool's own shutdown has to do."""
+    with contextlib.suppress(OSError, AttributeError):
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+    if os.getppid() != parent:  # the parent died before the request was made
+        os._exit(1)
+
+
+def _init_worker(model: TwoHeadModel | None, segmenter: str, parent: int = 0) -> None:
     global _worker_model
+    if parent and sys.platform.startswith("linux"):
+        _die_with_parent(parent)
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)  # the parent's SIGTERM handler is not ours
     # a batch allocates hundreds of thousands of short-lived strings and lists, none in
     # cycles: collecting the young generation that often only costs time (~3 % measured)
     gc.set_threshold(50_000, 20, 100)
@@ -282,7 +335,7 @@ class Classifier:
                     self.workers,
                     mp_context=multiprocessing.get_context(method),
                     initializer=_init_worker,
-                    initargs=(None if method == "fork" else self.model, current_segmenter()),
+                    initargs=(None if method == "fork" else self.model, current_segmenter(), os.getpid()),
                 )
                 self._result(self._pool.submit(_ready))  # with fork, every worker starts now
             except BaseException:
@@ -402,6 +455,7 @@ def _batches(rows: Iterator[Row], size: int) -> Iterator[list[Row]]:
 
 def _check_output(cf: ClueFile, output: Path) -> None:
     fmt = output_format(output)
+    check_output_folder(output)
     if output.resolve() == cf.path.resolve() or (output.exists() and os.path.samefile(output, cf.path)):
         raise InputError("output would overwrite the input; choose another -o", path=output)
     if output.is_dir():
@@ -459,30 +513,35 @@ def triage_file(
     input_sha256 = sha256_file(cf.path)
     db = connect(home.db_path)
     try:
-        with transaction(db):
+        with transaction(db, "starting a triage run"):
             chosen = round_for_triage(db, round_name)
             run_id = int(
                 db.execute(
-                    "INSERT INTO runs (started, status, model_version, input_path, input_sha256, round_id) "
-                    "VALUES (?, 'running', ?, ?, ?, ?)",
-                    (now(), loaded.version, str(cf.path.resolve()), input_sha256, chosen.round_id if chosen else None),
+                    "INSERT INTO runs (started, status, model_version, input_path, input_sha256, pid, process, "
+                    "output_path, round_id) VALUES (?, 'running', ?, ?, ?, ?, ?, ?, ?)",
+                    (now(), loaded.version, str(cf.path.resolve()), input_sha256, os.getpid(), process_token(),
+                     str(output.resolve()), chosen.round_id if chosen else None),
                 ).lastrowid or 0
             )
         summary = TriageSummary(run_id, cf.path, output, cf.encoding, loaded.version, workers)
         if chosen is not None:
             summary.round_name, summary.round_units = chosen.name, frozenset(chosen.unit_keys)
+
+        def complete() -> None:  # the output is on disk and about to be renamed into place
+            with transaction(db, f"finishing triage run {run_id}"):
+                db.execute("UPDATE runs SET status = 'complete', finished = ?, row_count = ? WHERE run_id = ?",
+                           (now(), summary.rows, run_id))
+
         try:
-            _run(db, cf, loaded, routing, summary, on_start, progress)
+            _run(db, cf, loaded, routing, summary, on_start, progress, complete)
             summary.seconds = time.perf_counter() - started
-            with transaction(db):
-                db.execute(
-                    "UPDATE runs SET status = 'complete', finished = ?, row_count = ? WHERE run_id = ?",
-                    (now(), summary.rows, run_id),
-                )
-        except BaseException:
-            with contextlib.suppress(sqlite3.Error), transaction(db):
-                db.execute("DELETE FROM predictions WHERE run_id = ?", (run_id,))
-                db.execute("UPDATE runs SET status = 'failed', finished = ? WHERE run_id = ?", (now(), run_id))
+        except BaseException as exc:
+            status = "interrupted" if isinstance(exc, KeyboardInterrupt | SystemExit) else "failed"
+            with contextlib.suppress(sqlite3.Error, ClueTriageError), transaction(db, f"ending triage run {run_id}"):
+                if db.execute("SELECT status FROM runs WHERE run_id = ?", (run_id,)).fetchone()[0] == "running":
+                    discard_run(db, run_id, status)
+            if isinstance(exc, sqlite3.OperationalError):
+                raise store_error(exc, home.db_path) from None
             raise
     finally:
         db.close()
@@ -497,6 +556,7 @@ def _run(
     summary: TriageSummary,
     on_start: Callable[[TriageStart], None] | None,
     progress: Callable[[int], None] | None,
+    complete: Callable[[], None] | None = None,
 ) -> None:
     columns = list(cf.columns)
     own_id = cf.id_col == "id"  # the input's id column is the output's: filled, not repeated
@@ -515,7 +575,9 @@ def _run(
             yield texts, ([r.values[unit_col].strip() for r in batch] if unit_col else [""] * len(batch))
 
     # workers are forked first: they inherit no open output file and no caller's thread
-    with Classifier(loaded.model, summary.workers) as classifier, TableWriter(summary.output, columns + added) as writer:
+    xlsx = output_format(summary.output) == "xlsx"
+    with Classifier(loaded.model, summary.workers) as classifier, \
+            TableWriter(summary.output, columns + added, before_replace=complete) as writer:
         if on_start:
             notices = []
             if unit_col is None:
@@ -525,6 +587,9 @@ def _run(
                                  loaded.version, summary.workers, loaded.warnings, notices))
         for results in classifier.map(work()):
             batch = pending.popleft()
+            for row, res in zip(batch, results, strict=True):
+                if row.note:
+                    res.detail = f"{res.detail}; {row.note}" if res.detail else row.note
             rows = [(row, res, _fields(cf, row, res, loaded.version, routing),
                      store.resolve(row.values[unit_col].strip() if unit_col else "") if res.attention else None)
                     for row, res in zip(batch, results, strict=True)]
@@ -539,8 +604,13 @@ def _run(
             for i, (row, res, fields, unit) in enumerate(rows):
                 placed = placements.get(i)
                 if placed is not None:
-                    fields[-2:] = [placed.group, placed.repeat_of]
+                    fields[GROUP_AT:GROUP_AT + 2] = [placed.group, placed.repeat_of]
                 values = [row.values[c] for c in columns]
+                if xlsx:
+                    cut = [c for c, v in zip(columns, values, strict=True) if len(v) > EXCEL_CELL_LIMIT]
+                    if cut:
+                        note = f"column {', '.join(cut)} cut at {EXCEL_CELL_LIMIT:,} characters (the .xlsx cell limit)"
+                        fields[DETAIL_AT] = f"{fields[DETAIL_AT]}; {note}" if fields[DETAIL_AT] else note
                 if id_at is not None:
                     values[id_at] = fields[0]
                     writer.write_values(values + fields[1:])
@@ -558,7 +628,7 @@ def _fields(cf: ClueFile, row: Row, res: Result, version: str, routing: Routing)
     """The values of ``ADDED_COLUMNS`` for one row."""
     clue_id = (row.values[cf.id_col].strip() if cf.id_col else "") or str(row.number)
     if not res.attention:
-        return [clue_id, "", "", "", "", "", "", "yes" if res.needs_review else "no", "", "", version,
+        return [clue_id, "", "", "", "", "", "", "yes" if res.needs_review else "no", "", "", "", version,
                 res.status, res.detail, "", ""]
     return [
         clue_id,
@@ -569,6 +639,7 @@ def _fields(cf: ClueFile, row: Row, res: Result, version: str, routing: Routing)
         display_name(res.area),
         round(res.area_conf, 4) if res.area_conf is not None else "",
         "yes" if res.needs_review else "no",
+        round(res.familiarity, 3) if res.familiarity is not None else "",
         "、".join(res.terms),
         routing.handover(res.attention, res.area),
         version,
@@ -607,15 +678,27 @@ class _StoreWriter:
                 self.signatures.append((key, res.thash, res.sig))
         self.predictions.append(
             (self.run_id, row.number, key, clue_id, res.status, res.attention or None, res.attention_conf,
-             res.area or None, res.area_conf, res.margin, int(res.needs_review), fields[8], fields[9], fields[10])
+             res.area or None, res.area_conf, res.margin, int(res.needs_review), *(fields[i] for i in _STORED_AT))
         )
+
+    def _new_clues(self) -> list[tuple[Any, ...]]:
+        """This batch's clues not yet in the store, once each (the store refuses a key twice)."""
+        fresh = {c[0]: c for c in reversed(self.clues)}  # the first row of a clue wins
+        keys = list(fresh)
+        for i in range(0, len(keys), 500):
+            chunk = keys[i:i + 500]
+            for (key,) in self.db.execute(f"SELECT clue_key FROM clues WHERE clue_key IN ({','.join('?' * len(chunk))})",
+                                          chunk):
+                fresh.pop(key, None)
+        return [c for c in self.clues if fresh.get(c[0]) is c]
 
     def flush(self, force: bool) -> None:
         if not self.predictions or (not force and len(self.predictions) < STORE_EVERY):
             return
-        with transaction(self.db):
-            self.db.executemany("INSERT OR IGNORE INTO clues (clue_key, clue_id, unit, unit_key, text, first_run, "
-                                "group_key) VALUES (?, ?, ?, ?, ?, ?, ?)", self.clues)
+        with transaction(self.db, f"triage run {self.run_id}"):
+            self.db.executemany("INSERT INTO clues (clue_key, clue_id, unit, unit_key, text, first_run, group_key) "
+                                "VALUES (?, ?, ?, ?, ?, ?, ?)", self._new_clues())
+            # derived data, not part of the audit trail: a clue stored before grouping gets its signature now
             self.db.executemany("INSERT OR IGNORE INTO clue_signatures VALUES (?, ?, ?)", self.signatures)
             self.db.executemany("INSERT INTO predictions VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                                 self.predictions)

@@ -138,23 +138,27 @@ def _add(db: sqlite3.Connection, name: str, aliases: Iterable[str], kind: str, p
         owner = directory.aliases.get(akey)
         if owner is not None and owner != key:
             raise InputError(f"alias {alias!r} already stands for {directory.units[owner].name!r}")
-        db.execute("INSERT OR IGNORE INTO unit_aliases VALUES (?, ?, ?, ?)", (akey, alias, key, now()))
+        if owner is None:  # the directory is part of the record: an alias is added once
+            db.execute("INSERT INTO unit_aliases VALUES (?, ?, ?, ?)", (akey, alias, key, now()))
         directory.aliases[akey] = key
     return Unit(name, key, kind, parent)
 
 
 def _reresolve(db: sqlite3.Connection) -> int:
-    """Point stored clues and recusals at the entries their written names now resolve to;
-    return the number of clues that changed."""
+    """Point stored clues and recusals whose written names the directory did not know at the
+    entries those names now resolve to; return the number of clues that changed. A clue or
+    recusal already on an entry stays there (the store's guards allow no other change)."""
     directory = load_directory(db)
     changed = 0
     for (written,) in db.execute("SELECT DISTINCT unit FROM clues").fetchall():
         res = directory.resolve(written)
-        changed += db.execute("UPDATE clues SET unit_key = ? WHERE unit = ? AND unit_key != ?",
-                              (res.key, written, res.key)).rowcount
+        if res.resolved:
+            changed += db.execute("UPDATE clues SET unit_key = ? WHERE unit = ? AND unit_key != ? "
+                                  "AND unit_key NOT IN (SELECT unit_key FROM units)",
+                                  (res.key, written, res.key)).rowcount
     for row in db.execute("SELECT reviewer_id, unit_key, unit FROM recusals").fetchall():
         res = directory.resolve(row["unit"])
-        if res.key != row["unit_key"]:
+        if res.resolved and res.key != row["unit_key"] and not directory.is_known(row["unit_key"]):
             db.execute("UPDATE OR IGNORE recusals SET unit_key = ? WHERE reviewer_id = ? AND unit_key = ?",
                        (res.key, row["reviewer_id"], row["unit_key"]))
     return changed

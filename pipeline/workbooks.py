@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import os
 import sqlite3
+import time
 import zipfile
 from collections import Counter
 from collections.abc import Sequence
@@ -24,24 +25,24 @@ from typing import Any
 
 from .errors import InputError, ValidationError
 from .fsutil import atomic_path, sha256_file
+from .io import check_output_folder, check_workbook_xml, xml_text
 from .labels import AREA, ATTENTION, SHORT_NAMES, parse_label
 from .normalize import lookup_key
 from .review import (
     ClueState,
     RunScope,
-    apply_to_member,
-    clue_keys_for,
     clue_state,
     clue_states,
     get_reviewer,
     group_members,
-    insert_override,
+    member_rows,
     one_per_group,
+    override_row,
     recused_units,
     reports,
 )
 from .routing import Routing, load_routing
-from .store import transaction
+from .store import append_overrides, transaction, unit_key
 
 #: (header, width in characters); ``clue_key`` and ``run`` are hidden and read back on import.
 REVIEW_COLUMNS: tuple[tuple[str, int], ...] = (
@@ -76,12 +77,14 @@ def _text(value: Any) -> str:
 
 
 def _put(sheet: Any, row: int, column: int, value: Any) -> Any:
-    """Write a cell; text is kept as text (never a formula) and illegal characters dropped."""
-    from openpyxl.cell.cell import ILLEGAL_CHARACTERS_RE
+    """Write a cell; text is kept as text (never a formula) and characters XML 1.0 forbids
+    (controls, U+FFFE/U+FFFF, lone surrogates) dropped: one of them would make the whole
+    workbook unreadable."""
+    from .io import EXCEL_CELL_LIMIT
 
     cell = sheet.cell(row=row, column=column)
     if isinstance(value, str):
-        cell.value = ILLEGAL_CHARACTERS_RE.sub("", value)
+        cell.value = xml_text(value)[:EXCEL_CELL_LIMIT]
         cell.data_type = "s"
     else:
         cell.value = value
@@ -116,8 +119,12 @@ def _table_sheet(sheet: Any, columns: tuple[tuple[str, int], ...], rows: list[li
 
 
 def _save(book: Any, path: Path) -> None:
-    with atomic_path(path) as tmp:
-        book.save(tmp)
+    check_output_folder(path)
+    try:
+        with atomic_path(path) as tmp:
+            book.save(tmp)
+    except OSError as exc:
+        raise InputError(f"cannot write ({exc.strerror or exc})", path=path) from None
 
 
 def _xlsx_path(path: str | os.PathLike[str]) -> Path:
@@ -151,9 +158,10 @@ def export_review_sheet(
     from .assignments import share
 
     path = _xlsx_path(path)
+    check_output_folder(path)
     names = _header_names(headers)
     if reviewer_id is not None:
-        get_reviewer(db, reviewer_id)
+        reviewer_id = get_reviewer(db, reviewer_id).reviewer_id
     states = share(db, reviewer_id, run, needs_review=needs_review, unit=unit, limit=limit,
                    include_unknown_units=include_unknown_units)
     counts = reports(db, run)
@@ -224,17 +232,25 @@ class ImportResult:
     recorded: Counter[str] = field(default_factory=Counter)  # head -> override rows written
     unchanged: int = 0  # head decisions already on record for this reviewer
     members: int = 0  # override rows written for other clues of the same repeat groups
+    lock_seconds: float = 0.0  # how long the store's write lock was held
 
 
 def _read_sheet(path: Path) -> tuple[dict[str, int], list[tuple[int, list[Any]]]]:
     from openpyxl import load_workbook
 
+    check_workbook_xml(path)
     try:
         book = load_workbook(path, read_only=True, data_only=True)
     except (zipfile.BadZipFile, KeyError, OSError, ValueError) as exc:
         raise InputError(f"cannot open the Excel file ({exc.__class__.__name__}: {exc})", path=path) from None
+    except Exception as exc:  # malformed XML inside the zip
+        raise InputError(f"cannot read the Excel file; it is damaged ({exc.__class__.__name__}: {exc})",
+                         path=path) from None
     try:
         lines = list(book.worksheets[0].iter_rows(values_only=True))
+    except Exception as exc:
+        raise InputError(f"cannot read the Excel file; it is damaged ({exc.__class__.__name__}: {exc})",
+                         path=path) from None
     finally:
         book.close()
     if not lines:
@@ -248,6 +264,10 @@ def _read_sheet(path: Path) -> tuple[dict[str, int], list[tuple[int, list[Any]]]
     return header, [(n, list(v)) for n, v in enumerate(lines[1:], 2)]
 
 
+#: how often an import re-validates when other decisions arrive between its check and its write
+IMPORT_ATTEMPTS = 3
+
+
 def import_review_sheet(db: sqlite3.Connection, path: str | os.PathLike[str], reviewer_id: str) -> ImportResult:
     """Record a reviewer's decisions from a filled-in review sheet, all or nothing.
 
@@ -256,79 +276,124 @@ def import_review_sheet(db: sqlite3.Connection, path: str | os.PathLike[str], re
     a unit the reviewer recused from raises :class:`ValidationError` listing every bad row,
     and nothing is written. A head whose label equals this reviewer's latest decision for
     the clue is skipped, so importing the same decisions again records nothing.
+
+    Every row is checked *before* the write lock is taken, against a snapshot of the store;
+    the rows are then written in one ``executemany``. If other decisions or recusals arrived
+    in between, the import checks again (the lock is held for the write only: under 2 s for
+    20,000 rows).
     """
     path = _xlsx_path(path)
     if not path.is_file():
         raise InputError("file not found", path=path)
     header, lines = _read_sheet(path)
     digest = sha256_file(path)
+    reviewer_id = get_reviewer(db, reviewer_id).reviewer_id
+    for _attempt in range(IMPORT_ATTEMPTS):
+        marker = _store_marker(db, reviewer_id)
+        result, rows = _plan_import(db, path, header, lines, reviewer_id, digest)
+        started = time.perf_counter()
+        with transaction(db, f"a review import by {reviewer_id} ({len(rows):,} decisions)"):
+            if _store_marker(db, reviewer_id) != marker:
+                continue  # the store changed since the check: check again
+            append_overrides(db, rows)
+        result.lock_seconds = time.perf_counter() - started
+        return result
+    raise InputError("the store kept changing while this import was checked; try again", path=path)
+
+
+def _store_marker(db: sqlite3.Connection, reviewer_id: str) -> tuple[Any, ...]:
+    """What an import's check depends on: the last override, the reviewer's recusals, the last run."""
+    return (
+        db.execute("SELECT MAX(override_id) FROM overrides").fetchone()[0],
+        db.execute("SELECT COUNT(*) FROM recusals WHERE reviewer_id = ?", (reviewer_id,)).fetchone()[0],
+        db.execute("SELECT MAX(run_id), COUNT(*) FROM runs WHERE status = 'complete'").fetchone()[:],
+    )
+
+
+def _plan_import(db: sqlite3.Connection, path: Path, header: dict[str, int], lines: list[tuple[int, list[Any]]],
+                 reviewer_id: str, digest: str) -> tuple[ImportResult, list[dict[str, object]]]:
+    """Check every row (reads only) and return the override rows to write."""
 
     def cell(values: list[Any], column: str) -> str:
         i = header.get(column)
         return _text(values[i]) if i is not None and i < len(values) else ""
 
     result = ImportResult()
-    with transaction(db):
-        get_reviewer(db, reviewer_id)
-        recused = recused_units(db, reviewer_id)
-        problems: list[str] = []
-        planned: dict[str, tuple[int, ClueState, dict[str, str], str]] = {}
-        for number, values in lines:
-            labels, reason = {h: cell(values, c) for h, c in REVIEWED.items()}, cell(values, "reason")
-            if not any(labels.values()):
-                if reason:
-                    problems.append(f"row {number}: a reason but no reviewed label (fill reviewed_attention or reviewed_area)")
-                continue
-            result.rows += 1
-            where = f"row {number}"
-            ref = cell(values, "clue_key") or cell(values, "id")
-            keys = clue_keys_for(db, ref) if ref else []
-            if len(keys) != 1:
-                problems.append(f"{where}: " + ("no clue id" if not ref else f"unknown clue id {ref!r}" if not keys
-                                                else f"clue id {ref!r} names several clues; keep the clue_key column"))
-                continue
-            run = cell(values, "run")
+    recused = recused_units(db, reviewer_id)
+    states = {s.clue_key: s for s in clue_states(db)}
+    by_id: dict[str, set[str]] = {}
+    for key, clue_id in db.execute("SELECT clue_key, clue_id FROM clues UNION "
+                                   "SELECT clue_key, clue_id FROM predictions WHERE clue_key IS NOT NULL"):
+        by_id.setdefault(clue_id, set()).add(key)
+    problems: list[str] = []
+    planned: dict[str, tuple[int, ClueState, dict[str, str], str]] = {}
+    for number, values in lines:
+        labels, reason = {h: cell(values, c) for h, c in REVIEWED.items()}, cell(values, "reason")
+        if not any(labels.values()):
+            if reason:
+                problems.append(f"row {number}: a reason but no reviewed label (fill reviewed_attention or reviewed_area)")
+            continue
+        result.rows += 1
+        where = f"row {number}"
+        ref = cell(values, "clue_key") or cell(values, "id")
+        keys = sorted({ref} if ref in states else by_id.get(ref, set())) if ref else []
+        if len(keys) != 1:
+            problems.append(f"{where}: " + ("no clue id" if not ref else f"unknown clue id {ref!r}" if not keys
+                                            else f"clue id {ref!r} names several clues; keep the clue_key column"))
+            continue
+        run = cell(values, "run")
+        state = states.get(keys[0])
+        if state is None or (run.isdigit() and state.prediction is not None and state.prediction.run_id != int(run)):
             try:
                 state = clue_state(db, keys[0], int(run) if run.isdigit() else None)
             except InputError as exc:
                 problems.append(f"{where}, column 'run': {exc}")
                 continue
-            where = f"row {number} (clue {state.clue_id})"
-            if state.unit_key in recused:
-                problems.append(f"{where}: unit {state.unit!r} is one reviewer {reviewer_id} recused from")
-            if state.prediction is None:
-                problems.append(f"{where}: the clue has no prediction from a complete triage run")
-            codes = {}
-            for head, value in labels.items():
-                if value:
-                    try:
-                        codes[head] = parse_label(head, value)
-                    except InputError as exc:
-                        problems.append(f"{where}, column {REVIEWED[head]!r}: {exc}")
-            earlier = planned.get(state.clue_key)
-            if earlier is None:
-                planned[state.clue_key] = (number, state, codes, reason)
-            elif any(earlier[2].get(h, c) != c for h, c in codes.items()):
-                problems.append(f"{where}: contradicts row {earlier[0]} about the same clue")
-            else:  # two rows about one clue that agree: keep both heads and both reasons
-                merged = {**earlier[2], **codes}
-                reasons = "; ".join(dict.fromkeys(r for r in (earlier[3], reason) if r))
-                planned[state.clue_key] = (earlier[0], earlier[1], merged, reasons)
-        if problems:
-            raise ValidationError(f"{path}: {len(problems)} problem(s); nothing was recorded", problems)
-        for _number, state, codes, reason in planned.values():
-            for head, code in codes.items():
-                mine = [d for d in state.rows if d.head == head and d.kind == "review" and d.reviewer_id == reviewer_id]
-                if mine and mine[-1].new_label == code:
-                    result.unchanged += 1
-                    continue
-                insert_override(db, state, head, code, reviewer_id, reason=reason, channel="excel", import_sha256=digest)
-                result.recorded[head] += 1
-            for member in group_members(db, state.clue_key)[1:]:
-                if member not in planned:  # a decision on a repeat group applies to its clues
-                    result.members += apply_to_member(db, clue_state(db, member), codes, reviewer_id, reason=reason,
-                                                      channel="excel", import_sha256=digest)
-    return result
+        where = f"row {number} (clue {state.clue_id})"
+        if state.unit_key in recused or unit_key(state.unit) in recused:
+            problems.append(f"{where}: unit {state.unit!r} is one reviewer {reviewer_id} recused from")
+        if state.prediction is None:
+            problems.append(f"{where}: the clue has no prediction from a complete triage run")
+        codes = {}
+        for head, value in labels.items():
+            if value:
+                try:
+                    codes[head] = parse_label(head, value)
+                except InputError as exc:
+                    problems.append(f"{where}, column {REVIEWED[head]!r}: {exc}")
+        earlier = planned.get(state.clue_key)
+        if earlier is None:
+            planned[state.clue_key] = (number, state, codes, reason)
+        elif any(earlier[2].get(h, c) != c for h, c in codes.items()):
+            problems.append(f"{where}: contradicts row {earlier[0]} about the same clue")
+        else:  # two rows about one clue that agree: keep both heads and both reasons
+            merged = {**earlier[2], **codes}
+            reasons = "; ".join(dict.fromkeys(r for r in (earlier[3], reason) if r))
+            planned[state.clue_key] = (earlier[0], earlier[1], merged, reasons)
+    if problems:
+        raise ValidationError(f"{path}: {len(problems)} problem(s); nothing was recorded", problems)
+    rows: list[dict[str, object]] = []
+    for _number, state, codes, reason in planned.values():
+        for head, code in codes.items():
+            mine = [d for d in state.rows if d.head == head and d.kind == "review" and d.reviewer_id == reviewer_id]
+            if mine and mine[-1].new_label == code:
+                result.unchanged += 1
+                continue
+            rows.append(override_row(state, head, code, reviewer_id, reason=reason, channel="excel",
+                                     import_sha256=digest))
+            result.recorded[head] += 1
+    done: set[str] = set()
+    for _number, state, codes, reason in planned.values():
+        for member in group_members(db, state.clue_key)[1:]:
+            if member in planned or member in done:
+                continue
+            done.add(member)  # a decision on a repeat group applies to its other clues
+            member_state = states.get(member) or clue_state(db, member)
+            extra = member_rows(db, member_state, codes, reviewer_id, reason=reason, channel="excel",
+                                import_sha256=digest)
+            rows.extend(extra)
+            result.members += len(extra)
+    return result, rows
 
 
 # -- hand-over lists ------------------------------------------------------------------
@@ -347,7 +412,7 @@ class HandoverResult:
 
 
 def _sheet_name(name: str, taken: set[str]) -> str:
-    clean = "".join("_" if ch in "[]:*?/\\" else ch for ch in name)[:31] or "sheet"
+    clean = "".join("_" if ch in "[]:*?/\\" else ch for ch in xml_text(name))[:31].strip("'") or "sheet"
     base, n = clean, 2
     while clean in taken:
         clean = f"{base[:28]}_{n}"
@@ -407,6 +472,7 @@ def write_handover(db: sqlite3.Connection, path: str | os.PathLike[str], run: Ru
     from openpyxl import Workbook
 
     path = _xlsx_path(path)
+    check_output_folder(path)
     lists = handover_rows(db, run, routing)
     book = Workbook()
     book.remove(book.active)

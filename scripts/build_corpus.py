@@ -8,14 +8,25 @@ are never reassigned, and new clues are appended with new ids.
 
 Usage: python scripts/build_corpus.py [--force]
        python scripts/build_corpus.py --append data/batches/batch_09.jsonl
+       python scripts/build_corpus.py --wave2 SECOND_LABELS_DIR DECISIONS_DIR
 
 ``--append`` adds a checked batch to the existing corpus: new ids continue the numbering,
 splits are drawn per attention × area cell of the batch with the same shares, and no
 existing id, label or split changes.
+
+``--wave2`` adds the wave-2 batches (``data/batches/wave2_w*.jsonl``, issue 9) after a
+second labeler labeled every item blind (``labels_*.jsonl`` in SECOND_LABELS_DIR, lines
+``{"id", "attention", "area"}`` keyed by the staging id ``nNNNN`` = position in writer order)
+and an adjudicator decided every disagreement (``decided_*.jsonl`` in DECISIONS_DIR, with a
+reason). Clues grounded in a public page get their split from a hash of the page address, so
+all clues restated from one page share a split; the others are split per attention × area
+cell as above. Every line of the corpus gets ``register``, ``source_url`` and ``counter``;
+``data/wave2_agreement.jsonl`` records both labelers' labels, the final ones and the reason.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import random
@@ -25,7 +36,11 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 SEED = 20261128
-FIELDS = ("id", "text", "attention", "area", "source", "script", "unit", "split")
+FIELDS = ("id", "text", "attention", "area", "source", "script", "unit", "split", "register", "source_url", "counter")
+REGISTER_OF_SOURCE = {
+    "信訪舉報": "letter", "個別談話": "talk_note", "調閱資料": "file_check", "財務審計": "finance_check",
+    "職能處室": "division_lead", "選人用人檢查": "selection_check", "現場檢查": "site_check",
+}
 
 
 def assign_splits(rows: list[dict], seed: int) -> None:
@@ -57,8 +72,69 @@ def append(batch: Path, target: Path) -> int:
     return 0
 
 
+def page_key(url: str) -> str:
+    """The page an address names: scheme, 'www.', 'm.', a trailing slash and fragments dropped."""
+    key = url.strip().split("#", 1)[0].rstrip("/")
+    for prefix in ("https://", "http://"):
+        key = key.removeprefix(prefix)
+    for prefix in ("www.", "m."):
+        key = key.removeprefix(prefix)
+    return key.lower()
+
+
+def page_split(url: str) -> str:
+    bucket = int(hashlib.sha256(page_key(url).encode()).hexdigest()[:8], 16) % 100
+    return "test" if bucket < 15 else "dev" if bucket < 30 else "train"
+
+
+def read_jsonl(paths: list[Path]) -> list[dict]:
+    return [json.loads(line) for p in paths for line in p.read_text(encoding="utf-8").splitlines() if line.strip()]
+
+
+def wave2(second_dir: Path, decisions_dir: Path, target: Path) -> int:
+    existing = read_jsonl([target])
+    for row in existing:
+        row.setdefault("register", REGISTER_OF_SOURCE[row["source"]])
+        row.setdefault("source_url", "")
+        row.setdefault("counter", "")
+    staged = read_jsonl(sorted((ROOT / "data" / "batches").glob("wave2_w*.jsonl")))
+    second = {r["id"]: r for r in read_jsonl(sorted(second_dir.glob("labels_*.jsonl")))}
+    decided = {r["id"]: r for r in read_jsonl(sorted(decisions_dir.glob("decided_*.jsonl")))}
+    number = max(int(r["id"][1:]) for r in existing)
+    record, unpaged = [], []
+    for n, row in enumerate(staged, 1):
+        tid = f"n{n:04d}"
+        other = second[tid]
+        first = {"attention": row["attention"], "area": row["area"]}
+        blind = {"attention": other["attention"], "area": other["area"]}
+        final, reason = first, ""
+        if first != blind:
+            final = {"attention": decided[tid]["attention"], "area": decided[tid]["area"]}
+            reason = decided[tid]["reason"]
+        number += 1
+        row.update(final, id=f"c{number:04d}", source_url=row.get("source_url") or "", counter=row.get("counter") or "")
+        if row["source_url"]:
+            row["split"] = page_split(row["source_url"])
+        else:
+            unpaged.append(row)
+        record.append({"id": row["id"], "register": row["register"], "first": first, "second": blind,
+                       "final": final, "agreed": first == blind, "reason": reason})
+    assign_splits(unpaged, SEED + number)
+    with open(target, "w", encoding="utf-8", newline="\n") as handle:
+        for row in [*existing, *staged]:
+            handle.write(json.dumps({f: row[f] for f in FIELDS}, ensure_ascii=False) + "\n")
+    with open(ROOT / "data" / "wave2_agreement.jsonl", "w", encoding="utf-8", newline="\n") as handle:
+        for rec in record:
+            handle.write(json.dumps(rec, ensure_ascii=False) + "\n")
+    print(f"appended {len(staged)} wave-2 clues ({staged[0]['id']}..{staged[-1]['id']}); "
+          f"{sum(not r['agreed'] for r in record)} adjudicated")
+    return 0
+
+
 def main(argv: list[str]) -> int:
     target = ROOT / "data" / "clues.jsonl"
+    if argv[:1] == ["--wave2"] and len(argv) == 3:
+        return wave2(Path(argv[1]), Path(argv[2]), target)
     if argv[:1] == ["--append"] and len(argv) == 2:
         return append(Path(argv[1]), target)
     if target.exists() and "--force" not in argv:

@@ -13,7 +13,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from pipeline.corpus import SPLITS, load_corpus  # noqa: E402
+from pipeline.corpus import REGISTERS, SPLITS, load_corpus, shortcuts  # noqa: E402
 from pipeline.labels import AREA, ATTENTION  # noqa: E402
 
 README = Path(__file__).resolve().parents[1] / "data" / "README.md"
@@ -43,9 +43,54 @@ def tables() -> str:
                  + f" | {scripts['simplified']} | {scripts['traditional']} |")
     sources = Counter(c.source for c in clues)
     lines += ["", "| source | clues |", "|---|---:|"] + [f"| {s} | {n} |" for s, n in sources.most_common()]
+    lines += ["", "| register | clues | pages | " + " | ".join(f"{t}/{a}" for t in ATTENTION for a in AREA)
+              + " | train | dev | test |", "|---|" + "---:|" * (2 + len(ATTENTION) * len(AREA) + 3)]
+    for register in REGISTERS:
+        mine = [c for c in clues if c.register == register]
+        if not mine:
+            continue
+        cells = Counter((c.attention, c.area) for c in mine)
+        by_split = Counter(c.split for c in mine)
+        pages = len({c.source_url for c in mine if c.source_url})
+        lines.append(f"| {register} | {len(mine)} | {pages} | "
+                     + " | ".join(str(cells[(t, a)]) for t in ATTENTION for a in AREA)
+                     + " | " + " | ".join(str(by_split[s]) for s in SPLITS) + " |")
+    lines += ["", "Shortcuts: how purely a surface cue gives a label away (the first release's corpus: "
+              "surname+某 → further 0.97, `X处提供` → policy 0.93). `tests/test_data.py` fails above 0.80 "
+              "for surname+某 → further and for any opening with n ≥ 10.", "",
+              "| cue | head | n | label | purity |", "|---|---|---:|---|---:|"]
+    for cut in shortcuts(clues):
+        lines.append(f"| {cut.cue} | {cut.head} | {cut.n} | {cut.label} | {cut.purity:.2f} |")
+    lines += ["", *agreement_table()]
     lengths = sorted(len(c.text) for c in clues)
     lines += ["", f"Text length: min {lengths[0]}, median {lengths[len(lengths) // 2]}, max {lengths[-1]} characters."]
     return "\n".join(lines)
+
+
+def agreement_table() -> list[str]:
+    """Second labeler against the writer, per register and head, on the wave-2 clues."""
+    import json
+
+    from sklearn.metrics import cohen_kappa_score
+
+    path = README.parent / "wave2_agreement.jsonl"
+    records = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+    lines = ["Wave 2: a second labeler labeled every clue blind; agreement with the writer and Cohen's κ "
+             "(before adjudication; every disagreement was adjudicated, `wave2_agreement.jsonl`).", "",
+             "| register | clues | attention agreement | attention κ | area agreement | area κ | adjudicated |",
+             "|---|---:|---:|---:|---:|---:|---:|"]
+    groups: dict[str, list[dict]] = {}
+    for r in records:
+        groups.setdefault(r["register"], []).append(r)
+    for name, mine in [*sorted(groups.items()), ("all", records)]:
+        cells = []
+        for head in ("attention", "area"):
+            a = [r["first"][head] for r in mine]
+            b = [r["second"][head] for r in mine]
+            cells += [f"{sum(x == y for x, y in zip(a, b, strict=True)) / len(a):.2f}",
+                      f"{cohen_kappa_score(a, b):.2f}" if len(set(a) | set(b)) > 1 else "n/a"]
+        lines.append(f"| {name} | {len(mine)} | " + " | ".join(cells) + f" | {sum(not r['agreed'] for r in mine)} |")
+    return lines
 
 
 def render(readme: str) -> str:

@@ -19,6 +19,37 @@ def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Home:
     return resolve_home(folder).ensure()
 
 
+@pytest.fixture(autouse=True)
+def workbooks_reopen(monkeypatch: pytest.MonkeyPatch):
+    """Every workbook this code writes during a test is reopened afterwards with openpyxl's
+    full reader (issue 11: one illegal character once made every .xlsx unreadable while
+    the command exited 0)."""
+    from openpyxl import load_workbook
+
+    from pipeline import io as pipeline_io
+    from pipeline import workbooks
+
+    written: list[Path] = []
+    real_save, real_exit = workbooks._save, pipeline_io.TableWriter.__exit__
+
+    def save(book, path):
+        real_save(book, path)
+        written.append(Path(path))
+
+    def exit_(self, exc_type, exc, tb):
+        result = real_exit(self, exc_type, exc, tb)
+        if exc_type is None and self.format == "xlsx":
+            written.append(self.path)
+        return result
+
+    monkeypatch.setattr(workbooks, "_save", save)
+    monkeypatch.setattr(pipeline_io.TableWriter, "__exit__", exit_)
+    yield
+    for path in written:
+        if path.exists() and path.stat().st_size < 20_000_000:
+            load_workbook(path).close()
+
+
 @pytest.fixture(scope="session")
 def small_corpus(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A slice of the corpus (every second train clue, every dev and test clue): fast to train."""

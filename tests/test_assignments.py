@@ -106,3 +106,28 @@ def test_cli_assign_then_terminal_undo(db, monkeypatch):
     assert "2 decision(s) recorded" in result.stdout and "1 undone" in result.stdout
     rows = db.execute("SELECT clue_key, new_label FROM overrides WHERE head = 'attention' ORDER BY override_id").fetchall()
     assert len(rows) == 2 and rows[0][0] == rows[1][0] and rows[1][1] == "reference"
+
+
+def test_review_page_serves_a_reviewers_share_of_the_open_round(db, model_home, tmp_path):
+    """The web page's Scope.share seam: the round's runs, one clue per group, each reviewer
+    their assigned share (the same as review next), never a clue of a recused unit."""
+    from pipeline.assignments import page_share
+    from pipeline.worklist import Scope, next_clue, page_stats, worklist
+
+    second = tmp_path / "more.csv"
+    with open(second, "w", encoding="utf-8", newline="") as handle:
+        csv.writer(handle).writerows([("编号", "被巡察单位", "线索内容"),
+                                      ("N5", NANHU, "南湖县分局机关食堂长期接受企业免费供应食材，群众意见很大。")])
+    triage_file(model_home, second, tmp_path / "more.out.csv", workers=1)
+    scope = Scope(round="第一轮", share=page_share)
+    assert {c.clue_id for c in worklist(db, "li", scope)} == {*(c[0] for c in CLUES), "N5"}  # both runs
+    assign(db, ["zhang", "li"], resolve_scope(db))
+    for reviewer in ("zhang", "li"):
+        page = {c.clue_id for c in worklist(db, reviewer, scope)}
+        assert page == {s.clue_id for s in review_queue(db, reviewer, resolve_scope(db))}
+    zhang = {c.clue_id for c in worklist(db, "zhang", scope)}
+    assert zhang and not zhang & {"D1", "D2", "D3", "U1"}  # recused from 东城; unknown unit withheld
+    clue = next_clue(db, "zhang", scope)
+    assert clue is not None and clue.clue_id in zhang
+    stats = page_stats(db, scope)
+    assert stats.round == "第一轮" and stats.counts["clues"] == len(CLUES) + 1

@@ -1,21 +1,25 @@
-"""Train → save → load → predict; integrity checks before unpickling; reproducibility."""
+"""Train → save → load → predict; features, familiarity, explanations, integrity, thresholds."""
 
 from __future__ import annotations
 
 import json
+import pickle
+import zipfile
 
 import numpy as np
 import pytest
 
 from pipeline.corpus import load_corpus, split
 from pipeline.errors import ModelIntegrityError, NoModelError
-from pipeline.features import feature_index, prepare
+from pipeline.features import ScriptMap, display_term, prepare
 from pipeline.labels import AREA, ATTENTION
 from pipeline.registry import FORMAT_VERSION, Registry
-from pipeline.train import review_threshold, train_on_corpus, wilson_lower
+from pipeline.train import choose_review_thresholds, subset, train_on_corpus
+from pipeline.vectorize import Vocabulary, batch_keys
 
 SPECIFIC = "反映某縣分局副局長王某2023年春節前收受轄區企業購物卡2萬元，並為該企業環評驗收開綠燈。"
 VIEW = "建议加强基层环境监测站人员培训，提高监测数据质量。"
+PLACEHOLDERS = ("<人名>", "<日期>", "<金额>", "<数字>", "<车牌>", "<编号>")
 
 
 def test_round_trip_predicts_both_heads_with_confidence_and_terms(model_home):
@@ -29,16 +33,23 @@ def test_round_trip_predicts_both_heads_with_confidence_and_terms(model_home):
         assert np.allclose(result[head].proba.sum(axis=1), 1.0)
         assert ((result[head].confidence > 0) & (result[head].confidence <= 1)).all()
     terms = result["attention"].terms[0] + result["area"].terms[0]
-    assert terms and any(t in terms for t in ("購物卡", "收受", "<金额>", "<人名>"))
+    assert any(t in terms for t in ("購物卡", "收受", "收受購物卡"))
+
+
+def test_key_terms_are_words_never_placeholders_or_single_characters(model_home):
+    model = Registry(model_home.models).load().model
+    texts = [c.text for c in load_corpus()[:300]]
+    result = model.predict(prepare(texts), explain=3, originals=texts)
+    shown = [t for head in ("attention", "area") for terms in result[head].terms for t in terms]
+    assert shown
+    assert not [t for t in shown if any(p in t for p in PLACEHOLDERS)]
+    assert not [t for t in shown if len(t) < 2]
 
 
 def test_key_terms_are_shown_in_the_script_the_user_wrote():
-    from pipeline.features import ScriptMap, display_feature
-
     script = ScriptMap("收受购物卡", "收受購物卡")  # normalised, and the user's own characters
-    assert display_feature("w:购物卡", script) == "購物卡"
-    assert display_feature("w:收受 购物卡", script) == "收受購物卡"
-    assert display_feature("w:<金额>", ScriptMap("2万元", "2萬元")) == "<金额>"
+    assert display_term(("购物卡",), script) == "購物卡"
+    assert display_term(("收受", "购物卡"), script) == "收受購物卡"
 
 
 def test_traditional_and_simplified_forms_get_the_same_prediction(model_home):
@@ -51,58 +62,120 @@ def test_traditional_and_simplified_forms_get_the_same_prediction(model_home):
     assert np.allclose(a["area"].proba, b["area"].proba)
 
 
-def test_feature_index_matches_the_hasher():
-    from sklearn.feature_extraction import FeatureHasher
+def test_features_unseen_in_training_do_not_dilute_the_known_ones(model_home):
+    """The first release hashed unseen n-grams into the TF-IDF norm, shrinking every known
+    weight; now a row is normalised over known features only, and familiarity drops."""
+    model = Registry(model_home.models).load().model
+    odd = "ꙮꙮꙮ𓀀𓀁𓀂"  # characters no clue has
+    a = model.predict(prepare([SPECIFIC]))
+    b = model.predict(prepare([SPECIFIC + odd]))
+    assert np.allclose(a["attention"].proba, b["attention"].proba, atol=1e-6)
+    assert b["attention"].familiarity[0] < a["attention"].familiarity[0]
 
-    from pipeline.features import N_FEATURES
 
-    hashed = FeatureHasher(n_features=N_FEATURES, input_type="string", alternate_sign=False).transform([["w:购物卡"]])
-    assert hashed.indices.tolist() == [feature_index("w:购物卡")]
+def test_keys_of_a_document_do_not_depend_on_its_batch():
+    docs = prepare([SPECIFIC, VIEW, "局长多次收受红包"])
+    together = batch_keys(docs)
+    alone = batch_keys(docs[1:2])
+    mine = together.keys[together.rows == 1]
+    assert sorted(mine.tolist()) == sorted(alone.keys.tolist())
+    part = subset(together, np.array([2, 1]))
+    assert part.n_docs == 2 and sorted(part.keys[part.rows == 1].tolist()) == sorted(mine.tolist())
+
+
+def test_vocabulary_counts_document_frequency_and_normalises_rows():
+    docs = prepare(["局长收受红包", "局长收受购物卡", "建议加强培训"])
+    keys = batch_keys(docs)
+    vocab = Vocabulary().fit(keys)
+    batch = vocab.transform(keys)
+    assert np.allclose(np.asarray((batch.matrix.multiply(batch.matrix)).sum(axis=1)).ravel(), 1.0)
+    assert np.allclose(batch.familiarity, 1.0)
+    assert Vocabulary(min_df=2).fit(keys).size < vocab.size
 
 
 def test_manifest_says_what_the_model_is(model_home):
     manifest = Registry(model_home.models).manifest("v1")
-    assert manifest["format_version"] == FORMAT_VERSION
-    assert len(manifest["artifact"]["sha256"]) == 64
-    for key in ("examples_sha256", "userdict_sha256", "stopwords_sha256", "corpus_sha256"):
+    assert manifest["format_version"] == FORMAT_VERSION == 2
+    assert manifest["artifact"]["file"] == "model.npz" and len(manifest["artifact"]["sha256"]) == 64
+    for key in ("examples_sha256", "userdict_sha256", "stopwords_sha256", "corpus_sha256", "alarm_terms_sha256"):
         assert len(manifest["data"][key]) == 64
     assert manifest["labels"] == {"attention": list(ATTENTION), "area": list(AREA)}
     assert {"scikit-learn", "jieba", "opencc", "python"} <= set(manifest["libraries"])
-    dev = manifest["metrics"]["dev"]
-    assert 0 <= dev["attention_ece"] < 0.1 and 0 <= dev["area_ece"] < 0.1
+    oor = manifest["metrics"]["out_of_register"]
+    assert 0 <= oor["attention_ece"] < 0.1 and 0 <= oor["area_ece"] < 0.1
     assert set(manifest["thresholds"]["needs_review"]) == {"attention", "area"}
+    assert "out-of-register" in manifest["thresholds"]["chosen_on"]
+    assert 0 < manifest["thresholds"]["familiarity_floor"] < 1
+    assert {"letter", "talk_note"} <= set(manifest["registers"])
 
 
 def test_model_files_are_owner_only(model_home):
     folder = model_home.models / "v1"
-    for path in (folder, folder / "model.joblib", folder / "manifest.json", model_home.models / "registry.json"):
+    for path in (folder, folder / "model.npz", folder / "manifest.json", model_home.models / "registry.json"):
         assert path.stat().st_mode & 0o077 == 0, path
 
 
-def test_tampered_artifact_is_refused_before_unpickling(model_home, monkeypatch):
-    artifact = model_home.models / "v1" / "model.joblib"
+def test_model_file_holds_arrays_and_json_only(model_home):
+    with zipfile.ZipFile(model_home.models / "v1" / "model.npz") as archive:
+        names = archive.namelist()
+    assert "spec.json.npy" in names and all(n.endswith(".npy") for n in names)
+    with np.load(model_home.models / "v1" / "model.npz", allow_pickle=False) as stored:
+        assert all(stored[n].dtype != object for n in stored.files)
+
+
+def test_tampered_artifact_is_refused_before_it_is_read(model_home, monkeypatch):
+    artifact = model_home.models / "v1" / "model.npz"
     data = bytearray(artifact.read_bytes())
     data[len(data) // 2] ^= 0xFF
     artifact.write_bytes(bytes(data))
-    import joblib
 
     def never(*args, **kwargs):
-        raise AssertionError("joblib.load called on an unverified file")
+        raise AssertionError("np.load called on an unverified file")
 
-    monkeypatch.setattr(joblib, "load", never)
+    monkeypatch.setattr(np, "load", never)
     with pytest.raises(ModelIntegrityError, match="sha256 .* does not match"):
         Registry(model_home.models).load()
 
 
-def test_a_manifest_edited_to_match_a_swapped_artifact_is_still_refused(model_home):
-    """The registry keeps its own record of each artifact's hash."""
+class _Planted:
+    def __reduce__(self):
+        return (exec, ("open(__import__('os').environ['PLANTED_SENTINEL'], 'w').write('ran')",))
+
+
+def test_a_planted_pickle_never_runs_even_when_the_registry_is_edited_to_trust_it(model_home, tmp_path, monkeypatch):
+    """The registry sits in the same writable home; loading must not be able to run code
+    whatever is edited there."""
+    sentinel = tmp_path / "sentinel"
+    monkeypatch.setenv("PLANTED_SENTINEL", str(sentinel))
     folder = model_home.models / "v1"
-    (folder / "model.joblib").write_bytes(b"not a model")
-    manifest = json.loads((folder / "manifest.json").read_text())
+    (folder / "model.npz").write_bytes(pickle.dumps(_Planted()))
     from pipeline.fsutil import sha256_file
 
-    manifest["artifact"]["sha256"] = sha256_file(folder / "model.joblib")
+    digest = sha256_file(folder / "model.npz")
+    manifest = json.loads((folder / "manifest.json").read_text())
+    manifest["artifact"]["sha256"] = digest
     (folder / "manifest.json").write_text(json.dumps(manifest))
+    registry_file = model_home.models / "registry.json"
+    state = json.loads(registry_file.read_text())
+    state["artifacts"]["v1"] = digest
+    registry_file.write_text(json.dumps(state))
+    with pytest.raises(ModelIntegrityError, match="not a clue-triage model"):
+        Registry(model_home.models).load()
+    assert not sentinel.exists()
+
+
+def test_an_npz_with_object_arrays_is_refused(model_home):
+    folder = model_home.models / "v1"
+    np.savez(folder / "model.npz", **{"spec.json": np.array([_Planted()], dtype=object)})
+    from pipeline.fsutil import sha256_file
+
+    digest = sha256_file(folder / "model.npz")
+    manifest = json.loads((folder / "manifest.json").read_text())
+    manifest["artifact"]["sha256"] = digest
+    (folder / "manifest.json").write_text(json.dumps(manifest))
+    state = json.loads((model_home.models / "registry.json").read_text())
+    state["artifacts"]["v1"] = digest
+    (model_home.models / "registry.json").write_text(json.dumps(state))
     with pytest.raises(ModelIntegrityError):
         Registry(model_home.models).load()
 
@@ -130,32 +203,30 @@ def test_same_data_and_seed_give_identical_predictions(small_corpus):
         assert np.array_equal(first[head].proba, second[head].proba)
 
 
-@pytest.mark.parametrize(
-    ("hits", "n", "low", "high"),
-    [(95, 100, 0.90, 0.94), (300, 300, 0.99, 1.0), (0, 10, 0.0, 0.01)],
-)
-def test_wilson_lower_bound(hits, n, low, high):
-    assert low <= wilson_lower(hits, n) <= high
-
-
-def test_review_threshold_keeps_clues_above_it_right_95_percent_of_the_time():
+def test_review_thresholds_keep_unflagged_clues_right_at_the_target():
     rng = np.random.default_rng(0)
-    confidence = rng.uniform(0.34, 1.0, 2000)
-    correct = rng.uniform(0, 1, 2000) < confidence  # calibrated by construction
-    t = review_threshold(correct, confidence)
-    assert 0.8 < t < 1.0
-    assert correct[confidence >= t].mean() >= 0.95
+    n = 3000
+    conf = {"attention": rng.uniform(0.34, 1.0, n), "area": rng.uniform(0.25, 1.0, n)}
+    truth = {"attention": ["further"] * n, "area": ["policy"] * n}
+    # calibrated by construction: right with probability = confidence
+    predicted = {
+        "attention": ["further" if ok else "aware" for ok in rng.uniform(0, 1, n) < conf["attention"]],
+        "area": ["policy" if ok else "discipline" for ok in rng.uniform(0, 1, n) < conf["area"]],
+    }
+    rule = choose_review_thresholds(truth, predicted, conf, np.ones(n), [False] * n, 0.0)
+    assert rule.met
+    keep = (conf["attention"] >= rule.thresholds["attention"]) & (conf["area"] >= rule.thresholds["area"])
+    for head, target in (("attention", 0.90), ("area", 0.95)):
+        assert np.mean(np.asarray(truth[head])[keep] == np.asarray(predicted[head])[keep]) >= target
+    assert rule.flagged == pytest.approx(1 - keep.mean())
 
 
 def test_a_saved_model_carries_no_text_of_what_it_predicted(model_home):
-    """Feature strings spell a clue out; predicting must leave nothing of it on the model."""
-    import pickle
-
-    registry = Registry(model_home.models)
-    loaded = registry.load()
+    """Nothing about a predicted batch is kept on the model; the file keeps keys, not words."""
+    loaded = Registry(model_home.models).load()
     secret = "举报某县环保局副局长收受企业红包秘密内容甲乙丙"
     loaded.model.predict(prepare([secret]), explain=3, originals=[secret])
-    blob = pickle.dumps(loaded.model)
-    for fragment in ("秘密", "甲乙丙", "红包"):
+    spec, arrays = loaded.model.to_arrays()
+    blob = json.dumps(spec, ensure_ascii=False).encode() + b"".join(a.tobytes() for a in arrays.values())
+    for fragment in ("秘密", "甲乙丙", "红包", "收受"):
         assert fragment.encode("utf-8") not in blob
-

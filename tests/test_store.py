@@ -7,22 +7,45 @@ import stat
 
 import pytest
 
-from pipeline.store import MIGRATIONS, clue_key, connect, migrate, now, transaction, unit_key
+from pipeline.store import (
+    MIGRATIONS,
+    append_overrides,
+    clue_key,
+    connect,
+    migrate,
+    now,
+    transaction,
+    unit_key,
+)
 
 TABLES = {
     "runs": {"run_id", "started", "finished", "status", "model_version", "input_path", "input_sha256", "row_count",
-             "round_id"},
+             "pid", "process", "output_path", "round_id"},
     "clues": {"clue_key", "clue_id", "unit", "unit_key", "text", "first_run", "group_key"},
     "predictions": {"run_id", "row_number", "clue_key", "clue_id", "status", "attention", "attention_conf", "area",
                     "area_conf", "margin", "needs_review", "key_terms", "handover", "model_version"},
     "reviewers": {"reviewer_id", "name", "created"},
     "recusals": {"reviewer_id", "unit_key", "unit", "created", "ended", "end_reason"},
     "overrides": {"override_id", "clue_key", "head", "kind", "predicted_label", "predicted_conf", "model_version",
-                  "run_id", "old_label", "new_label", "reviewer_id", "reason", "channel", "import_sha256", "created"},
+                  "run_id", "old_label", "new_label", "reviewer_id", "reason", "channel", "import_sha256", "created",
+                  "prev_sha256", "row_sha256"},
     "_migrations": {"name", "applied"},
+    # the review page's working state (m030, m031)
+    "signin_tokens": {"token_sha256", "reviewer_id", "created", "expires", "used"},
+    "web_sessions": {"session_sha256", "reviewer_id", "csrf", "created", "expires", "ended"},
+    "leases": {"clue_key", "reviewer_id", "expires"},
+    "skips": {"reviewer_id", "clue_key", "until"},
 }
-TRIGGERS = {"overrides_no_update", "overrides_no_delete", "overrides_known_label", "overrides_not_recused"}
-#: tables and triggers of later migrations are checked in the tests of their modules
+TRIGGERS = {"overrides_no_update", "overrides_no_delete", "overrides_known_label", "overrides_not_recused",
+            "overrides_append_only", "overrides_chained",
+            *(f"{table}_no_{verb}" for table in ("reviewers", "recusals", "clues", "predictions")
+              for verb in ("update", "delete", "replace")),
+            "runs_no_replace", "runs_no_delete", "runs_finished_records",
+            # the workflow's tables under the same guards (m020_…, m021_…, m023_…)
+            *(f"{table}_no_{verb}" for table in ("units", "unit_aliases", "rounds", "round_units", "assignments")
+              for verb in ("update", "delete", "replace")),
+            "recusal_log_no_update", "recusal_log_no_delete", "runs_round_fixed"}
+#: the tables of later migrations are checked in the tests of their modules
 #: (m020_…: tests/test_units.py; m021_…: tests/test_rounds.py; m022_…: tests/test_repeats.py)
 
 
@@ -43,9 +66,8 @@ def _clue_and_reviewer(db, unit="某市生態環境局東城分局"):
 
 def _override(db, key, label="further", reviewer="zhang", head="attention"):
     with transaction(db):
-        return db.execute(
-            "INSERT INTO overrides (clue_key, head, kind, new_label, reviewer_id, channel, created) "
-            "VALUES (?, ?, 'review', ?, ?, 'cli', ?)", (key, head, label, reviewer, now())).lastrowid
+        return append_overrides(db, [{"clue_key": key, "head": head, "kind": "review", "new_label": label,
+                                      "reviewer_id": reviewer, "channel": "cli", "created": now()}])[0]
 
 
 def test_schema_after_migrations(db):
@@ -57,8 +79,11 @@ def test_schema_after_migrations(db):
     assert triggers >= TRIGGERS
     applied = [r[0] for r in db.execute("SELECT name FROM _migrations ORDER BY name")]
     names = [m.__name__ for m in MIGRATIONS]
-    assert applied == names == sorted(names)
-    assert names[:2] == ["m001_initial", "m002_override_guards"]
+    assert applied == names == sorted(names) == ["m001_initial", "m002_override_guards",
+                                                  "m010_identifier_keys", "m011_audit_guards",
+                                                  "m020_units_and_recusal_ends", "m021_rounds",
+                                                  "m022_repeat_groups", "m023_assignments",
+                                                  "m030_web_sessions", "m031_review_leases"]
 
 
 def test_migrations_apply_once(home, db):
@@ -110,10 +135,10 @@ def test_overrides_refuse_a_recused_reviewer_whatever_the_script(db):
 def test_a_failed_transaction_stores_nothing(db):
     key = _clue_and_reviewer(db)
     with pytest.raises(sqlite3.IntegrityError), transaction(db):
-        db.execute("INSERT INTO overrides (clue_key, head, kind, new_label, reviewer_id, channel, created) "
-                   "VALUES (?, 'area', 'review', 'policy', 'zhang', 'cli', ?)", (key, now()))
-        db.execute("INSERT INTO overrides (clue_key, head, kind, new_label, reviewer_id, channel, created) "
-                   "VALUES (?, 'area', 'review', 'bogus', 'zhang', 'cli', ?)", (key, now()))
+        row = {"clue_key": key, "head": "area", "kind": "review", "reviewer_id": "zhang", "channel": "cli",
+               "created": now()}
+        append_overrides(db, [{**row, "new_label": "policy"}])
+        append_overrides(db, [{**row, "new_label": "bogus"}])
     assert db.execute("SELECT COUNT(*) FROM overrides").fetchone()[0] == 0
 
 
@@ -144,3 +169,26 @@ def test_several_processes_opening_a_new_store_at_once_all_succeed(tmp_path):
         assert [w.exitcode for w in workers] == [0, 0, 0, 0]
         names = [r[0] for r in sqlite3.connect(path).execute("SELECT name FROM _migrations ORDER BY name")]
         assert names == sorted(set(names)) and names
+
+
+def test_a_second_connection_does_not_cost_the_first_its_locks(home):
+    """Opening the store again in a process must not drop the POSIX locks of its open
+    connections; else another process, closing, thinks it is the last one, removes the WAL
+    and the first connection reads a stale database from then on (seen with the review
+    page: one connection per worker thread, sign-in links issued from the terminal)."""
+    import subprocess
+    import sys
+
+    first = connect(home.db_path)
+    first.execute("CREATE TABLE probe (n INTEGER)")
+    opened = [first, connect(home.db_path)]  # e.g. two worker threads of the page
+    code = ("import sys; from pipeline.store import connect; db = connect(sys.argv[1]); "
+            "db.execute('INSERT INTO probe VALUES (1)'); db.close()")
+    seen = []
+    for _ in range(3):
+        subprocess.run([sys.executable, "-c", code, str(home.db_path)], check=True)  # e.g. reviewers token
+        seen.append([db.execute("SELECT COUNT(*) FROM probe").fetchone()[0] for db in opened])
+        opened.append(connect(home.db_path))  # another thread comes along
+    assert seen == [[1, 1], [2, 2, 2], [3, 3, 3, 3]]
+    for db in opened:
+        db.close()
