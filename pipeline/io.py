@@ -826,12 +826,13 @@ def _fit_columns(sheet: Any, columns: Sequence[str]) -> None:
 def _header_cells(sheet: Any, columns: Sequence[str]) -> list[Any]:
     """The header row of a write-only sheet: bold on a pale fill, sanitised like every cell."""
     from openpyxl.cell import WriteOnlyCell
+    from openpyxl.cell.cell import Cell
     from openpyxl.styles import Font, PatternFill
 
     cells = []
     for name in columns:
         value = _excel_cell(sheet, name)
-        cell = value if isinstance(value, WriteOnlyCell) else WriteOnlyCell(sheet, value=value)
+        cell = value if isinstance(value, Cell) else WriteOnlyCell(sheet, value=value)
         cell.font = Font(bold=True)
         cell.fill = PatternFill("solid", fgColor="DDEBF7")
         cells.append(cell)
