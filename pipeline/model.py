@@ -338,7 +338,8 @@ class TwoHeadModel:
         values = matrix.data[cand.cell_in(matrix)] * coef[chosen[cand.rows], cand.cols]
         order = np.lexsort((-values, cand.rows))  # by clue, then by decreasing contribution
         rows_o = cand.rows[order]
-        rank = np.arange(len(order)) - np.searchsorted(rows_o, rows_o)
+        starts = np.flatnonzero(np.r_[True, rows_o[1:] != rows_o[:-1]])  # each clue's first candidate
+        rank = np.arange(len(order)) - np.repeat(starts, np.diff(np.r_[starts, len(order)]))
         keep = order[(rank < 2 * top) & (values[order] > 0)]  # spare candidates, for overlaps
         scripts: dict[int, ScriptMap] = {}
         for j in keep.tolist():
