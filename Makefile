@@ -18,6 +18,7 @@ install: $(STAMP)
 ## and print how to review it in the browser
 demo: $(STAMP)
 	@$(BIN)/clue-triage models current >/dev/null 2>&1 || $(BIN)/clue-triage train
+	@mkdir -p -m 700 var/demo
 	$(BIN)/clue-triage triage data/samples/sample_clues.csv -o var/demo/sample_clues.triaged.csv
 	@$(BIN)/clue-triage reviewers add demo --name 演示复核人 >/dev/null
 	@echo

@@ -114,7 +114,7 @@ def train(
 
     home = home_of(ctx)
     if not quiet:
-        err.print("training (segmenting; leaving each register out in turn; calibrating; final fit)…")
+        err.print("training (segmenting; scoring each register with a model that never saw it; calibrating; final fit)…")
     result = train_and_register(home, data, seed=seed, promote=promote)
     out.print(f"model {result.manifest['version']} written to {home.models / result.manifest['version']}"
               f"{' (champion)' if result.promoted else ' (candidate)'}")

@@ -161,6 +161,16 @@ class _Candidates:
     start: np.ndarray  # index of the candidate's first word in ``tokens``
     is_pair: np.ndarray
     tokens: list[str]
+    _cells: np.ndarray | None = None
+
+    def cell_in(self, matrix: sparse.csr_matrix) -> np.ndarray:
+        """Where each candidate's value sits in ``matrix.data`` (rows sorted, columns sorted
+        within a row): one search over row * width + column, shared by both heads."""
+        if self._cells is None:
+            width = matrix.shape[1]
+            nz_rows = np.repeat(np.arange(matrix.shape[0], dtype=np.int64), np.diff(matrix.indptr))
+            self._cells = np.searchsorted(nz_rows * width + matrix.indices, self.rows * width + self.cols)
+        return self._cells
 
 
 @dataclass
@@ -325,14 +335,11 @@ class TwoHeadModel:
         coef = head.explaining_coef()
         # the candidates' TF-IDF values, found among the matrix's stored cells (rows sorted,
         # columns sorted within a row) by one search over row * width + column
-        width = matrix.shape[1]
-        nz_rows = np.repeat(np.arange(matrix.shape[0], dtype=np.int64), np.diff(matrix.indptr))
-        cells = nz_rows * width + matrix.indices
-        at = np.searchsorted(cells, cand.rows * width + cand.cols)
-        values = matrix.data[at] * coef[chosen[cand.rows], cand.cols]
+        values = matrix.data[cand.cell_in(matrix)] * coef[chosen[cand.rows], cand.cols]
         order = np.lexsort((-values, cand.rows))  # by clue, then by decreasing contribution
         rows_o = cand.rows[order]
-        rank = np.arange(len(order)) - np.searchsorted(rows_o, rows_o)
+        starts = np.flatnonzero(np.r_[True, rows_o[1:] != rows_o[:-1]])  # each clue's first candidate
+        rank = np.arange(len(order)) - np.repeat(starts, np.diff(np.r_[starts, len(order)]))
         keep = order[(rank < 2 * top) & (values[order] > 0)]  # spare candidates, for overlaps
         scripts: dict[int, ScriptMap] = {}
         for j in keep.tolist():

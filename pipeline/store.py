@@ -82,21 +82,33 @@ def override_digest(prev_sha256: str, row: Mapping[str, Any]) -> str:
 def append_overrides(db: sqlite3.Connection, rows: Sequence[Mapping[str, Any]]) -> list[int]:
     """Append override rows (inside the caller's write transaction) in one ``executemany``:
     each gets the next id and its link in the hash chain. Returns their ids."""
+    values = chain_overrides(db, rows)
+    insert_chained(db, values)
+    return [v[0] for v in values]
+
+
+def chain_overrides(db: sqlite3.Connection, rows: Sequence[Mapping[str, Any]]) -> list[list[Any]]:
+    """The values to insert for ``rows``: ids and hash links continuing the chain as it is
+    now. Computed before the write lock, they are only valid while nobody else appends
+    (an import checks that under the lock; the ``overrides_chained`` trigger refuses them
+    otherwise). Columns: ``OVERRIDE_FIELDS``, ``prev_sha256``, ``row_sha256``."""
     last = db.execute("SELECT override_id, row_sha256 FROM overrides ORDER BY override_id DESC LIMIT 1").fetchone()
     seq = db.execute("SELECT seq FROM sqlite_sequence WHERE name = 'overrides'").fetchone()
     next_id = max(last[0] if last else 0, seq[0] if seq else 0) + 1
     prev = (last[1] if last else None) or GENESIS
-    values, ids = [], []
+    values = []
     for row in rows:
         full = {"reason": "", **row, "override_id": next_id}
         digest = override_digest(prev, full)
         values.append([full.get(f) for f in OVERRIDE_FIELDS] + [prev, digest])
-        ids.append(next_id)
         prev, next_id = digest, next_id + 1
-    columns = ", ".join(OVERRIDE_FIELDS)
-    db.executemany(f"INSERT INTO overrides ({columns}, prev_sha256, row_sha256) "
+    return values
+
+
+def insert_chained(db: sqlite3.Connection, values: Sequence[Sequence[Any]]) -> None:
+    """Insert rows made by :func:`chain_overrides` (inside a write transaction)."""
+    db.executemany(f"INSERT INTO overrides ({', '.join(OVERRIDE_FIELDS)}, prev_sha256, row_sha256) "
                    f"VALUES ({', '.join('?' * (len(OVERRIDE_FIELDS) + 2))})", values)
-    return ids
 
 
 def _script(db: sqlite3.Connection, script: str) -> None:
@@ -655,6 +667,7 @@ def connect(path: str | os.PathLike[str], *, create: bool = True) -> sqlite3.Con
         db.execute("PRAGMA foreign_keys = ON")
         db.execute("PRAGMA recursive_triggers = ON")
         db.execute(f"PRAGMA busy_timeout = {int(BUSY_TIMEOUT * 1000)}")
+        db.execute("PRAGMA cache_size = -16000")  # 16 MB: a large import's trigger lookups stay in memory
         migrate(db)
         reap_dead_runs(db)
     except StoreError:
@@ -709,7 +722,9 @@ def transaction(db: sqlite3.Connection, purpose: str = "a write") -> Iterator[sq
         raise error from None
     if note is not None:
         with contextlib.suppress(OSError):
-            note.write_text(f"{purpose} (process {os.getpid()})", encoding="utf-8")
+            fd = os.open(note, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)  # owner-only, like the store
+            with os.fdopen(fd, "w", encoding="utf-8") as handle:
+                handle.write(f"{purpose} (process {os.getpid()})")
     try:
         yield db
         db.execute("COMMIT")

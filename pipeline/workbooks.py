@@ -42,7 +42,7 @@ from .review import (
     reports,
 )
 from .routing import Routing, load_routing
-from .store import append_overrides, transaction, unit_key
+from .store import chain_overrides, insert_chained, transaction, unit_key
 
 #: (header, width in characters); ``clue_key`` and ``run`` are hidden and read back on import.
 REVIEW_COLUMNS: tuple[tuple[str, int], ...] = (
@@ -291,11 +291,12 @@ def import_review_sheet(db: sqlite3.Connection, path: str | os.PathLike[str], re
     for _attempt in range(IMPORT_ATTEMPTS):
         marker = _store_marker(db, reviewer_id)
         result, rows = _plan_import(db, path, header, lines, reviewer_id, digest)
+        values = chain_overrides(db, rows)  # ids and hash links, before the lock
         started = time.perf_counter()
         with transaction(db, f"a review import by {reviewer_id} ({len(rows):,} decisions)"):
             if _store_marker(db, reviewer_id) != marker:
                 continue  # the store changed since the check: check again
-            append_overrides(db, rows)
+            insert_chained(db, values)
         result.lock_seconds = time.perf_counter() - started
         return result
     raise InputError("the store kept changing while this import was checked; try again", path=path)
