@@ -365,6 +365,9 @@ def review_assign(
     if result.nobody:
         err.print(f"warning: no given reviewer may see {len(result.nobody)} clue(s) (recusal or unknown unit): "
                   + "、".join(result.nobody[:10]), markup=False)
+    if result.single:
+        err.print(f"warning: only one given reviewer may see {len(result.single)} clue(s), reviewed once: "
+                  + "、".join(result.single[:10]), markup=False)
 
 
 @review_app.command("import")
@@ -500,6 +503,10 @@ def history(ctx: typer.Context, clue: Annotated[str, typer.Argument(help="Clue i
                     "trail": [asdict(e) for e in entries]})
         return
     out.print(f"{state.clue_id} · {state.unit or '-'} · {state.clue_key}\n{state.text}", markup=False)
+    others = sorted({e.clue_key for e in entries} - {state.clue_key})
+    if others:
+        out.print(f"the id also names {len(others)} other report(s) of this matter (repeat group): {', '.join(others)}; "
+                  "their trail is included", markup=False)
     out.print(_grid("trail", ["time", "event", "by", "head", "label", "conf.", "was", "reason", "channel"],
                     [[e.time.replace("T", " ")[:19], e.kind, e.actor, e.head, _name(e.label),
                       "" if e.confidence is None else f"{e.confidence:.2f}", _name(e.old_label) if e.old_label else "",

@@ -27,6 +27,7 @@ class Assignment:
     assigned: Counter[str] = field(default_factory=Counter)  # reviewer -> groups newly assigned
     already: int = 0  # groups that had all the reviewers they need
     nobody: list[str] = field(default_factory=list)  # clue ids no given reviewer may see
+    single: list[str] = field(default_factory=list)  # with --double: clue ids only one given reviewer may see
     groups: int = 0  # groups considered
 
 
@@ -77,6 +78,8 @@ def assign(db: sqlite3.Connection, reviewers: Sequence[str], scope: RunScope = N
             if not chosen:
                 result.nobody.append(state.clue_id)
                 continue
+            if want == 2 and len(have) + len(chosen) < 2:
+                result.single.append(state.clue_id)
             for reviewer in chosen:
                 db.execute("INSERT OR IGNORE INTO assignments VALUES (?, ?, ?, ?)", (state.clue_key, reviewer, round_id, now()))
                 load[reviewer] += 1
