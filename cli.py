@@ -19,7 +19,8 @@ from commands.common import QuietOption, err, home_of, out, sub_app, table
 from commands.models import models_app
 from commands.report import report
 from commands.retrain import retrain
-from commands.review import handover, history, review_app, reviewers_app
+from commands.review import handover, history, review_app
+from commands.reviewers import reviewers_app
 from commands.rounds import rounds_app
 from commands.units import units_app
 from pipeline.paths import CORPUS_PATH, Home, resolve_home
