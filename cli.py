@@ -29,7 +29,8 @@ from commands.common import (
 from commands.models import models_app
 from commands.report import report
 from commands.retrain import retrain
-from commands.review import handover, history, review_app, reviewers_app, verify
+from commands.review import handover, history, review_app, verify
+from commands.reviewers import reviewers_app
 from commands.rounds import rounds_app
 from commands.serve import serve, token
 from commands.units import units_app

@@ -1,6 +1,8 @@
-"""`clue-triage reviewers …`, `review …`, `handover` and `history`: the reviewer loop.
+"""`clue-triage review …`, `handover` and `history`: the reviewer loop (reviewers
+themselves: :mod:`commands.reviewers`).
 
-The work is done in :mod:`pipeline.review` and :mod:`pipeline.workbooks`; this module reads
+The work is done in :mod:`pipeline.review`, :mod:`pipeline.assignments` and
+:mod:`pipeline.workbooks`; this module reads
 options, calls one library function and renders the result. The terminal queue of
 `review next` is the one piece of real interaction: it reads single key presses from a
 terminal, or one key per line when stdin is not a terminal (pipes, tests).
@@ -34,8 +36,6 @@ from .common import (
     sub_app,
 )
 
-reviewers_app = sub_app("Reviewers and their recusals (回避).\n\n"
-                        "Example: clue-triage reviewers add zhang --name 张三 --recuse 某市生态环境局东城分局")
 review_app = sub_app("Review the model's labels: assignment, terminal queue, Excel round trip, disputes, statistics.\n\n"
                      "Example: clue-triage review export --reviewer zhang -o zhang.xlsx")
 
@@ -81,84 +81,6 @@ def _name(code: str | None) -> str:
     from pipeline.labels import SHORT_NAMES
 
     return SHORT_NAMES.get(code or "", code or "-")
-
-
-# -- reviewers ------------------------------------------------------------------------
-
-
-@reviewers_app.command("add")
-def reviewers_add(
-    ctx: typer.Context,
-    reviewer_id: Annotated[str, typer.Argument(metavar="ID", help="Short id, e.g. zhang.")],
-    name: Annotated[str, typer.Option("--name", help="Full name.")],
-    recuse: Annotated[list[str] | None, typer.Option("--recuse", help="Inspected unit to recuse from (repeatable).")] = None,
-) -> None:
-    """Add a reviewer, or add recusals to an existing one; warns when a unit is not in the directory.
-
-    Example: clue-triage reviewers add zhang --name 张三 --recuse 某市生态环境局东城分局
-    """
-    from pipeline.review import add_reviewer
-    from pipeline.units import unit_warnings
-
-    with _store(ctx, create=True) as db:
-        for warning in unit_warnings(db, recuse or []):
-            err.print(printable(f"warning: {warning}"), markup=False)
-        reviewer = add_reviewer(db, reviewer_id, name, recuse or [])
-    out.print(f"reviewer {reviewer.reviewer_id} ({reviewer.name}); recused from: {'、'.join(reviewer.recused) or 'none'}",
-              markup=False)
-
-
-@reviewers_app.command("recuse")
-def reviewers_recuse(
-    ctx: typer.Context,
-    reviewer_id: Annotated[str, typer.Argument(metavar="ID", help="Reviewer id.")],
-    units: Annotated[list[str], typer.Argument(metavar="UNIT...", help="Inspected unit(s) to recuse from.")],
-    reason: Annotated[str, typer.Option("--reason", help="Why (recorded).")] = "",
-) -> None:
-    """Recuse a reviewer from units (回避); warns when a unit is not in the directory.
-
-    Example: clue-triage reviewers recuse zhang 某市生态环境局南湖县分局 --reason "配偶在该局工作"
-    """
-    from pipeline.review import recuse
-    from pipeline.units import unit_warnings
-
-    with _store(ctx) as db:
-        for warning in unit_warnings(db, units):
-            err.print(f"warning: {warning}", markup=False)
-        reviewer = recuse(db, reviewer_id, units, reason)
-    out.print(f"reviewer {reviewer.reviewer_id}; recused from: {'、'.join(reviewer.recused) or 'none'}", markup=False)
-
-
-@reviewers_app.command("unrecuse")
-def reviewers_unrecuse(
-    ctx: typer.Context,
-    reviewer_id: Annotated[str, typer.Argument(metavar="ID", help="Reviewer id.")],
-    unit: Annotated[str, typer.Argument(metavar="UNIT", help="The unit whose recusal ends.")],
-    reason: Annotated[str, typer.Option("--reason", help="Why it ends (required, recorded).")],
-) -> None:
-    """End a recusal with a recorded reason; the recusal and its end stay in the record.
-
-    Example: clue-triage reviewers unrecuse zhang 某市生态环境局南湖县分局 --reason "录入错误，应为北山县分局"
-    """
-    from pipeline.review import end_recusal
-
-    with _store(ctx) as db:
-        reviewer = end_recusal(db, reviewer_id, unit, reason)
-    out.print(f"reviewer {reviewer.reviewer_id}; recused from: {'、'.join(reviewer.recused) or 'none'}", markup=False)
-
-
-@reviewers_app.command("list")
-def reviewers_list(ctx: typer.Context) -> None:
-    """List reviewers, their recusals and how many decisions they recorded.
-
-    Example: clue-triage reviewers list
-    """
-    from pipeline.review import list_reviewers
-
-    with _store(ctx) as db:
-        rows = [[r.reviewer_id, r.name, r.created[:16].replace("T", " "), "、".join(r.recused) or "-", str(r.decisions)]
-                for r in list_reviewers(db)]
-    out.print(_grid("reviewers", ["id", "name", "added", "recused from", "override rows"], rows))
 
 
 # -- the terminal queue ---------------------------------------------------------------
@@ -379,6 +301,9 @@ def review_assign(
     if result.nobody:
         err.print(f"warning: no given reviewer may see {len(result.nobody)} clue(s) (recusal or unknown unit): "
                   + "、".join(result.nobody[:10]), markup=False)
+    if result.single:
+        err.print(f"warning: only one given reviewer may see {len(result.single)} clue(s), reviewed once: "
+                  + "、".join(result.single[:10]), markup=False)
 
 
 @review_app.command("import")
@@ -514,6 +439,10 @@ def history(ctx: typer.Context, clue: Annotated[str, typer.Argument(help="Clue i
                     "trail": [asdict(e) for e in entries]})
         return
     out.print(printable(f"{state.clue_id} · {state.unit or '-'} · {state.clue_key}\n{state.text}"), markup=False)
+    others = sorted({e.clue_key for e in entries} - {state.clue_key})
+    if others:
+        out.print(f"the id also names {len(others)} other report(s) of this matter (repeat group): {', '.join(others)}; "
+                  "their trail is included", markup=False)
     out.print(_grid("trail", ["time", "event", "by", "head", "label", "conf.", "was", "reason", "channel"],
                     [[e.time.replace("T", " ")[:19], e.kind, e.actor, e.head, _name(e.label),
                       "" if e.confidence is None else f"{e.confidence:.2f}", _name(e.old_label) if e.old_label else "",

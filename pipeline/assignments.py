@@ -39,6 +39,7 @@ class Assignment:
     assigned: Counter[str] = field(default_factory=Counter)  # reviewer -> groups newly assigned
     already: int = 0  # groups that had all the reviewers they need
     nobody: list[str] = field(default_factory=list)  # clue ids no given reviewer may see
+    single: list[str] = field(default_factory=list)  # with --double: clue ids only one given reviewer may see
     groups: int = 0  # groups considered
 
 
@@ -89,6 +90,8 @@ def assign(db: sqlite3.Connection, reviewers: Sequence[str], scope: RunScope = N
             if not chosen:
                 result.nobody.append(state.clue_id)
                 continue
+            if want == 2 and len(have) + len(chosen) < 2:
+                result.single.append(state.clue_id)
             for reviewer in chosen:
                 # an assignment is part of the record (guarded): add only one that is missing
                 db.execute("INSERT INTO assignments SELECT ?, ?, ?, ? WHERE NOT EXISTS "

@@ -584,23 +584,41 @@ class TrailEntry:
     reason: str = ""
     channel: str = ""
     run_id: int | None = None
+    clue_key: str = ""
+
+
+def _one_matter(db: sqlite3.Connection, ref: str) -> list[str]:
+    """The clue keys an id names when they are all one repeat group (the same text stored
+    with and without a unit, or in two files), the group's first clue first; else the
+    error of :func:`find_clue`."""
+    keys = clue_keys_for(db, ref)
+    if len(keys) > 1:
+        marks = ",".join("?" * len(keys))
+        groups = {r[0] for r in db.execute(f"SELECT COALESCE(group_key, clue_key) FROM clues WHERE clue_key IN ({marks})",
+                                           keys)}
+        if len(groups) == 1:
+            first = groups.pop()
+            return sorted(keys, key=lambda k: (k != first, k))
+    return [find_clue(db, ref)]
 
 
 def history(db: sqlite3.Connection, ref: str) -> tuple[ClueState, list[TrailEntry]]:
     """The clue's current state and its whole trail in time order: the predictions of every
-    complete run, every review decision and every adjudication."""
-    key = find_clue(db, ref)
+    complete run, every review decision and every adjudication. An id that names several
+    clues of one repeat group shows the first one's state and the trail of all of them."""
+    keys = _one_matter(db, ref)
     entries = []
-    for r in db.execute("SELECT p.*, r.started FROM predictions p JOIN runs r ON r.run_id = p.run_id "
-                        "WHERE p.clue_key = ? AND r.status = 'complete' ORDER BY p.run_id, p.row_number", (key,)):
-        for head in HEADS:
-            entries.append(TrailEntry(r["started"], "prediction", r["model_version"], head, r[head],
-                                      r[f"{head}_conf"], run_id=r["run_id"]))
-    for d in _decisions(db, key).get(key, []):
-        entries.append(TrailEntry(d.created, d.kind, d.reviewer_id, d.head, d.new_label, None, d.old_label,
-                                  d.reason, d.channel, d.run_id))
+    for key in keys:
+        for r in db.execute("SELECT p.*, r.started FROM predictions p JOIN runs r ON r.run_id = p.run_id "
+                            "WHERE p.clue_key = ? AND r.status = 'complete' ORDER BY p.run_id, p.row_number", (key,)):
+            for head in HEADS:
+                entries.append(TrailEntry(r["started"], "prediction", r["model_version"], head, r[head],
+                                          r[f"{head}_conf"], run_id=r["run_id"], clue_key=key))
+        for d in _decisions(db, key).get(key, []):
+            entries.append(TrailEntry(d.created, d.kind, d.reviewer_id, d.head, d.new_label, None, d.old_label,
+                                      d.reason, d.channel, d.run_id, clue_key=key))
     entries.sort(key=lambda e: e.time)  # stable: same-second entries keep their stored order
-    return clue_state(db, key), entries
+    return clue_state(db, keys[0]), entries
 
 
 @dataclass(frozen=True)

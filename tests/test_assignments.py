@@ -77,7 +77,12 @@ def test_double_assignment_gives_two_different_reviewers(db):
     result = assign(db, ["zhang", "li", "wang"], resolve_scope(db), double=True)
     per_clue = Counter(r[0] for r in db.execute("SELECT clue_key FROM assignments"))
     assert set(per_clue.values()) == {2} and len(per_clue) == 8
-    assert sum(result.assigned.values()) == 16
+    assert sum(result.assigned.values()) == 16 and result.single == []
+
+
+def test_double_assignment_says_which_clues_only_one_reviewer_may_see(db):
+    result = assign(db, ["zhang", "li"], resolve_scope(db), double=True)
+    assert sorted(result.single) == ["D1", "D2", "D3", "U1"]  # zhang is recused from 东城 and gets no unknown unit
     with pytest.raises(InputError, match="at least two"):
         assign(db, ["li"], double=True)
 

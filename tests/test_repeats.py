@@ -159,3 +159,22 @@ def test_groups_across_runs_in_review_and_hand_over(model_home, tmp_path):
     imported = import_review_sheet(db, tmp_path / "filled.xlsx", "li")
     assert imported.recorded == {"attention": 1} and imported.members == 0
     db.close()
+
+
+def test_history_of_an_id_stored_with_and_without_a_unit(model_home, tmp_path):
+    """The same clue in two files, once with its unit and once without: two clues of one
+    matter; `history ID` shows both instead of refusing."""
+    from typer.testing import CliRunner
+
+    from cli import app
+
+    _write(tmp_path / "a.csv", [("H1", A)])
+    no_unit = tmp_path / "b.csv"
+    with open(no_unit, "w", encoding="utf-8", newline="") as handle:
+        csv.writer(handle).writerows([("编号", "线索内容"), ("H1", A)])
+    triage_file(model_home, tmp_path / "a.csv", tmp_path / "a.out.csv", workers=1)
+    triage_file(model_home, no_unit, tmp_path / "b.out.csv", workers=1)
+    assert _read(tmp_path / "b.out.csv")[0]["repeat_of"] == "H1"
+    result = CliRunner().invoke(app, ["history", "H1"])
+    assert result.exit_code == 0, result.output
+    assert "also names 1 other report(s) of this matter" in result.stdout
