@@ -117,11 +117,13 @@ QuietOption = Annotated[bool, typer.Option("--quiet", "-q", help="No progress or
 
 
 @contextmanager
-def store(ctx: typer.Context) -> Iterator[sqlite3.Connection]:
-    """The home's store, open for the length of one command."""
+def store(ctx: typer.Context, create: bool = False) -> Iterator[sqlite3.Connection]:
+    """The home's store, open for the length of one command. Only commands that set a home
+    up (`units add/import`, `rounds start`; `reviewers add`) create one; elsewhere a missing
+    store is an error saying so, never an empty result."""
     from pipeline.store import connect
 
-    db = connect(home_of(ctx).db_path)
+    db = connect(home_of(ctx).db_path, create=create)
     try:
         yield db
     finally:

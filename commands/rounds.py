@@ -26,7 +26,7 @@ def rounds_start(
     """
     from pipeline.rounds import start_round
 
-    with store(ctx) as db:
+    with store(ctx, create=True) as db:
         started = start_round(db, name, unit or [], units)
     out.print(f"round {started.name} is open; units: {'、'.join(started.units)}", markup=False)
 

@@ -27,7 +27,7 @@ def units_add(
     """
     from pipeline.units import add_unit
 
-    with store(ctx) as db:
+    with store(ctx, create=True) as db:
         unit = add_unit(db, name, alias or [], kind, parent)
     out.print(f"unit {unit.name}; aliases: {'、'.join(unit.aliases) or 'none'}", markup=False)
 
@@ -43,7 +43,7 @@ def units_import(
     """
     from pipeline.units import import_units
 
-    with store(ctx) as db:
+    with store(ctx, create=True) as db:
         result = import_units(db, path)
     out.print(f"{result.units} unit(s) read, {result.added} new; {result.clues_resolved} stored clue(s) re-resolved",
               markup=False)

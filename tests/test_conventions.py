@@ -99,3 +99,20 @@ def test_review_sheet_headers_are_chinese_unless_en(model_home, tmp_path):
 def test_the_allowed_list_of_an_import_error_matches_the_drop_down():
     with pytest.raises(InputError, match="allowed: 政策落实、从严治党、组织路线、巡察整改"):
         parse_label("area", "别的")
+
+
+def test_report_and_verify_in_a_home_without_a_store_say_so(tmp_path):
+    """An empty report or a 'store OK' for a home that has no store would mislead."""
+    from typer.testing import CliRunner
+
+    from cli import app
+
+    empty = tmp_path / "empty-home"
+    empty.mkdir()
+    runner = CliRunner()
+    for args in (["report", "-o", str(tmp_path / "r.xlsx")], ["verify"], ["rounds", "list"]):
+        result = runner.invoke(app, ["--home", str(empty), *args])
+        assert result.exit_code == 2, (args, result.output)
+        assert "no store" in result.output
+    assert not (empty / "var" / "clue-triage.db").exists()
+    assert not (tmp_path / "r.xlsx").exists()
