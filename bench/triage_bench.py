@@ -36,7 +36,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from pipeline.paths import CORPUS_PATH, Home, resolve_home  # noqa: E402
 
-TARGET_RATIO = 3.0
+TARGET_RATIO = 7.0
 TARGET_LOAD_SECONDS = 2.0
 TARGET_RSS_MB = 600
 
