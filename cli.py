@@ -133,7 +133,7 @@ def evaluate(
 
     Example: clue-triage evaluate --split test
     """
-    from pipeline.evaluate import evaluate_and_report
+    from pipeline.report import evaluate_and_report
 
     home = home_of(ctx)
     outcome = evaluate_and_report(home, split=split, data=data, version=model)

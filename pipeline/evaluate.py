@@ -5,7 +5,6 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
-from typing import Any
 
 import numpy as np
 from sklearn.metrics import (
@@ -161,34 +160,3 @@ def evaluate_model(
         evaluate_predictions("keyword rules", data, truth, keyword_predict(docs)),
     ]
     return ev, baselines
-
-
-@dataclass
-class EvaluationOutcome:
-    evaluation: Evaluation
-    baselines: list[Evaluation]
-    paths: list[Any]
-
-
-def evaluate_and_report(home: Any, *, split: str = "test", data: Any = None, version: str | None = None) -> EvaluationOutcome:
-    """Evaluate a registered model on a corpus split (or a labeled file) and write a report."""
-    from .corpus import SPLITS, load_corpus
-    from .corpus import split as pick
-    from .errors import InputError
-    from .registry import Registry, now
-    from .report import write_report
-
-    loaded = Registry(home.models).load(version)
-    corpus = load_corpus()
-    if data is not None:
-        clues, data_name = load_corpus(data), str(data)
-    else:
-        if split not in SPLITS:
-            raise InputError(f"unknown split {split!r}; use one of: {', '.join(SPLITS)}")
-        clues, data_name = pick(corpus, split), f"corpus {split} split"
-        if split in ("train", "dev"):
-            data_name += " (the model was fitted on it: not a fair score)"
-    ev, baselines = evaluate_model(loaded.model, clues, data_name, f"model {loaded.version}", pick(corpus, "train"))
-    stem = f"evaluate-{loaded.version}-{split if data is None else 'file'}-{now().replace(':', '')}"
-    paths = write_report(ev, baselines, home.reports, stem)
-    return EvaluationOutcome(ev, baselines, paths)

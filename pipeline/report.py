@@ -7,7 +7,9 @@ download at run time), else from any CJK font the system has.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from .evaluate import Evaluation, HeadMetrics
 from .fsutil import atomic_path, write_text_atomic
@@ -112,3 +114,34 @@ def write_report(model: Evaluation, baselines: list[Evaluation], folder: Path, s
     md = folder / f"{stem}.md"
     write_text_atomic(md, "\n".join(lines))
     return [md, *written]
+
+
+@dataclass
+class EvaluationOutcome:
+    evaluation: Evaluation
+    baselines: list[Evaluation]
+    paths: list[Any]
+
+
+def evaluate_and_report(home: Any, *, split: str = "test", data: Any = None, version: str | None = None) -> EvaluationOutcome:
+    """Evaluate a registered model on a corpus split (or a labeled file) and write a report."""
+    from .corpus import SPLITS, load_corpus
+    from .corpus import split as pick
+    from .errors import InputError
+    from .evaluate import evaluate_model
+    from .registry import Registry, now
+
+    loaded = Registry(home.models).load(version)
+    corpus = load_corpus()
+    if data is not None:
+        clues, data_name = load_corpus(data), str(data)
+    else:
+        if split not in SPLITS:
+            raise InputError(f"unknown split {split!r}; use one of: {', '.join(SPLITS)}")
+        clues, data_name = pick(corpus, split), f"corpus {split} split"
+        if split in ("train", "dev"):
+            data_name += " (the model was fitted on it: not a fair score)"
+    ev, baselines = evaluate_model(loaded.model, clues, data_name, f"model {loaded.version}", pick(corpus, "train"))
+    stem = f"evaluate-{loaded.version}-{split if data is None else 'file'}-{now().replace(':', '')}"
+    paths = write_report(ev, baselines, home.reports, stem)
+    return EvaluationOutcome(ev, baselines, paths)
