@@ -11,7 +11,7 @@ from .common import QuietOption, err, home_of, out, table
 
 def retrain(
     ctx: typer.Context,
-    min_new_overrides: Annotated[int, typer.Option(min=0, help="Do nothing (exit 0) unless this many overrides arrived since the champion was trained.")] = 0,
+    min_new_overrides: Annotated[int, typer.Option(min=0, help="Do nothing (exit 0) unless this many clues were reviewed (overridden) since the last model was trained; a clue reviewed on both heads counts once.")] = 0,
     max_drop: Annotated[float, typer.Option(min=0.0, help="Macro-F1 fall per head the gate tolerates; it fails only when the 95% interval of the fall lies wholly beyond it.")] = 0.01,
     force: Annotated[bool, typer.Option("--force", help="Promote even if the gate fails (recorded as forced).")] = False,
     audit: Annotated[bool, typer.Option("--audit", help="Only list training labels that look wrong; train nothing.")] = False,
@@ -39,7 +39,7 @@ def retrain(
     out.print(outcome.message)
     if outcome.status == "nothing_to_do":
         return
-    out.print(f"training data: {outcome.sizes}; new overrides since the champion: {outcome.new_overrides}; "
+    out.print(f"training data: {outcome.sizes}; newly reviewed clues since the last model: {outcome.new_overrides}; "
               f"suspicious labels flagged: {outcome.suspects} (see --audit)")
     for c in outcome.comparisons:
         rows = []

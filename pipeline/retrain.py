@@ -279,7 +279,7 @@ class RetrainOutcome:
     message: str
     version: str | None = None
     champion: str | None = None
-    new_overrides: int = 0
+    new_overrides: int = 0  # clues with an override since the last model was trained
     comparisons: list[Comparison] = field(default_factory=list)
     suspects: int = 0
     sizes: dict[str, int] = field(default_factory=dict)
@@ -313,9 +313,11 @@ def retrain(
         # rollback, or a candidate that failed the gate, cron must not retrain the same data
         baseline = max((int(registry.manifest(v).get("data", {}).get("overrides_max_id", 0))
                         for v in registry.versions()), default=0)
-        new = int(db.execute("SELECT COUNT(*) FROM overrides WHERE override_id > ?", (baseline,)).fetchone()[0])
+        # clues, not override rows: one clue reviewed on both heads is one new reviewed clue
+        new = int(db.execute("SELECT COUNT(DISTINCT clue_key) FROM overrides WHERE override_id > ?",
+                             (baseline,)).fetchone()[0])
         if champion is not None and new < min_new_overrides:
-            return RetrainOutcome("nothing_to_do", f"nothing to do: {new} new override(s) since the last "
+            return RetrainOutcome("nothing_to_do", f"nothing to do: {new} newly reviewed clue(s) since the last "
                                   f"model was trained, fewer than {min_new_overrides}", champion=champion.version,
                                   new_overrides=new)
         reviewed = reviewed_examples(db)

@@ -98,13 +98,23 @@ def test_the_loop_fixes_a_systematic_error(model_home, tmp_path, small_corpus):
 
     # nothing new since v2: a cron run does nothing and says so
     idle = retrain(model_home, corpus_path=small_corpus, min_new_overrides=1)
-    assert idle.status == "nothing_to_do" and "0 new override" in idle.message
+    assert idle.status == "nothing_to_do" and "0 newly reviewed clue" in idle.message
     assert registry.versions() == ["v1", "v2"]
 
     # a rollback sticks: the nightly run does not retrain the same overrides and re-promote
     registry.rollback(by="test", reason="check")
     idle = retrain(model_home, corpus_path=small_corpus, min_new_overrides=1)
     assert idle.status == "nothing_to_do" and registry.champion() == "v1"
+
+
+def test_min_new_overrides_counts_clues_not_head_decisions(model_home, tmp_path):
+    """Two clues reviewed on both heads are four override rows but two reviewed clues."""
+    _triage_family(model_home, tmp_path)
+    imported = _review_through_excel(model_home, tmp_path, set(FAMILY[:2]))
+    assert imported.recorded["attention"] + imported.recorded["area"] == 4
+    idle = retrain(model_home, min_new_overrides=3)
+    assert idle.status == "nothing_to_do" and idle.new_overrides == 2
+    assert "2 newly reviewed clue(s)" in idle.message
 
 
 def test_a_failing_gate_keeps_the_champion_and_force_is_recorded(model_home, small_corpus):
@@ -271,7 +281,7 @@ def test_retraining_while_a_triage_runs_corrupts_nothing(model_home, tmp_path, s
 def test_retrain_command_from_cron_does_nothing_without_new_overrides(model_home):
     result = CliRunner().invoke(app, ["retrain", "--min-new-overrides", "5"])
     assert result.exit_code == 0
-    assert "nothing to do: 0 new override(s)" in result.stdout
+    assert "nothing to do: 0 newly reviewed clue(s)" in result.stdout
 
 
 def test_reviewed_examples_feed_retraining(model_home, tmp_path):
