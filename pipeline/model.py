@@ -253,11 +253,6 @@ class TwoHeadModel:
     def batch(self, docs: Sequence[Prepared] | Keys) -> Batch:
         return self.vocab_.transform(docs if isinstance(docs, Keys) else self.keys(docs))
 
-    def scores(self, docs: Sequence[Prepared] | Keys) -> dict[str, np.ndarray]:
-        """Per head, the members' raw decision scores (what a stacker is fitted on)."""
-        x = self.batch(docs).matrix
-        return {head: h.scores(x) for head, h in self.heads_.items()}
-
     def config_dict(self) -> dict[str, object]:
         return {
             "model": self.config.to_dict(),
