@@ -285,17 +285,24 @@ def check_run(db: sqlite3.Connection, run: int) -> None:
 RunScope = int | Scope | None
 
 
+def _run_filter(run: RunScope) -> tuple[str, list[object]]:
+    """The SQL condition (on predictions ``p``) and its arguments that keep one run or a
+    scope's runs; nothing for every run."""
+    if isinstance(run, Scope):
+        if run.runs is None:
+            return "", []
+        return f" AND p.run_id IN ({','.join('?' * len(run.runs))})", list(run.runs)
+    if run is not None:
+        return " AND p.run_id = ?", [run]
+    return "", []
+
+
 def _predictions(db: sqlite3.Connection, run: RunScope, key: str | None = None) -> dict[str, Prediction]:
     """clue_key -> its prediction, in run and row order."""
-    where, args = "p.clue_key IS NOT NULL AND r.status = 'complete'", list[object]()
-    if isinstance(run, Scope):
-        if run.runs is not None:
-            where += f" AND p.run_id IN ({','.join('?' * len(run.runs))})"
-            args.extend(run.runs)
-    elif run is not None:
+    if run is not None and not isinstance(run, Scope):
         check_run(db, run)
-        where += " AND p.run_id = ?"
-        args.append(run)
+    extra, args = _run_filter(run)
+    where = "p.clue_key IS NOT NULL AND r.status = 'complete'" + extra
     if key is not None:
         where += " AND p.clue_key = ?"
         args.append(key)
@@ -420,14 +427,8 @@ def reports(db: sqlite3.Connection, run: RunScope = None) -> dict[str, list[str]
     """Group key -> the clue ids of every report of that matter within ``run``, in run and
     row order. A report is one row of one input file: the same file triaged twice counts
     once, and two rows of one file with the same text count twice."""
-    where, args = "r.status = 'complete' AND p.clue_key IS NOT NULL", list[object]()
-    if isinstance(run, Scope):
-        if run.runs is not None:
-            where += f" AND p.run_id IN ({','.join('?' * len(run.runs))})"
-            args.extend(run.runs)
-    elif run is not None:
-        where += " AND p.run_id = ?"
-        args.append(run)
+    extra, args = _run_filter(run)
+    where = "r.status = 'complete' AND p.clue_key IS NOT NULL" + extra
     seen: set[tuple[str, int]] = set()
     out: dict[str, list[str]] = defaultdict(list)
     for row in db.execute(
