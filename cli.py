@@ -37,7 +37,7 @@ from commands.units import units_app
 from pipeline.paths import CORPUS_PATH, Home, resolve_home
 
 if TYPE_CHECKING:
-    from pipeline.triage import TriageStart, TriageSummary
+    from pipeline.intake.triage import TriageStart, TriageSummary
 
 app = sub_app("Triage inspection problem clues (问题线索): classify, review, retrain.\n\n"
               "Example: clue-triage triage 线索登记表.xlsx -o 线索登记表.triaged.xlsx", completion=True)
@@ -85,7 +85,7 @@ def main(
     os.umask(0o077)  # everything we create is owner-only
     handle_sigterm()
     if segmenter:
-        from pipeline.segment import set_segmenter
+        from pipeline.text.segment import set_segmenter
 
         set_segmenter(segmenter)
     ctx.obj = State(resolve_home(home))
@@ -111,7 +111,7 @@ def train(
 
     Example: clue-triage train --seed 0
     """
-    from pipeline.train import train_and_register
+    from pipeline.model.train import train_and_register
 
     home = home_of(ctx)
     if not quiet:
@@ -133,12 +133,12 @@ def evaluate(
 
     Example: clue-triage evaluate --split test
     """
-    from pipeline.report import evaluate_and_report
+    from pipeline.model.report import evaluate_and_report
 
     home = home_of(ctx)
     outcome = evaluate_and_report(home, split=split, data=data, version=model)
     ev = outcome.evaluation
-    from pipeline.report import comparison_rows
+    from pipeline.model.report import comparison_rows
 
     out.print(table(f"{ev.name} on {ev.data} (n = {ev.heads['attention'].n})",
                      ["predictor", "attention macro-F1", "area macro-F1", "further recall"],
@@ -171,7 +171,7 @@ class TriageProgress:
         self._task: Any = None
 
     def start(self, run: TriageStart) -> None:
-        from pipeline.io import encoding_label, is_utf8
+        from pipeline.intake.io import encoding_label, is_utf8
 
         for warning in run.warnings:  # shown even with --quiet: it may change results
             self.console.print(f"warning: {warning}", markup=False)
@@ -215,7 +215,7 @@ def triage(
 
     Example: clue-triage triage data/samples/sample_clues.csv -o var/sample.triaged.xlsx
     """
-    from pipeline.triage import triage_file
+    from pipeline.intake.triage import triage_file
 
     progress = TriageProgress(err, quiet)
     try:

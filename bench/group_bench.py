@@ -1,4 +1,4 @@
-"""Speed of repeat grouping (pipeline.repeats), the step triage adds per clue.
+"""Speed of repeat grouping (pipeline.intake.repeats), the step triage adds per clue.
 
 Builds N distinct clues from the corpus and times what triage does for each classified
 clue after normalisation (which triage does anyway): the canonical form, MinHash
@@ -28,14 +28,14 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from triage_bench import clue_texts, corpus_texts  # noqa: E402
 
-from pipeline.normalize import normalize  # noqa: E402
-from pipeline.repeats import (  # noqa: E402
+from pipeline.intake.repeats import (  # noqa: E402
     Clue,
     Grouper,
     canonical_of_normalized,
     signatures,
     text_hash,
 )
+from pipeline.text.normalize import normalize  # noqa: E402
 
 TARGET = 20_000
 BATCH = 500

@@ -24,9 +24,9 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from pipeline.paths import resolve_home  # noqa: E402
-from pipeline.review import add_reviewer  # noqa: E402
-from pipeline.store import connect, transaction, unit_key  # noqa: E402
-from pipeline.workbooks import import_review_sheet  # noqa: E402
+from pipeline.review.review import add_reviewer  # noqa: E402
+from pipeline.review.workbooks import import_review_sheet  # noqa: E402
+from pipeline.store.store import connect, transaction, unit_key  # noqa: E402
 
 UNIT = "某市生态环境局南湖县分局"
 

@@ -135,8 +135,8 @@ class TreeSampler(threading.Thread):
 
 def _triage_child(home_root: str, src: str, out: str, workers: int | None, queue: multiprocessing.Queue) -> None:
     """In a fresh process: time the model load, then the whole triage; report rusage."""
-    from pipeline.registry import Registry
-    from pipeline.triage import available_cpus, triage_file
+    from pipeline.intake.triage import available_cpus, triage_file
+    from pipeline.model.registry import Registry
 
     home = resolve_home(home_root)
     started = time.perf_counter()
@@ -183,7 +183,7 @@ def run_triage(home: Home, src: Path, out: Path, workers: int | None) -> dict:
 
 
 def _train_child(home_root: str) -> None:
-    from pipeline.train import train_and_register
+    from pipeline.model.train import train_and_register
 
     train_and_register(resolve_home(home_root).ensure(), CORPUS_PATH, seed=0)
 

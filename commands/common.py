@@ -58,7 +58,7 @@ class ErrorBoundary(TyperGroup):
         except OSError as exc:
             _fail(_os_error_message(exc), 2)
         except sqlite3.Error as exc:
-            from pipeline.store import store_error
+            from pipeline.store.store import store_error
 
             _fail(str(store_error(exc)), 2)
         except RecursionError:
@@ -121,7 +121,7 @@ def store(ctx: typer.Context, create: bool = False) -> Iterator[sqlite3.Connecti
     """The home's store, open for the length of one command. Only commands that set a home
     up (`units add/import`, `rounds start`; `reviewers add`) create one; elsewhere a missing
     store is an error saying so, never an empty result."""
-    from pipeline.store import connect
+    from pipeline.store.store import connect
 
     db = connect(home_of(ctx).db_path, create=create)
     try:
@@ -136,8 +136,8 @@ AllOption = Annotated[bool, typer.Option("--all", help="Every clue of every run,
 
 
 def scope_of(db: sqlite3.Connection, round_name: str | None, run: int | None, every: bool) -> Any:
-    """The :class:`pipeline.rounds.Scope` of --round / --run / --all, said on stderr."""
-    from pipeline.rounds import resolve_scope
+    """The :class:`pipeline.intake.rounds.Scope` of --round / --run / --all, said on stderr."""
+    from pipeline.intake.rounds import resolve_scope
 
     scope = resolve_scope(db, round_name, run, every)
     err.print(f"scope: {scope.label}", markup=False)

@@ -26,7 +26,7 @@ def models_list(ctx: typer.Context, as_json: JsonOption = False) -> None:
 
     Example: clue-triage models list
     """
-    from pipeline.registry import Registry
+    from pipeline.model.registry import Registry
 
     rows = Registry(home_of(ctx).models).summaries()
     if as_json:
@@ -46,7 +46,7 @@ def models_current(ctx: typer.Context) -> None:
 
     Example: clue-triage models current
     """
-    from pipeline.registry import Registry
+    from pipeline.model.registry import Registry
 
     registry = Registry(home_of(ctx).models)
     champion = registry.champion()
@@ -63,7 +63,7 @@ def models_show(ctx: typer.Context, version: Annotated[str, typer.Argument(help=
 
     Example: clue-triage models show v1
     """
-    from pipeline.registry import Registry
+    from pipeline.model.registry import Registry
 
     if as_json:
         print_json(Registry(home_of(ctx).models).manifest(version))
@@ -82,7 +82,7 @@ def models_promote(
 
     Example: clue-triage models promote v3 --by zhang --reason "reviewed by the group"
     """
-    from pipeline.registry import Registry
+    from pipeline.model.registry import Registry
 
     registry = Registry(home_of(ctx).models)
     gate = registry.manifest(version).get("gate", {})
@@ -100,7 +100,7 @@ def models_rollback(
 
     Example: clue-triage models rollback --by zhang --reason "v4 over-flags"
     """
-    from pipeline.registry import Registry
+    from pipeline.model.registry import Registry
 
     version = Registry(home_of(ctx).models).rollback(by=by or _login(), reason=reason)
     out.print(f"{version} is the champion again")

@@ -21,7 +21,7 @@ def report(
 
     Example: clue-triage report --round 2026年第一轮 -o 巡察线索汇总.xlsx
     """
-    from pipeline.unit_report import build_report, write_report
+    from pipeline.review.unit_report import build_report, write_report
 
     with store(ctx) as db:
         result = build_report(db, scope_of(db, round_name, run, every))

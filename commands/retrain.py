@@ -22,8 +22,8 @@ def retrain(
 
     Example (cron, nightly): clue-triage retrain --min-new-overrides 50
     """
-    from pipeline.retrain import audit_home
-    from pipeline.retrain import retrain as run_retrain
+    from pipeline.model.retrain import audit_home
+    from pipeline.model.retrain import retrain as run_retrain
 
     home = home_of(ctx)
     if audit:

@@ -1,8 +1,8 @@
 """`clue-triage review …`, `handover` and `history`: the reviewer loop (reviewers
 themselves: :mod:`commands.reviewers`).
 
-The work is done in :mod:`pipeline.review`, :mod:`pipeline.assignments` and
-:mod:`pipeline.workbooks`; this module reads
+The work is done in :mod:`pipeline.review.review`, :mod:`pipeline.review.assignments` and
+:mod:`pipeline.review.workbooks`; this module reads
 options, calls one library function and renders the result. The terminal queue of
 `review next` is the one piece of real interaction: it reads single key presses from a
 terminal, or one key per line when stdin is not a terminal (pipes, tests).
@@ -51,12 +51,12 @@ def _store(ctx: typer.Context, create: bool = False, check: bool = False) -> Ite
     """The home's store; only `reviewers add` creates one (elsewhere a missing store is an
     error saying so, not an empty result). With ``check``, records that point at nothing
     (the store was edited outside clue-triage) are left out of the result and said on stderr."""
-    from pipeline.store import connect
+    from pipeline.store.store import connect
 
     db = connect(home_of(ctx).db_path, create=create)
     try:
         if check:
-            from pipeline.audit import find_orphans
+            from pipeline.store.audit import find_orphans
 
             orphans = find_orphans(db)
             if orphans:
@@ -158,8 +158,8 @@ def _session(db: sqlite3.Connection, reviewer: str, run: Any, keys: _Keys, tally
     """Walk the reviewer's queue; every decision is committed before the next clue shows.
     ``u`` goes back to the clue decided last: deciding it again records a new decision that
     supersedes the earlier one (both stay in the trail)."""
-    from pipeline.review import clue_state, get_reviewer, record_decision, review_queue
-    from pipeline.routing import load_routing
+    from pipeline.intake.routing import load_routing
+    from pipeline.review.review import clue_state, get_reviewer, record_decision, review_queue
 
     routing = load_routing()
     reviewer = get_reviewer(db, reviewer).reviewer_id  # as stored: Zhang and zhang are one reviewer
@@ -262,10 +262,10 @@ def review_export(
 
     Example: clue-triage review export --reviewer zhang --needs-review -o zhang.xlsx
     """
-    from pipeline.workbooks import export_review_sheet, export_suspect_sheet
+    from pipeline.review.workbooks import export_review_sheet, export_suspect_sheet
 
     if suspect:
-        from pipeline.retrain import audit_home
+        from pipeline.model.retrain import audit_home
 
         count = export_suspect_sheet(audit_home(home_of(ctx)), output, headers)
         out.print(f"{count} suspicious label(s) written to {output} (owner-only)", markup=False)
@@ -291,7 +291,7 @@ def review_assign(
 
     Example: clue-triage review assign --reviewers zhang,li --needs-review --double
     """
-    from pipeline.assignments import assign
+    from pipeline.review.assignments import assign
 
     with _store(ctx, check=True) as db:
         result = assign(db, reviewers.split(","), scope_of(db, round_name, run, every), needs_review=needs_review,
@@ -316,7 +316,7 @@ def review_import(
 
     Example: clue-triage review import review.xlsx --reviewer zhang
     """
-    from pipeline.workbooks import import_review_sheet
+    from pipeline.review.workbooks import import_review_sheet
 
     with _store(ctx) as db:
         result = import_review_sheet(db, sheet, reviewer)
@@ -338,7 +338,7 @@ def review_disputes(ctx: typer.Context, round_name: RoundOption = None, run: Run
 
     Example: clue-triage review disputes
     """
-    from pipeline.review import disputes
+    from pipeline.review.review import disputes
 
     with _store(ctx, check=True) as db:
         found = disputes(db, scope_of(db, round_name, run, every))
@@ -365,7 +365,7 @@ def review_resolve(
 
     Example: clue-triage review resolve XC-2026-002 --head area --label discipline --reviewer wang --reason "收受购物卡"
     """
-    from pipeline.review import resolve
+    from pipeline.review.review import resolve
 
     with _store(ctx) as db:
         state = resolve(db, clue, head, label, reviewer, reason)
@@ -379,7 +379,7 @@ def review_stats(ctx: typer.Context, round_name: RoundOption = None, run: RunOpt
 
     Example: clue-triage review stats
     """
-    from pipeline.review import review_stats as compute
+    from pipeline.review.review import review_stats as compute
 
     with _store(ctx, check=True) as db:
         s = compute(db, scope_of(db, round_name, run, every))
@@ -413,7 +413,7 @@ def handover(
 
     Example: clue-triage handover --run 1 -o 移交清单.xlsx
     """
-    from pipeline.workbooks import write_handover
+    from pipeline.review.workbooks import write_handover
 
     with _store(ctx, check=True) as db:
         result = write_handover(db, output, scope_of(db, round_name, run, every))
@@ -427,7 +427,7 @@ def history(ctx: typer.Context, clue: Annotated[str, typer.Argument(help="Clue i
 
     Example: clue-triage history XC-2026-001
     """
-    from pipeline.review import history as trail
+    from pipeline.review.review import history as trail
 
     with _store(ctx) as db:
         state, entries = trail(db, clue)
@@ -459,7 +459,7 @@ def verify(ctx: typer.Context) -> None:
 
     Example: clue-triage verify
     """
-    from pipeline.audit import verify_store
+    from pipeline.store.audit import verify_store
 
     with _store(ctx) as db:
         report = verify_store(db)

@@ -24,8 +24,8 @@ def reviewers_add(
 
     Example: clue-triage reviewers add zhang --name 张三 --recuse 某市生态环境局东城分局
     """
-    from pipeline.review import add_reviewer
-    from pipeline.units import unit_warnings
+    from pipeline.intake.units import unit_warnings
+    from pipeline.review.review import add_reviewer
 
     with _store(ctx, create=True) as db:
         for warning in unit_warnings(db, recuse or []):
@@ -46,8 +46,8 @@ def reviewers_recuse(
 
     Example: clue-triage reviewers recuse zhang 某市生态环境局南湖县分局 --reason "配偶在该局工作"
     """
-    from pipeline.review import recuse
-    from pipeline.units import unit_warnings
+    from pipeline.intake.units import unit_warnings
+    from pipeline.review.review import recuse
 
     with _store(ctx) as db:
         for warning in unit_warnings(db, units):
@@ -68,7 +68,7 @@ def reviewers_unrecuse(
 
     Example: clue-triage reviewers unrecuse zhang 某市生态环境局南湖县分局 --reason "录入错误，应为北山县分局"
     """
-    from pipeline.review import end_recusal
+    from pipeline.review.review import end_recusal
 
     with _store(ctx) as db:
         reviewer = end_recusal(db, reviewer_id, unit, reason)
@@ -82,7 +82,7 @@ def reviewers_list(ctx: typer.Context) -> None:
 
     Example: clue-triage reviewers list
     """
-    from pipeline.review import list_reviewers
+    from pipeline.review.review import list_reviewers
 
     with _store(ctx) as db:
         rows = [[r.reviewer_id, r.name, r.created[:16].replace("T", " "), "、".join(r.recused) or "-", str(r.decisions)]

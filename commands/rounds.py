@@ -24,7 +24,7 @@ def rounds_start(
 
     Example: clue-triage rounds start 2026年第一轮 --unit 某市生态环境局东城分局 --unit 某市生态环境局南湖县分局
     """
-    from pipeline.rounds import start_round
+    from pipeline.intake.rounds import start_round
 
     with store(ctx, create=True) as db:
         started = start_round(db, name, unit or [], units)
@@ -37,7 +37,7 @@ def rounds_list(ctx: typer.Context, as_json: JsonOption = False) -> None:
 
     Example: clue-triage rounds list --json
     """
-    from pipeline.rounds import list_rounds
+    from pipeline.intake.rounds import list_rounds
 
     with store(ctx) as db:
         rounds = list_rounds(db)
@@ -59,7 +59,7 @@ def rounds_close(
 
     Example: clue-triage rounds close
     """
-    from pipeline.rounds import close_round
+    from pipeline.intake.rounds import close_round
 
     with store(ctx) as db:
         closed = close_round(db, name)

@@ -35,10 +35,10 @@ def serve(
 
     Example: clue-triage serve --port 8765
     """
-    from pipeline.assignments import page_share
-    from pipeline.rounds import get_round, open_round
-    from pipeline.store import connect
-    from pipeline.worklist import Scope
+    from pipeline.intake.rounds import get_round, open_round
+    from pipeline.review.assignments import page_share
+    from pipeline.review.worklist import Scope
+    from pipeline.store.store import connect
     from web.server import plan
     from web.server import serve as run
 
@@ -76,8 +76,8 @@ def token(
 
     Example: clue-triage reviewers token zhang
     """
-    from pipeline.sessions import issue_signin_token
-    from pipeline.store import connect
+    from pipeline.review.sessions import issue_signin_token
+    from pipeline.store.store import connect
 
     db = connect(home_of(ctx).db_path)
     try:

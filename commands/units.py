@@ -25,7 +25,7 @@ def units_add(
 
     Example: clue-triage units add 某市生态环境局东城分局 --alias 东城分局 --kind 分局 --parent 某市生态环境局
     """
-    from pipeline.units import add_unit
+    from pipeline.intake.units import add_unit
 
     with store(ctx, create=True) as db:
         unit = add_unit(db, name, alias or [], kind, parent)
@@ -41,7 +41,7 @@ def units_import(
 
     Example: clue-triage units import data/samples/units.csv
     """
-    from pipeline.units import import_units
+    from pipeline.intake.units import import_units
 
     with store(ctx, create=True) as db:
         result = import_units(db, path)
@@ -55,7 +55,7 @@ def units_list(ctx: typer.Context, as_json: JsonOption = False) -> None:
 
     Example: clue-triage units list --json
     """
-    from pipeline.units import list_units
+    from pipeline.intake.units import list_units
 
     with store(ctx) as db:
         units = list_units(db)

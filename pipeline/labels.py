@@ -8,7 +8,7 @@ full-width characters, so a reviewer can type either into a spreadsheet.
 from __future__ import annotations
 
 from .errors import InputError
-from .normalize import lookup_key
+from .text.normalize import lookup_key
 
 ATTENTION: tuple[str, ...] = ("further", "aware", "reference")
 AREA: tuple[str, ...] = ("policy", "discipline", "organization", "rectification")

@@ -21,12 +21,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import numpy as np  # noqa: E402
 from sklearn.metrics import f1_score  # noqa: E402
 
-from pipeline.corpus import load_corpus, split  # noqa: E402
-from pipeline.features import prepare  # noqa: E402
 from pipeline.labels import HEADS  # noqa: E402
-from pipeline.model import HeadConfig, Member, ModelConfig, fit_stacker, softmax  # noqa: E402
-from pipeline.train import examples_from, out_of_group  # noqa: E402
-from pipeline.vectorize import batch_keys  # noqa: E402
+from pipeline.model.corpus import load_corpus, split  # noqa: E402
+from pipeline.model.model import HeadConfig, Member, ModelConfig, fit_stacker, softmax  # noqa: E402
+from pipeline.model.train import examples_from, out_of_group  # noqa: E402
+from pipeline.model.vectorize import batch_keys  # noqa: E402
+from pipeline.text.features import prepare  # noqa: E402
 
 
 def candidates() -> list[tuple[str, ModelConfig]]:

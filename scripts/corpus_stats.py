@@ -13,8 +13,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from pipeline.corpus import REGISTERS, SPLITS, load_corpus, shortcuts  # noqa: E402
 from pipeline.labels import AREA, ATTENTION  # noqa: E402
+from pipeline.model.corpus import REGISTERS, SPLITS, load_corpus, shortcuts  # noqa: E402
 
 README = Path(__file__).resolve().parents[1] / "data" / "README.md"
 START, END = "<!-- counts:start -->", "<!-- counts:end -->"

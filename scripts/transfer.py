@@ -1,7 +1,7 @@
 """Leave one register out, the whole training protocol included: the number that matters.
 
 For each register R of the corpus (``train`` + ``dev``; ``test`` is never looked at), a
-model is trained by the shipped protocol (``pipeline.train.fit_and_calibrate``: members,
+model is trained by the shipped protocol (``pipeline.model.train.fit_and_calibrate``: members,
 out-of-register calibration, thresholds, familiarity floor) on every *other* register, then
 scores all of R's clues. Printed per register: macro-F1 of both heads, `further` recall, the
 share flagged ``needs_review`` and the accuracy of the rows left unflagged; then the mean
@@ -20,10 +20,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import numpy as np  # noqa: E402
 from sklearn.metrics import f1_score  # noqa: E402
 
-from pipeline.corpus import load_corpus, split  # noqa: E402
+from pipeline.intake.triage import classify_texts  # noqa: E402
 from pipeline.labels import HEADS  # noqa: E402
-from pipeline.train import examples_from, fit_and_calibrate  # noqa: E402
-from pipeline.triage import classify_texts  # noqa: E402
+from pipeline.model.corpus import load_corpus, split  # noqa: E402
+from pipeline.model.train import examples_from, fit_and_calibrate  # noqa: E402
 
 
 def score(model, held):  # type: ignore[no-untyped-def]

@@ -26,8 +26,8 @@ def workbooks_reopen(monkeypatch: pytest.MonkeyPatch):
     the command exited 0)."""
     from openpyxl import load_workbook
 
-    from pipeline import io as pipeline_io
-    from pipeline import workbooks
+    from pipeline.intake import io as pipeline_io
+    from pipeline.review import workbooks
 
     written: list[Path] = []
     real_save, real_exit = workbooks._save, pipeline_io.TableWriter.__exit__
@@ -70,7 +70,7 @@ def small_corpus(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="session")
 def trained_home(tmp_path_factory: pytest.TempPathFactory, small_corpus: Path) -> Home:
     """A home with one champion model trained on the small corpus (session-wide, read-only)."""
-    from pipeline.train import train_and_register
+    from pipeline.model.train import train_and_register
 
     home = resolve_home(tmp_path_factory.mktemp("trained")).ensure()
     train_and_register(home, small_corpus, seed=0)

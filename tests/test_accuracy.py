@@ -12,10 +12,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from pipeline.corpus import load_corpus, split
-from pipeline.evaluate import evaluate_model
-from pipeline.train import train_on_corpus
-from pipeline.triage import classify_texts
+from pipeline.intake.triage import classify_texts
+from pipeline.model.corpus import load_corpus, split
+from pipeline.model.evaluate import evaluate_model
+from pipeline.model.train import train_on_corpus
 
 
 @pytest.fixture(scope="module")

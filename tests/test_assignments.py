@@ -11,14 +11,14 @@ from openpyxl import load_workbook
 from typer.testing import CliRunner
 
 from cli import app
-from pipeline.assignments import assign, share
 from pipeline.errors import InputError
-from pipeline.review import add_reviewer, clue_states, review_queue
-from pipeline.rounds import resolve_scope, start_round
-from pipeline.store import connect
-from pipeline.triage import triage_file
-from pipeline.units import add_unit
-from pipeline.workbooks import export_review_sheet
+from pipeline.intake.rounds import resolve_scope, start_round
+from pipeline.intake.triage import triage_file
+from pipeline.intake.units import add_unit
+from pipeline.review.assignments import assign, share
+from pipeline.review.review import add_reviewer, clue_states, review_queue
+from pipeline.review.workbooks import export_review_sheet
+from pipeline.store.store import connect
 
 runner = CliRunner()
 DONGCHENG, NANHU = "某市生态环境局东城分局", "某市生态环境局南湖县分局"
@@ -116,8 +116,8 @@ def test_cli_assign_then_terminal_undo(db, monkeypatch):
 def test_review_page_serves_a_reviewers_share_of_the_open_round(db, model_home, tmp_path):
     """The web page's Scope.share seam: the round's runs, one clue per group, each reviewer
     their assigned share (the same as review next), never a clue of a recused unit."""
-    from pipeline.assignments import page_share
-    from pipeline.worklist import Scope, next_clue, page_stats, worklist
+    from pipeline.review.assignments import page_share
+    from pipeline.review.worklist import Scope, next_clue, page_stats, worklist
 
     second = tmp_path / "more.csv"
     with open(second, "w", encoding="utf-8", newline="") as handle:

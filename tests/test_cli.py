@@ -39,7 +39,7 @@ def test_train_registers_a_champion_and_evaluate_writes_a_report(home, small_cor
 
 
 def test_confusion_matrix_uses_a_cjk_font():
-    from pipeline.report import cjk_font
+    from pipeline.model.report import cjk_font
 
     assert cjk_font() is not None
 

@@ -13,11 +13,11 @@ from typer.testing import CliRunner
 
 from cli import app
 from pipeline.errors import InputError
+from pipeline.intake.triage import triage_file
 from pipeline.labels import parse_label
-from pipeline.review import add_reviewer, clue_states, record_decision
-from pipeline.store import connect
-from pipeline.triage import triage_file
-from pipeline.workbooks import HEADERS_ZH, REVIEW_COLUMNS, export_review_sheet
+from pipeline.review.review import add_reviewer, clue_states, record_decision
+from pipeline.review.workbooks import HEADERS_ZH, REVIEW_COLUMNS, export_review_sheet
+from pipeline.store.store import connect
 
 runner = CliRunner()
 

@@ -10,7 +10,8 @@ import numpy as np
 import pytest
 from scipy import sparse
 
-from pipeline.corpus import (
+from pipeline.labels import AREA, ATTENTION, HEADS
+from pipeline.model.corpus import (
     EXTRA_FIELDS,
     FIELDS,
     GROUNDED_REGISTERS,
@@ -21,10 +22,9 @@ from pipeline.corpus import (
     load_corpus,
     shortcuts,
 )
-from pipeline.labels import AREA, ATTENTION, HEADS
-from pipeline.normalize import is_traditional, to_simplified
 from pipeline.paths import CORPUS_PATH, STOPWORDS_PATH, USERDICT_PATH
-from pipeline.segment import read_userdict
+from pipeline.text.normalize import is_traditional, to_simplified
+from pipeline.text.segment import read_userdict
 
 CLUES = load_corpus()
 #: the first release's clues (c0001-c2072) and the wave-2 clues of issue 9
@@ -141,7 +141,7 @@ def test_a_surname_mou_name_does_not_give_further_away():
     person = [c for c in CLUES if c.attention != "further"]
     import re
 
-    from pipeline.segment import PERSON_REF
+    from pipeline.text.segment import PERSON_REF
 
     rx = re.compile(PERSON_REF)
     assert sum(bool(rx.search(to_simplified(c.text))) for c in person) / len(person) >= 0.10

@@ -21,9 +21,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from pipeline.intake.triage import classify_texts, triage_file
+from pipeline.model.registry import Registry
 from pipeline.paths import Home
-from pipeline.registry import Registry
-from pipeline.triage import classify_texts, triage_file
 
 STATUSES = {"ok", "empty", "no_text", "not_chinese", "too_short", "too_long_truncated", "garbled", "error"}
 HANZI = st.characters(min_codepoint=0x4E00, max_codepoint=0x9FFF)

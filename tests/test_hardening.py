@@ -29,12 +29,11 @@ from openpyxl import Workbook, load_workbook
 from typer.testing import CliRunner
 
 from cli import app
-from pipeline import store as store_mod
-from pipeline.audit import verify_store
 from pipeline.errors import InputError, StoreError
-from pipeline.io import open_clue_file
+from pipeline.intake.io import open_clue_file
+from pipeline.intake.triage import classify_texts, triage_file
 from pipeline.paths import Home
-from pipeline.review import (
+from pipeline.review.review import (
     add_reviewer,
     disputes,
     find_clue,
@@ -44,9 +43,10 @@ from pipeline.review import (
     resolve,
     review_stats,
 )
-from pipeline.store import connect, transaction, unit_key
-from pipeline.triage import classify_texts, triage_file
-from pipeline.workbooks import export_review_sheet, import_review_sheet, write_handover
+from pipeline.review.workbooks import export_review_sheet, import_review_sheet, write_handover
+from pipeline.store import store as store_mod
+from pipeline.store.audit import verify_store
+from pipeline.store.store import connect, transaction, unit_key
 
 runner = CliRunner()
 DONGCHENG = "某市生态环境局东城分局"
@@ -413,7 +413,7 @@ def test_a_20000_row_import_holds_the_write_lock_under_2_seconds(home, tmp_path)
 
 
 def test_an_import_checks_again_when_the_store_changed_meanwhile(triaged, tmp_path, monkeypatch):
-    from pipeline import workbooks
+    from pipeline.review import workbooks
 
     sheet = export_review_sheet(triaged, tmp_path / "r.xlsx") and tmp_path / "r.xlsx"
     book = load_workbook(sheet)
@@ -587,8 +587,8 @@ def test_a_manifest_that_is_not_json_is_one_line(model_home, tmp_path, content):
 
 
 def test_mojibake_is_garbled_not_classified(trained_home):
-    from pipeline.corpus import load_corpus
-    from pipeline.registry import Registry
+    from pipeline.model.corpus import load_corpus
+    from pipeline.model.registry import Registry
 
     model = Registry(trained_home.models).load().model
     texts = [c.text for c in load_corpus()]
@@ -678,7 +678,7 @@ def test_control_characters_never_reach_the_terminal(model_home, tmp_path):
 
 
 def test_a_version_registered_without_its_folder_is_never_reused(model_home):
-    from pipeline.registry import Registry
+    from pipeline.model.registry import Registry
 
     registry = Registry(model_home.models)
     state = json.loads((model_home.models / "registry.json").read_text())
@@ -693,7 +693,7 @@ def test_a_version_registered_without_its_folder_is_never_reused(model_home):
 
 
 def test_a_failed_run_leaves_no_clues(model_home, tmp_path, monkeypatch):
-    from pipeline import triage as triage_mod
+    from pipeline.intake import triage as triage_mod
 
     source = write_csv(tmp_path / "in.csv", ["编号", "被巡察单位", "线索内容"], CLUES)
     monkeypatch.setattr(triage_mod, "STORE_EVERY", 1)

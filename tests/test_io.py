@@ -11,7 +11,7 @@ import pytest
 from openpyxl import Workbook, load_workbook
 
 from pipeline.errors import InputError
-from pipeline.io import (
+from pipeline.intake.io import (
     EXCEL_CELL_LIMIT,
     TableWriter,
     detect_encoding,
@@ -92,7 +92,7 @@ def test_short_files_are_detected(tmp_path, text, encoding):
 
 
 def test_utf8_multibyte_character_cut_at_the_sample_boundary(tmp_path, monkeypatch):
-    import pipeline.io as pio
+    import pipeline.intake.io as pio
 
     monkeypatch.setattr(pio, "SAMPLE_BYTES", 64)
     text = "线索内容\n" + "收受礼金" * 40 + "\n"

@@ -21,7 +21,7 @@ from pathlib import Path
 import pytest
 
 from pipeline.paths import CORPUS_PATH, PROJECT_ROOT, Home
-from pipeline.store import connect
+from pipeline.store.store import connect
 
 ROWS = 100_000
 

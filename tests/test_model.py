@@ -9,13 +9,13 @@ import zipfile
 import numpy as np
 import pytest
 
-from pipeline.corpus import load_corpus, split
 from pipeline.errors import ModelIntegrityError, NoModelError
-from pipeline.features import ScriptMap, display_term, prepare
 from pipeline.labels import AREA, ATTENTION
-from pipeline.registry import FORMAT_VERSION, Registry
-from pipeline.train import choose_review_thresholds, subset, train_on_corpus
-from pipeline.vectorize import Vocabulary, batch_keys
+from pipeline.model.corpus import load_corpus, split
+from pipeline.model.registry import FORMAT_VERSION, Registry
+from pipeline.model.train import choose_review_thresholds, subset, train_on_corpus
+from pipeline.model.vectorize import Vocabulary, batch_keys
+from pipeline.text.features import ScriptMap, display_term, prepare
 
 SPECIFIC = "反映某縣分局副局長王某2023年春節前收受轄區企業購物卡2萬元，並為該企業環評驗收開綠燈。"
 VIEW = "建议加强基层环境监测站人员培训，提高监测数据质量。"
@@ -53,7 +53,7 @@ def test_key_terms_are_shown_in_the_script_the_user_wrote():
 
 
 def test_traditional_and_simplified_forms_get_the_same_prediction(model_home):
-    from pipeline.normalize import to_simplified
+    from pipeline.text.normalize import to_simplified
 
     model = Registry(model_home.models).load().model
     a = model.predict(prepare([SPECIFIC]))

@@ -1,6 +1,6 @@
 import pytest
 
-from pipeline.normalize import han_count, is_traditional, normalize
+from pipeline.text.normalize import han_count, is_traditional, normalize
 
 
 @pytest.mark.parametrize(

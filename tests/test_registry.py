@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from pipeline.errors import InputError
-from pipeline.registry import Registry
+from pipeline.model.registry import Registry
 
 
 @pytest.fixture
@@ -124,7 +124,7 @@ def test_model_card_lists_data_scores_and_weaknesses(model_home):
 
 
 def test_a_changed_user_dictionary_is_reported_when_loading(model_home, tmp_path, monkeypatch):
-    import pipeline.registry as registry_module
+    import pipeline.model.registry as registry_module
 
     assert Registry(model_home.models).load().warnings == []
     edited = tmp_path / "userdict.txt"

@@ -10,17 +10,17 @@ from pathlib import Path
 import pytest
 from openpyxl import load_workbook
 
+from pipeline.intake.repeats import canonical, group_texts, signatures, text_hash
+from pipeline.intake.triage import triage_file
 from pipeline.paths import CORPUS_PATH
-from pipeline.repeats import canonical, group_texts, signatures, text_hash
-from pipeline.review import add_reviewer, clue_states, record_decision, review_queue
-from pipeline.store import connect, unit_key
-from pipeline.triage import triage_file
-from pipeline.workbooks import (
+from pipeline.review.review import add_reviewer, clue_states, record_decision, review_queue
+from pipeline.review.workbooks import (
     REVIEW_COLUMNS,
     export_review_sheet,
     import_review_sheet,
     write_handover,
 )
+from pipeline.store.store import connect, unit_key
 
 #: the same matter reported twice in different words (a letter sent again with changes, a
 #: second writer, a talk note and a letter): each pair must be one group

@@ -13,15 +13,15 @@ from river_family import FAMILY
 from typer.testing import CliRunner
 
 from cli import app
-from pipeline.corpus import load_corpus, split
-from pipeline.features import prepare
-from pipeline.registry import Registry
-from pipeline.retrain import audit, compare, is_held_out, retrain, training_set
-from pipeline.review import ReviewedClue, add_reviewer, reviewed_examples
-from pipeline.store import connect
-from pipeline.train import Example
-from pipeline.triage import triage_file
-from pipeline.workbooks import export_review_sheet, import_review_sheet
+from pipeline.intake.triage import triage_file
+from pipeline.model.corpus import load_corpus, split
+from pipeline.model.registry import Registry
+from pipeline.model.retrain import audit, compare, is_held_out, retrain, training_set
+from pipeline.model.train import Example
+from pipeline.review.review import ReviewedClue, add_reviewer, reviewed_examples
+from pipeline.review.workbooks import export_review_sheet, import_review_sheet
+from pipeline.store.store import connect
+from pipeline.text.features import prepare
 
 REVIEWED_MEMBERS = FAMILY[:15]
 UNSEEN_MEMBERS = FAMILY[15:]
@@ -178,7 +178,7 @@ def _reviewed(text, attention="aware", area="policy", key="k", unit="某单位",
 
 
 def test_an_override_wins_over_the_corpus_label_for_the_same_text():
-    from pipeline.normalize import to_simplified
+    from pipeline.text.normalize import to_simplified
 
     corpus = load_corpus()
     victim = next(c for c in split(corpus, "train") if not is_held_out(c.text))
@@ -225,7 +225,7 @@ def test_a_reviewed_copy_of_a_corpus_test_clue_is_never_trained_on():
 
 
 def test_a_head_the_reviewer_left_alone_is_not_weighted_as_a_decision():
-    from pipeline.train import REVIEW_WEIGHT, _weights
+    from pipeline.model.train import REVIEW_WEIGHT, _weights
 
     examples = [Example("甲", "aware", "policy"), Example("乙", "further", "discipline", "review", ("area",))]
     weights = _weights(examples)
@@ -319,7 +319,7 @@ def test_suspect_labels_go_to_a_sheet_for_a_second_look(model_home, tmp_path):
 
 def test_a_held_out_set_where_nobody_decided_one_head_is_scored_on_the_other(model_home):
     """Reviewers may fill one column only; the gate then skips the head nobody decided."""
-    from pipeline.retrain import _score
+    from pipeline.model.retrain import _score
 
     def champion_labels(model, texts):
         return model.predict(prepare(texts))["attention"].labels

@@ -27,9 +27,11 @@ from typer.testing import CliRunner
 from cli import app
 from pipeline.errors import InputError, StoreError, ValidationError
 from pipeline.fsutil import sha256_file
+from pipeline.intake.routing import load_routing
+from pipeline.intake.triage import triage_file
 from pipeline.labels import ATTENTION, SHORT_NAMES
 from pipeline.paths import Home
-from pipeline.review import (
+from pipeline.review.review import (
     add_reviewer,
     clue_state,
     clue_states,
@@ -43,10 +45,7 @@ from pipeline.review import (
     review_stats,
     reviewed_examples,
 )
-from pipeline.routing import load_routing
-from pipeline.store import connect
-from pipeline.triage import triage_file
-from pipeline.workbooks import (
+from pipeline.review.workbooks import (
     HEADERS_ZH,
     PENDING_SHEET,
     REVIEW_COLUMNS,
@@ -54,6 +53,7 @@ from pipeline.workbooks import (
     import_review_sheet,
     write_handover,
 )
+from pipeline.store.store import connect
 
 DONGCHENG_T, DONGCHENG_S, NANHU = "某市生態環境局東城分局", "某市生态环境局东城分局", "某市生态环境局南湖县分局"
 CLUES = [

@@ -11,11 +11,11 @@ from typer.testing import CliRunner
 
 from cli import app
 from pipeline.errors import InputError, StoreError
-from pipeline.review import clue_states
-from pipeline.rounds import close_round, list_rounds, open_round, resolve_scope, start_round
-from pipeline.store import connect
-from pipeline.triage import triage_file
-from pipeline.units import add_unit
+from pipeline.intake.rounds import close_round, list_rounds, open_round, resolve_scope, start_round
+from pipeline.intake.triage import triage_file
+from pipeline.intake.units import add_unit
+from pipeline.review.review import clue_states
+from pipeline.store.store import connect
 
 runner = CliRunner()
 DONGCHENG, NANHU, BEISHAN = "某市生态环境局东城分局", "某市生态环境局南湖县分局", "某市生态环境局北山县分局"

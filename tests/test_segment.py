@@ -7,9 +7,9 @@ import pickle
 
 import pytest
 
-from pipeline.corpus import load_corpus
-from pipeline.normalize import normalize
-from pipeline.segment import SEGMENTERS, mask, segment, tokenize
+from pipeline.model.corpus import load_corpus
+from pipeline.text.normalize import normalize
+from pipeline.text.segment import SEGMENTERS, mask, segment, tokenize
 
 
 @pytest.mark.parametrize(

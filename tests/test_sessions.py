@@ -1,4 +1,4 @@
-"""Sign-in links, sessions and CSRF tokens of the review page (pipeline/sessions.py)."""
+"""Sign-in links, sessions and CSRF tokens of the review page (pipeline/review/sessions.py)."""
 
 from __future__ import annotations
 
@@ -7,8 +7,8 @@ import hashlib
 import pytest
 
 from pipeline.errors import StoreError
-from pipeline.review import add_reviewer
-from pipeline.sessions import (
+from pipeline.review.review import add_reviewer
+from pipeline.review.sessions import (
     SignInError,
     check_csrf,
     end_session,
@@ -18,7 +18,7 @@ from pipeline.sessions import (
     redeem_signin_token,
     signin_reviewer,
 )
-from pipeline.store import connect
+from pipeline.store.store import connect
 
 
 @pytest.fixture

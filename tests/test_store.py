@@ -7,7 +7,7 @@ import stat
 
 import pytest
 
-from pipeline.store import (
+from pipeline.store.store import (
     MIGRATIONS,
     append_overrides,
     clue_key,
@@ -149,7 +149,7 @@ def test_keys_ignore_script_width_and_spacing():
 
 
 def _open_store(path):
-    from pipeline.store import connect
+    from pipeline.store.store import connect
 
     connect(path).close()
 
@@ -182,7 +182,7 @@ def test_a_second_connection_does_not_cost_the_first_its_locks(home):
     first = connect(home.db_path)
     first.execute("CREATE TABLE probe (n INTEGER)")
     opened = [first, connect(home.db_path)]  # e.g. two worker threads of the page
-    code = ("import sys; from pipeline.store import connect; db = connect(sys.argv[1]); "
+    code = ("import sys; from pipeline.store.store import connect; db = connect(sys.argv[1]); "
             "db.execute('INSERT INTO probe VALUES (1)'); db.close()")
     seen = []
     for _ in range(3):

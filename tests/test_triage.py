@@ -14,13 +14,11 @@ from openpyxl import Workbook, load_workbook
 from rich.console import Console
 from typer.testing import CliRunner
 
-import pipeline.triage as triage_mod
+import pipeline.intake.triage as triage_mod
 from cli import PROGRESS_MIN_ROWS, TriageProgress, app
 from pipeline.errors import InputError
 from pipeline.fsutil import sha256_file
-from pipeline.registry import Registry
-from pipeline.store import clue_key, unit_key
-from pipeline.triage import (
+from pipeline.intake.triage import (
     ADDED_COLUMNS,
     MAX_CHARS,
     TriageStart,
@@ -28,6 +26,8 @@ from pipeline.triage import (
     classify_texts,
     triage_file,
 )
+from pipeline.model.registry import Registry
+from pipeline.store.store import clue_key, unit_key
 
 CLUES = [
     "东城分局执法一中队的覃某某去年到我场里检查，说要罚五万，后来收了一万二现金就没下文了。",

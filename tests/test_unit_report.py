@@ -10,13 +10,13 @@ from openpyxl import load_workbook
 from typer.testing import CliRunner
 
 from cli import app
-from pipeline.review import add_reviewer, clue_states, record_decision, review_stats
-from pipeline.rounds import resolve_scope, start_round
-from pipeline.store import connect
-from pipeline.triage import triage_file
-from pipeline.unit_report import SUMMARY_COLUMNS, build_report, write_report
-from pipeline.units import add_unit
-from pipeline.workbooks import write_handover
+from pipeline.intake.rounds import resolve_scope, start_round
+from pipeline.intake.triage import triage_file
+from pipeline.intake.units import add_unit
+from pipeline.review.review import add_reviewer, clue_states, record_decision, review_stats
+from pipeline.review.unit_report import SUMMARY_COLUMNS, build_report, write_report
+from pipeline.review.workbooks import write_handover
+from pipeline.store.store import connect
 
 runner = CliRunner()
 DONGCHENG, NANHU, BEISHAN = "某市生态环境局东城分局", "某市生态环境局南湖县分局", "某市生态环境局北山县分局"

@@ -12,11 +12,11 @@ from typer.testing import CliRunner
 
 from cli import app
 from pipeline.errors import InputError, StoreError
-from pipeline.review import add_reviewer, end_recusal, get_reviewer, recuse, review_queue
-from pipeline.store import connect
-from pipeline.triage import TriageStart, triage_file
-from pipeline.units import add_unit, import_units, list_units, load_directory, unit_warnings
-from pipeline.workbooks import export_review_sheet
+from pipeline.intake.triage import TriageStart, triage_file
+from pipeline.intake.units import add_unit, import_units, list_units, load_directory, unit_warnings
+from pipeline.review.review import add_reviewer, end_recusal, get_reviewer, recuse, review_queue
+from pipeline.review.workbooks import export_review_sheet
+from pipeline.store.store import connect
 
 runner = CliRunner()
 DONGCHENG, NANHU, BEISHAN = "某市生态环境局东城分局", "某市生态环境局南湖县分局", "某市生态环境局北山县分局"

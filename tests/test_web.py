@@ -14,9 +14,9 @@ from web_support import CLUES, DONGCHENG_IDS, NANHU_IDS, triaged_store
 from cli import app as cli_app
 from pipeline.errors import InputError
 from pipeline.labels import NAMES
-from pipeline.review import clue_state, record_decision
-from pipeline.sessions import issue_signin_token
-from pipeline.worklist import Scope, worklist
+from pipeline.review.review import clue_state, record_decision
+from pipeline.review.sessions import issue_signin_token
+from pipeline.review.worklist import Scope, worklist
 from web.app import COOKIE, create_app
 from web.server import is_loopback, plan
 

@@ -22,8 +22,8 @@ import pytest
 from web_support import CLUES, DONGCHENG_IDS, NANHU_IDS, triaged_store
 
 from pipeline.paths import PROJECT_ROOT
-from pipeline.review import clue_state
-from pipeline.sessions import issue_signin_token
+from pipeline.review.review import clue_state
+from pipeline.review.sessions import issue_signin_token
 from web.app import create_app
 
 TEXT = {clue_id: text for clue_id, _, text in CLUES}

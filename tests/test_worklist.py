@@ -1,4 +1,4 @@
-"""The review page's work (pipeline/worklist.py) and its leases (pipeline/leases.py).
+"""The review page's work (pipeline/review/worklist.py) and its leases (pipeline/review/leases.py).
 
 A real triage of a small file (tests/web_support.py) with the session's trained model;
 decisions go through the same library function as the terminal queue.
@@ -11,12 +11,11 @@ import threading
 import pytest
 from web_support import CLUES, DONGCHENG_IDS, NANHU_IDS, triaged_store, write_csv
 
-from pipeline import leases
 from pipeline.errors import InputError, StoreError
-from pipeline.review import clue_state, record_decision
-from pipeline.store import connect
-from pipeline.triage import triage_file
-from pipeline.worklist import (
+from pipeline.intake.triage import triage_file
+from pipeline.review import leases
+from pipeline.review.review import clue_state, record_decision
+from pipeline.review.worklist import (
     LeaseError,
     Scope,
     clue_view,
@@ -31,6 +30,7 @@ from pipeline.worklist import (
     visible_clue,
     worklist,
 )
+from pipeline.store.store import connect
 
 
 @pytest.fixture

@@ -11,10 +11,10 @@ import sqlite3
 from dataclasses import dataclass
 from pathlib import Path
 
+from pipeline.intake.triage import triage_file
 from pipeline.paths import Home
-from pipeline.review import add_reviewer, clue_states
-from pipeline.store import connect
-from pipeline.triage import triage_file
+from pipeline.review.review import add_reviewer, clue_states
+from pipeline.store.store import connect
 
 DONGCHENG_T, DONGCHENG_S, NANHU = "某市生態環境局東城分局", "某市生态环境局东城分局", "某市生态环境局南湖县分局"
 CLUES = [

@@ -1,7 +1,7 @@
 """The review page: a small Starlette app over the review store (``clue-triage serve``).
 
-It talks to people; the work is done in ``pipeline`` (:mod:`pipeline.worklist`,
-:mod:`pipeline.review`, :mod:`pipeline.sessions`, :mod:`pipeline.leases`), so the page, the
+It talks to people; the work is done in ``pipeline`` (:mod:`pipeline.review.worklist`,
+:mod:`pipeline.review.review`, :mod:`pipeline.review.sessions`, :mod:`pipeline.review.leases`), so the page, the
 terminal queue and the Excel import obey the same rules and write the same audited rows.
 
 Every request is checked on its own: the reviewer comes from the session cookie (never from
@@ -38,13 +38,18 @@ from starlette.staticfiles import StaticFiles
 from starlette.templating import Jinja2Templates
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from pipeline import leases, sessions, worklist
 from pipeline.errors import InputError, StoreError
+from pipeline.intake.routing import load_routing
 from pipeline.labels import HEADS, NAMES, SHORT_NAMES
 from pipeline.paths import Home
-from pipeline.review import disputes, list_reviewers, recused_units, resolve
-from pipeline.routing import load_routing
-from pipeline.store import connect
+from pipeline.review import leases, sessions, worklist
+from pipeline.review.review import (
+    disputes,
+    list_reviewers,
+    recused_units,
+    resolve,
+)
+from pipeline.store.store import connect
 
 HERE = Path(__file__).resolve().parent
 COOKIE = "clue_triage_session"

@@ -13,7 +13,7 @@ from pathlib import Path
 
 from pipeline.errors import InputError
 from pipeline.paths import Home
-from pipeline.worklist import Scope
+from pipeline.review.worklist import Scope
 
 LOOPBACK_NAMES = ("localhost",)
 

@@ -18,7 +18,7 @@ from __future__ import annotations
 import sqlite3
 from datetime import UTC, datetime, timedelta
 
-from .store import now, transaction
+from ..store.store import now, transaction
 
 LEASE_MINUTES = 10.0
 SKIP_HOURS = 12.0

@@ -25,9 +25,9 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .errors import InputError
-from .normalize import lookup_key
-from .store import now, transaction, unit_key
+from ..errors import InputError
+from ..store.store import now, transaction, unit_key
+from ..text.normalize import lookup_key
 
 NAME_COLUMNS = ("name", "单位名称", "名称", "单位", "被巡察单位")
 ALIAS_COLUMNS = ("aliases", "alias", "别名", "简称")

@@ -17,7 +17,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from .errors import InputError
+from ..errors import InputError
+from ..intake.rounds import Scope
+from ..store.store import now, transaction
 from .review import (
     ClueState,
     Eligibility,
@@ -27,8 +29,6 @@ from .review import (
     group_units,
     one_per_group,
 )
-from .rounds import Scope
-from .store import now, transaction
 
 if TYPE_CHECKING:
     from .worklist import Candidate
@@ -106,7 +106,7 @@ def share(db: sqlite3.Connection, reviewer_id: str | None, scope: RunScope = Non
           unit: str | None = None, limit: int | None = None, include_unknown_units: bool = False) -> list[ClueState]:
     """The clues (one per repeat group) a reviewer is given, in run and row order; with no
     reviewer, every group of the scope (filtered the same way)."""
-    from .units import load_directory
+    from ..intake.units import load_directory
 
     groups = _groups(db, scope, needs_review)
     if reviewer_id is not None:
@@ -128,7 +128,7 @@ def share(db: sqlite3.Connection, reviewer_id: str | None, scope: RunScope = Non
 
 
 def page_share(db: sqlite3.Connection, reviewer_id: str, candidates: list[Candidate]) -> list[Candidate]:
-    """The review page's :data:`pipeline.worklist.ShareFilter` for rounds and assignment:
+    """The review page's :data:`pipeline.review.worklist.ShareFilter` for rounds and assignment:
     of the page's candidate clues, one per repeat group (its first clue), only those the
     reviewer may be given (:class:`Eligibility`: recusal over every clue of the group, and
     no unknown unit for a reviewer with recusals), and, when ``review assign`` gave them

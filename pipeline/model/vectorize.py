@@ -33,7 +33,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import sparse
 
-from .features import Prepared, char_source
+from ..text.features import Prepared, char_source
 
 FEATURE_KINDS = ("word", "char", "word+char")
 _MASK64 = np.uint64(0xFFFFFFFFFFFFFFFF)

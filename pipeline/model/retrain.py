@@ -27,18 +27,18 @@ from typing import Any
 import numpy as np
 from sklearn.model_selection import StratifiedKFold
 
+from ..errors import InputError, NoModelError
+from ..fsutil import sha256_file
+from ..labels import HEADS
+from ..paths import CORPUS_PATH, Home
+from ..review.review import ReviewedClue, reviewed_examples
+from ..store.store import connect
+from ..text.features import prepare
+from ..text.normalize import normalize
 from .corpus import Clue, load_corpus, split
-from .errors import InputError, NoModelError
 from .evaluate import Evaluation, HeadMetrics, head_metrics
-from .features import prepare
-from .fsutil import sha256_file
-from .labels import HEADS
 from .model import DEFAULT_CONFIG, TwoHeadModel, fit_stacker, softmax
-from .normalize import normalize
-from .paths import CORPUS_PATH, Home
 from .registry import Registry
-from .review import ReviewedClue, reviewed_examples
-from .store import connect
 from .train import REVIEWED_GROUP, Example, examples_from, fit_and_calibrate, out_of_group
 
 HOLDOUT_SHARE = 0.20

@@ -15,7 +15,7 @@ DELETE triggers unless ``recursive_triggers`` is on, is refused too). A run's re
 change only while it is ``running``; a run that did not complete may remove its own
 predictions and the clues only it brought. Every override row carries the sha256 of the
 row before it and of itself (a hash chain, :func:`append_overrides`):
-:func:`pipeline.audit.verify_store` recomputes it and reports the first broken link, and
+:func:`pipeline.store.audit.verify_store` recomputes it and reports the first broken link, and
 every orphan it finds.
 
 WAL mode lets reviewers read while a triage writes; writes are short transactions
@@ -39,9 +39,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from .errors import StoreError
-from .fsutil import remove_temp_files
-from .normalize import fold_identifier, normalize, to_simplified
+from ..errors import StoreError
+from ..fsutil import remove_temp_files
+from ..text.normalize import fold_identifier, normalize, to_simplified
 
 BUSY_TIMEOUT = 10.0  # seconds a writer waits for the write lock before it is told the store is busy
 GENESIS = "0" * 64  # prev_sha256 of the first override row
@@ -522,7 +522,7 @@ def m023_assignments(db: sqlite3.Connection) -> None:
 def m030_web_sessions(db: sqlite3.Connection) -> None:
     """Sign-in for the review page (``clue-triage serve``): one-time sign-in tokens and
     browser sessions, each stored as the sha256 of its secret so a copy of the database
-    signs nobody in. See :mod:`pipeline.sessions`."""
+    signs nobody in. See :mod:`pipeline.review.sessions`."""
     _script(
         db,
         """
@@ -548,7 +548,7 @@ def m030_web_sessions(db: sqlite3.Connection) -> None:
 def m031_review_leases(db: sqlite3.Connection) -> None:
     """Short leases on clues, so two reviewers working at once are never shown the same
     clue, and the clues a reviewer skipped (served again after the rest). See
-    :mod:`pipeline.leases`."""
+    :mod:`pipeline.review.leases`."""
     _script(
         db,
         """

@@ -1,7 +1,7 @@
 """When a prediction needs a person's look (``needs_review``), for triage and for training.
 
 One function decides it from a batch's predictions, so the thresholds chosen in training
-(:mod:`pipeline.train`) are tested on exactly the rule that triage applies:
+(:mod:`pipeline.model.train`) are tested on exactly the rule that triage applies:
 
 - a head's confidence below its threshold (thresholds chosen on out-of-register
   predictions, see ``docs/model.md``);
@@ -20,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .paths import ALARM_TERMS_PATH
+from ..paths import ALARM_TERMS_PATH
 
 
 @lru_cache(maxsize=4)

@@ -11,9 +11,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from ..fsutil import atomic_path, write_text_atomic
+from ..labels import SHORT_NAMES
 from .evaluate import Evaluation, HeadMetrics
-from .fsutil import atomic_path, write_text_atomic
-from .labels import SHORT_NAMES
 
 _CJK_FAMILIES = ("Noto Sans CJK SC", "Noto Sans CJK JP", "Source Han Sans SC", "WenQuanYi Zen Hei", "SimHei")
 
@@ -125,9 +125,9 @@ class EvaluationOutcome:
 
 def evaluate_and_report(home: Any, *, split: str = "test", data: Any = None, version: str | None = None) -> EvaluationOutcome:
     """Evaluate a registered model on a corpus split (or a labeled file) and write a report."""
+    from ..errors import InputError
     from .corpus import SPLITS, load_corpus
     from .corpus import split as pick
-    from .errors import InputError
     from .evaluate import evaluate_model
     from .registry import Registry, now
 

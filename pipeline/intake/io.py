@@ -25,9 +25,9 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any, TextIO
 
-from .errors import InputError
-from .fsutil import atomic_path, temp_prefix
-from .normalize import lookup_key
+from ..errors import InputError
+from ..fsutil import atomic_path, temp_prefix
+from ..text.normalize import lookup_key
 
 FORMATS = {".csv": "csv", ".xlsx": "xlsx", ".xlsm": "xlsx", ".jsonl": "jsonl", ".ndjson": "jsonl"}
 TEXT_COLUMNS = ("text", "content", "线索内容", "问题线索", "内容", "反映内容", "问题线索内容", "线索")

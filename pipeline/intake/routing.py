@@ -8,9 +8,9 @@ from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 
-from .errors import InputError
-from .labels import AREA, ATTENTION
-from .paths import ROUTING_PATH
+from ..errors import InputError
+from ..labels import AREA, ATTENTION
+from ..paths import ROUTING_PATH
 
 
 @dataclass(frozen=True)

@@ -8,9 +8,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from .errors import InputError
-from .labels import AREA, ATTENTION
-from .paths import CORPUS_PATH
+from ..errors import InputError
+from ..labels import AREA, ATTENTION
+from ..paths import CORPUS_PATH
 
 SPLITS = ("train", "dev", "test")
 SOURCES = ("信訪舉報", "個別談話", "調閱資料", "財務審計", "職能處室", "選人用人檢查", "現場檢查")
@@ -131,8 +131,8 @@ def shortcuts(clues: Sequence[Clue]) -> list[Shortcut]:
     import re
     from collections import Counter
 
-    from .normalize import to_simplified
-    from .segment import PERSON_REF
+    from ..text.normalize import to_simplified
+    from ..text.segment import PERSON_REF
 
     texts = [to_simplified(c.text) for c in clues]
 

@@ -14,7 +14,7 @@ from sklearn.metrics import (
     precision_recall_fscore_support,
 )
 
-from .labels import HEADS
+from ..labels import HEADS
 
 
 @dataclass
@@ -139,13 +139,13 @@ def majority_baseline(train_labels: Mapping[str, Sequence[str]], n: int) -> dict
 def evaluate_model(
     model: object, clues: Sequence[object], data: str, name: str, majority_from: Sequence[object]
 ) -> tuple[Evaluation, list[Evaluation]]:
-    """Score a :class:`~pipeline.model.TwoHeadModel` and both baselines on labeled clues.
+    """Score a :class:`~pipeline.model.model.TwoHeadModel` and both baselines on labeled clues.
 
-    ``clues`` and ``majority_from`` are :class:`~pipeline.corpus.Clue` objects; the majority
+    ``clues`` and ``majority_from`` are :class:`~pipeline.model.corpus.Clue` objects; the majority
     baseline predicts the most frequent label of ``majority_from`` (the training split).
     """
+    from ..text.features import prepare
     from .baseline import keyword_predict
-    from .features import prepare
 
     docs = prepare([c.text for c in clues])  # type: ignore[attr-defined]
     truth = {h: [c.label(h) for c in clues] for h in HEADS}  # type: ignore[attr-defined]

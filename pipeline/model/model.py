@@ -1,11 +1,11 @@
 """The two-head classifier: shared features, linear members per head, a calibrating stacker.
 
 A batch is segmented once, turned into feature keys once and into one TF-IDF matrix over
-the fitted :class:`~pipeline.vectorize.Vocabulary` (both heads share it). Each head has
+the fitted :class:`~pipeline.model.vectorize.Vocabulary` (both heads share it). Each head has
 one or more linear *members* (a linear SVM, logistic regression, with their own C); the
 members' decision scores go through a small multinomial logistic *stacker* that turns them
 into probabilities. The stacker is fitted on **out-of-register** scores (every training
-clue scored by members that never saw its register, see :mod:`pipeline.train`), so a
+clue scored by members that never saw its register, see :mod:`pipeline.model.train`), so a
 confidence of 0.9 means "right about nine times in ten on a kind of text the model was
 not trained on", not "on more of the same".
 
@@ -25,9 +25,9 @@ from scipy import sparse
 from sklearn.linear_model import LogisticRegression
 from sklearn.svm import LinearSVC
 
-from .features import Prepared, ScriptMap, display_term, is_shown
-from .labels import HEADS
-from .normalize import fold
+from ..labels import HEADS
+from ..text.features import Prepared, ScriptMap, display_term, is_shown
+from ..text.normalize import fold
 from .vectorize import Batch, Keys, Vocabulary, Words, batch_keys, word_pair_key
 
 CLASSIFIERS = ("linsvc", "logreg")
@@ -235,7 +235,7 @@ class TwoHeadModel:
         """Fit the vocabulary and every head's members (``sample_weight``: per head).
 
         The stackers are left unfitted (probabilities are then a softmax of the mean member
-        score); :func:`pipeline.train.fit_and_calibrate` fits them on out-of-register scores.
+        score); :func:`pipeline.model.train.fit_and_calibrate` fits them on out-of-register scores.
         """
         keys = docs if isinstance(docs, Keys) else self.keys(docs)
         self.vocab_ = Vocabulary(self.config.features, self.config.binary, self.config.min_df).fit(keys)
@@ -294,7 +294,7 @@ class TwoHeadModel:
 
     def _candidates(self, words: Words | None) -> _Candidates:
         """Every word and adjacent word pair of the batch that may be shown as a key term
-        (see :func:`~pipeline.features.is_shown`) and that the vocabulary knows: its clue,
+        (see :func:`~pipeline.text.features.is_shown`) and that the vocabulary knows: its clue,
         its column, and where its words start in the batch's token list."""
         if words is None or not words.tokens:
             return _Candidates(np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0, bool), [])

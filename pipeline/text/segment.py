@@ -24,9 +24,9 @@ import threading
 from collections.abc import Callable
 from functools import lru_cache
 
-from .errors import InputError
+from ..errors import InputError
+from ..paths import STOPWORDS_PATH, USERDICT_PATH
 from .normalize import normalize
-from .paths import STOPWORDS_PATH, USERDICT_PATH
 
 SEGMENTERS = ("rjieba", "jieba")
 DEFAULT_SEGMENTER = "rjieba"

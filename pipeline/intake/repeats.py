@@ -28,7 +28,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .normalize import normalize
+from ..text.normalize import normalize
 
 NUM_PERM = 64
 BANDS, ROWS = 32, 2  # BANDS * ROWS == NUM_PERM: a pair at Jaccard 0.4 is a candidate with p = 0.996

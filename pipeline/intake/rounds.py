@@ -13,8 +13,8 @@ import sqlite3
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from .errors import InputError, StoreError
-from .store import now, transaction
+from ..errors import InputError, StoreError
+from ..store.store import now, transaction
 
 
 @dataclass(frozen=True)
@@ -129,7 +129,7 @@ def resolve_scope(db: sqlite3.Connection, round_name: str | None = None, run: in
                   every: bool = False) -> Scope:
     """The scope of ``--round``, ``--run`` or ``--all`` (at most one); by default the open
     round, else the latest complete run, else (an empty store) every clue."""
-    from .review import check_run
+    from ..review.review import check_run
 
     if sum(x is not None and x is not False for x in (round_name, run, every)) > 1:
         raise InputError("give at most one of --round, --run and --all")

@@ -2,8 +2,8 @@
 
 Everything is counted per *matter* (a repeat group, shown once with its number of reports)
 from the same functions the hand-over workbook and ``review stats`` use, so the numbers
-agree: the hand-over counts come from :func:`pipeline.workbooks.handover_rows`, the
-disputed heads from :func:`pipeline.review.disputes`. A matter belongs to the unit of its
+agree: the hand-over counts come from :func:`pipeline.review.workbooks.handover_rows`, the
+disputed heads from :func:`pipeline.review.review.disputes`. A matter belongs to the unit of its
 first clue: the directory name when the unit resolved, else the name as written, else
 "(未填单位)". Units the round covers appear even with no clue.
 
@@ -23,12 +23,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .errors import InputError
-from .fsutil import atomic_path
-from .labels import AREA, ATTENTION, SHORT_NAMES
+from ..errors import InputError
+from ..fsutil import atomic_path
+from ..intake.rounds import Scope
+from ..intake.routing import Routing
+from ..labels import AREA, ATTENTION, SHORT_NAMES
 from .review import RunScope, disputes, reports
-from .rounds import Scope
-from .routing import Routing
 from .workbooks import _save, _table_sheet, handover_rows
 
 NO_UNIT = "(未填单位)"
@@ -67,7 +67,7 @@ class Report:
 
 
 def build_report(db: sqlite3.Connection, scope: RunScope = None, routing: Routing | None = None) -> Report:
-    from .units import load_directory
+    from ..intake.units import load_directory
 
     directory = load_directory(db)
     lists = handover_rows(db, scope, routing)
@@ -163,7 +163,7 @@ def _chart_svg(title: str, cells: Counter[tuple[str, str]]) -> str:
     import matplotlib.pyplot as plt
     from matplotlib.ticker import MaxNLocator
 
-    from .report import cjk_font
+    from ..model.report import cjk_font
 
     family = cjk_font()
     with plt.rc_context({"svg.fonttype": "path", "axes.unicode_minus": False,

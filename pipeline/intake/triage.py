@@ -50,10 +50,26 @@ from typing import Any
 
 import numpy as np
 
-from .errors import ClueTriageError, InputError
-from .features import prepare_one
-from .flags import has_alarm, needs_review
-from .fsutil import sha256_file
+from ..errors import ClueTriageError, InputError
+from ..fsutil import sha256_file
+from ..labels import display_name
+from ..model.flags import has_alarm, needs_review
+from ..model.model import TwoHeadModel
+from ..model.registry import LoadedModel, Registry
+from ..paths import Home
+from ..store.store import (
+    clue_key,
+    connect,
+    discard_run,
+    key_of_normalized,
+    now,
+    process_token,
+    store_error,
+    transaction,
+)
+from ..text.features import prepare_one
+from ..text.normalize import fold, han_count, looks_garbled, normalize, to_simplified
+from ..text.segment import current_segmenter, set_segmenter
 from .io import (
     EXCEL_CELL_LIMIT,
     EXCEL_MAX_ROWS,
@@ -65,11 +81,6 @@ from .io import (
     open_clue_file,
     output_format,
 )
-from .labels import display_name
-from .model import TwoHeadModel
-from .normalize import fold, han_count, looks_garbled, normalize, to_simplified
-from .paths import Home
-from .registry import LoadedModel, Registry
 from .repeats import (
     Clue,
     Grouper,
@@ -81,17 +92,6 @@ from .repeats import (
 )
 from .rounds import round_for_triage
 from .routing import Routing, load_routing
-from .segment import current_segmenter, set_segmenter
-from .store import (
-    clue_key,
-    connect,
-    discard_run,
-    key_of_normalized,
-    now,
-    process_token,
-    store_error,
-    transaction,
-)
 from .units import Directory, Resolution, load_directory
 
 MAX_CHARS = 2000

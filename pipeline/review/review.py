@@ -16,7 +16,7 @@ The effective label of a clue on one head is, in this order:
 "The prediction" of a clue is the one of the latest complete triage run that has it, or of
 the run a caller names. Call :func:`clue_states` for many clues, :func:`record_decision` to
 store one reviewer decision, :func:`resolve` to adjudicate, :func:`reviewed_examples` for
-retraining. Excel sheets live in :mod:`pipeline.workbooks`.
+retraining. Excel sheets live in :mod:`pipeline.review.workbooks`.
 """
 
 from __future__ import annotations
@@ -27,11 +27,11 @@ from collections import Counter, defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
-from .errors import InputError, StoreError
-from .labels import HEADS, parse_label
-from .normalize import fold_identifier
-from .rounds import Scope
-from .store import append_overrides, now, transaction, unit_key
+from ..errors import InputError, StoreError
+from ..intake.rounds import Scope
+from ..labels import HEADS, parse_label
+from ..store.store import append_overrides, now, transaction, unit_key
+from ..text.normalize import fold_identifier
 
 CHANNELS = ("terminal", "excel", "cli", "web")
 REVIEWER_ID = re.compile(r"[a-z0-9_.-]+")
@@ -60,8 +60,8 @@ def add_reviewer(db: sqlite3.Connection, reviewer_id: str, name: str, recuse: It
 
     The id is folded (:func:`reviewer_key`) and must then be letters a-z, digits, ``_``,
     ``.`` or ``-``, so no two ids look alike. A reviewer is never renamed. A recusal is on
-    the unit the written name resolves to in the unit directory (:mod:`pipeline.units`); a
-    name that resolves to nothing is kept as written (:func:`pipeline.units.unit_warnings`
+    the unit the written name resolves to in the unit directory (:mod:`pipeline.intake.units`); a
+    name that resolves to nothing is kept as written (:func:`pipeline.intake.units.unit_warnings`
     says so and suggests the nearest names). A recusal is never deleted: it can end, with a
     recorded reason (:func:`end_recusal`), and both are part of the record.
     """
@@ -87,7 +87,7 @@ def add_reviewer(db: sqlite3.Connection, reviewer_id: str, name: str, recuse: It
 
 def _recuse(db: sqlite3.Connection, reviewer_id: str, unit: str, reason: str) -> bool:
     """Start (or restart) a recusal inside the caller's transaction; False if already on."""
-    from .units import load_directory
+    from ..intake.units import load_directory
 
     key = load_directory(db).resolve(unit).key
     row = db.execute("SELECT ended FROM recusals WHERE reviewer_id = ? AND unit_key = ?", (reviewer_id, key)).fetchone()
@@ -119,7 +119,7 @@ def recuse(db: sqlite3.Connection, reviewer_id: str, units: Iterable[str], reaso
 def end_recusal(db: sqlite3.Connection, reviewer_id: str, unit: str, reason: str) -> Reviewer:
     """End a reviewer's recusal from a unit, with a reason; the recusal row and the log keep
     the whole story (nothing is deleted)."""
-    from .units import load_directory
+    from ..intake.units import load_directory
 
     if not reason.strip():
         raise InputError("ending a recusal needs a reason (--reason)")
@@ -172,7 +172,7 @@ class Eligibility:
     directory does not know) unless ``include_unknown`` is given."""
 
     def __init__(self, db: sqlite3.Connection, reviewer_id: str, include_unknown: bool = False) -> None:
-        from .units import load_directory
+        from ..intake.units import load_directory
 
         self.reviewer_id = get_reviewer(db, reviewer_id).reviewer_id
         self.recused = recused_units(db, self.reviewer_id)
@@ -280,7 +280,7 @@ def check_run(db: sqlite3.Connection, run: int) -> None:
         raise InputError(f"triage run {run} is {row['status']}, not complete; its predictions do not count")
 
 
-#: which predictions count: one run, a :class:`~pipeline.rounds.Scope` (a round's runs), or
+#: which predictions count: one run, a :class:`~pipeline.intake.rounds.Scope` (a round's runs), or
 #: None for every complete run (each clue with its latest prediction)
 RunScope = int | Scope | None
 
@@ -414,7 +414,7 @@ def review_queue(db: sqlite3.Connection, reviewer_id: str, run: RunScope = None,
     probabilities of either head), one per repeat group, without clues they already decided
     or may not be given (:class:`Eligibility`: recused units, and unknown units for a
     reviewer with recusals, over every clue of the group); only their assigned clues when
-    they have any (:func:`pipeline.assignments.share`)."""
+    they have any (:func:`pipeline.review.assignments.share`)."""
     from .assignments import share
 
     reviewer_id = get_reviewer(db, reviewer_id).reviewer_id

@@ -4,11 +4,11 @@ how a decision, a correction (undo) and the page's statistics are made.
 The page serves the clues of the latest complete triage run (a :class:`Scope`), one at a
 time, **needs-review first, then least confident first** (:func:`queue_order`), never a
 clue of a unit the reviewer recused from, never one they already decided, and never one
-another reviewer holds a lease on (:mod:`pipeline.leases`). A clue leaves everybody's queue
+another reviewer holds a lease on (:mod:`pipeline.review.leases`). A clue leaves everybody's queue
 once ``Scope.reviews_per_clue`` reviewers have decided it (1 by default: each clue reviewed
 once; 2 for double review and agreement).
 
-Decisions go through :func:`pipeline.review.record_decision`, exactly as in the terminal
+Decisions go through :func:`pipeline.review.review.record_decision`, exactly as in the terminal
 queue, with channel ``web``: the same checks, the same audited, append-only rows. An *undo*
 never edits or deletes: :func:`last_decision` finds the reviewer's latest decision on the
 page, the page shows that clue again, and the new decision, naming the rows it corrects in
@@ -23,9 +23,11 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import PurePath
 
+from ..errors import InputError, StoreError
+from ..intake.routing import Routing, load_routing
+from ..labels import HEADS, parse_label
+from ..store.store import transaction
 from . import leases
-from .errors import InputError, StoreError
-from .labels import HEADS, parse_label
 from .review import (
     Agreement,
     ClueState,
@@ -38,8 +40,6 @@ from .review import (
     recused_units,
     review_stats,
 )
-from .routing import Routing, load_routing
-from .store import transaction
 
 
 @dataclass(frozen=True)
@@ -92,7 +92,7 @@ def _scope_run(db: sqlite3.Connection, scope: Scope) -> int | None:
 
 def _scope_runs(db: sqlite3.Connection, scope: Scope) -> list[int]:
     if scope.round is not None:
-        from .rounds import get_round
+        from ..intake.rounds import get_round
 
         return list(get_round(db, scope.round).runs)
     if scope.run is not None:
@@ -366,7 +366,7 @@ def page_stats(db: sqlite3.Connection, scope: Scope) -> PageStats:
     runs = _scope_runs(db, scope)
     run = runs[-1] if runs else None
     if scope.round is not None:
-        from .rounds import Scope as RoundScope
+        from ..intake.rounds import Scope as RoundScope
 
         states = clue_states(db, RoundScope(tuple(runs), f"round {scope.round}")) if runs else []
     else:

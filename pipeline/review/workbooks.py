@@ -23,11 +23,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .errors import InputError, ValidationError
-from .fsutil import atomic_path, sha256_file
-from .io import check_output_folder, check_workbook_xml, xml_text
-from .labels import AREA, ATTENTION, SHORT_NAMES, parse_label
-from .normalize import lookup_key
+from ..errors import InputError, ValidationError
+from ..fsutil import atomic_path, sha256_file
+from ..intake.io import check_output_folder, check_workbook_xml, xml_text
+from ..intake.routing import Routing, load_routing
+from ..labels import AREA, ATTENTION, SHORT_NAMES, parse_label
+from ..store.store import chain_overrides, insert_chained, transaction, unit_key
+from ..text.normalize import lookup_key
 from .review import (
     ClueState,
     RunScope,
@@ -41,8 +43,6 @@ from .review import (
     recused_units,
     reports,
 )
-from .routing import Routing, load_routing
-from .store import chain_overrides, insert_chained, transaction, unit_key
 
 #: (header, width in characters); ``clue_key`` and ``run`` are hidden and read back on import.
 REVIEW_COLUMNS: tuple[tuple[str, int], ...] = (
@@ -80,7 +80,7 @@ def _put(sheet: Any, row: int, column: int, value: Any) -> Any:
     """Write a cell; text is kept as text (never a formula) and characters XML 1.0 forbids
     (controls, U+FFFE/U+FFFF, lone surrogates) dropped: one of them would make the whole
     workbook unreadable."""
-    from .io import EXCEL_CELL_LIMIT
+    from ..intake.io import EXCEL_CELL_LIMIT
 
     cell = sheet.cell(row=row, column=column)
     if isinstance(value, str):
@@ -148,9 +148,9 @@ def export_review_sheet(
     With ``reviewer_id`` the sheet is that reviewer's: clues of units they recused from are
     left out, so a recused reviewer never even sees them (import refuses them anyway), and
     so are clues of unknown units unless ``include_unknown_units``
-    (:class:`pipeline.review.Eligibility`); when clues were assigned to them
+    (:class:`pipeline.review.review.Eligibility`); when clues were assigned to them
     (``review assign``), only their share. One row per repeat group. ``needs_review``,
-    ``unit`` and ``limit`` narrow the sheet (:func:`pipeline.assignments.share`)."""
+    ``unit`` and ``limit`` narrow the sheet (:func:`pipeline.review.assignments.share`)."""
     from openpyxl import Workbook
     from openpyxl.utils import get_column_letter
     from openpyxl.worksheet.datavalidation import DataValidation

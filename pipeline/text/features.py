@@ -1,7 +1,7 @@
 """What a clue is to the model: normalised text, tokens, masked form (segmented once).
 
 A clue is normalised, masked and segmented once (:func:`prepare`); both heads start from
-the same :class:`Prepared` documents. :mod:`pipeline.vectorize` turns them into feature
+the same :class:`Prepared` documents. :mod:`pipeline.model.vectorize` turns them into feature
 keys; :class:`ScriptMap` shows a term in the script the user wrote.
 """
 

@@ -31,11 +31,11 @@ from typing import Any
 
 import numpy as np
 
-from .errors import InputError, ModelIntegrityError, NoModelError
-from .fsutil import sha256_file, write_text_atomic
+from ..errors import InputError, ModelIntegrityError, NoModelError
+from ..fsutil import sha256_file, write_text_atomic
+from ..paths import STOPWORDS_PATH, USERDICT_PATH
+from ..store.store import now
 from .model import TwoHeadModel
-from .paths import STOPWORDS_PATH, USERDICT_PATH
-from .store import now
 
 FORMAT_VERSION = 2
 ARTIFACT = "model.npz"

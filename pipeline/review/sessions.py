@@ -22,9 +22,9 @@ import sqlite3
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
-from .errors import ClueTriageError
+from ..errors import ClueTriageError
+from ..store.store import now, transaction
 from .review import get_reviewer
-from .store import now, transaction
 
 SIGNIN_MINUTES = 30
 SESSION_HOURS = 12

@@ -14,7 +14,7 @@ clues form a group of their own.
 3. On the calibrated out-of-register probabilities choose the `further` threshold (best
    attention macro-F1 with `further` recall ≥ 0.90) and the needs-review thresholds (the
    fewest flags such that unflagged clues are right ≥ 90 % on attention and ≥ 95 % on area,
-   with the familiarity and misconduct-term rules of :mod:`pipeline.flags` applied too).
+   with the familiarity and misconduct-term rules of :mod:`pipeline.model.flags` applied too).
 4. The familiarity floor is the 5th percentile of training clues' familiarity measured
    out of fold (5 random folds): a clue less familiar than 95 % of training clues is flagged.
 5. Fit the final members on everything and attach stackers and thresholds. ``test`` is
@@ -36,16 +36,16 @@ import numpy as np
 from sklearn.metrics import f1_score, recall_score
 from sklearn.model_selection import StratifiedKFold
 
-from . import __version__
+from .. import __version__
+from ..fsutil import sha256_file
+from ..labels import AREA, ATTENTION, HEADS
+from ..paths import ALARM_TERMS_PATH, STOPWORDS_PATH, USERDICT_PATH, Home
+from ..text.features import prepare
+from ..text.segment import current_segmenter
 from .corpus import Clue, split
 from .evaluate import Evaluation, evaluate_predictions
-from .features import prepare
 from .flags import has_alarm, needs_review
-from .fsutil import sha256_file
-from .labels import AREA, ATTENTION, HEADS
 from .model import DEFAULT_CONFIG, ModelConfig, TwoHeadModel, decide, fit_stacker, softmax
-from .paths import ALARM_TERMS_PATH, STOPWORDS_PATH, USERDICT_PATH, Home
-from .segment import current_segmenter
 from .vectorize import Keys, Vocabulary
 
 UNFLAGGED_ACCURACY = {"attention": 0.90, "area": 0.95}

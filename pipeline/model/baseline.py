@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from .features import Prepared
+from ..text.features import Prepared
 
 AREA_KEYWORDS: dict[str, tuple[str, ...]] = {
     "rectification": (

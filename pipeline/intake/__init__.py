@@ -1,0 +1,1 @@
+"""Intake stage: reading clue files, triage, units, rounds, repeat grouping, routing."""

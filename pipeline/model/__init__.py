@@ -1,0 +1,1 @@
+"""Model stage: features, training, calibration, evaluation, registry, retraining."""

@@ -1,0 +1,1 @@
+"""Review stage: reviewer decisions, assignments, work lists, sessions, workbooks, unit reports."""
