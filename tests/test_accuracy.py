@@ -70,13 +70,18 @@ def test_review_flag_targets_on_registers_the_model_did_not_see(outcome):
     assert th["targets_met"]
     assert th["unflagged_accuracy"]["attention"] >= 0.90
     assert th["unflagged_accuracy"]["area"] >= 0.95
-    assert th["flagged_share"] <= 0.45
+    assert th["flagged_share"] <= 0.47
+    assert "possible_further" in th["needs_review"]
     assert oor["further_recall"] >= 0.90
     # every register: a floor under today's figures (docs/model.md has the table)
     for name, row in outcome.manifest["registers"].items():
         assert row["attention_unflagged_accuracy"] >= 0.70, name
         assert row["area_unflagged_accuracy"] >= 0.88, name
         assert row["flagged"] <= 0.70, name
+    # `further` clues neither called `further` nor flagged: nobody looks at them again
+    missed = [row["further_missed_unflagged"] for row in outcome.manifest["registers"].values()
+              if row["further_missed_unflagged"] == row["further_missed_unflagged"]]
+    assert np.mean(missed) <= 0.06 and max(missed) <= 0.20
 
 
 SHORT_ALLEGATIONS = [

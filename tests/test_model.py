@@ -12,8 +12,9 @@ import pytest
 from pipeline.errors import ModelIntegrityError, NoModelError
 from pipeline.labels import AREA, ATTENTION
 from pipeline.model.corpus import load_corpus, split
+from pipeline.model.flags import needs_review
 from pipeline.model.registry import FORMAT_VERSION, Registry
-from pipeline.model.train import choose_review_thresholds, subset, train_on_corpus
+from pipeline.model.train import FLAG_BUDGET, choose_review_thresholds, subset, train_on_corpus
 from pipeline.model.vectorize import Vocabulary, batch_keys
 from pipeline.text.features import ScriptMap, display_term, prepare
 
@@ -103,7 +104,7 @@ def test_manifest_says_what_the_model_is(model_home):
     assert {"scikit-learn", "jieba", "opencc", "python"} <= set(manifest["libraries"])
     oor = manifest["metrics"]["out_of_register"]
     assert 0 <= oor["attention_ece"] < 0.1 and 0 <= oor["area_ece"] < 0.1
-    assert set(manifest["thresholds"]["needs_review"]) == {"attention", "area"}
+    assert {"attention", "area"} <= set(manifest["thresholds"]["needs_review"]) <= {"attention", "area", "possible_further"}
     assert "out-of-register" in manifest["thresholds"]["chosen_on"]
     assert 0 < manifest["thresholds"]["familiarity_floor"] < 1
     assert {"letter", "talk_note"} <= set(manifest["registers"])
@@ -219,6 +220,36 @@ def test_review_thresholds_keep_unflagged_clues_right_at_the_target():
     for head, target in (("attention", 0.90), ("area", 0.95)):
         assert np.mean(np.asarray(truth[head])[keep] == np.asarray(predicted[head])[keep]) >= target
     assert rule.flagged == pytest.approx(1 - keep.mean())
+
+
+def test_a_possible_further_clue_is_flagged_even_when_confident():
+    # called `aware` at 0.85, but `further` kept 0.22 of the probability: a second look
+    thresholds = {"attention": 0.6, "area": 0.6, "possible_further": 0.2}
+    args = (["aware", "aware", "further"], np.array([0.85, 0.85, 0.7]), np.array([0.9, 0.9, 0.9]), np.ones(3),
+            [False] * 3, thresholds, 0.0)
+    flagged = needs_review(*args, further_proba=np.array([0.22, 0.05, 0.7]))
+    assert flagged.tolist() == [True, False, False]
+    # models saved before the rule carry no "possible_further" threshold: the rule is off
+    old = {"attention": 0.6, "area": 0.6}
+    assert not needs_review(*args[:5], old, 0.0, further_proba=np.array([0.22, 0.05, 0.7])).any()
+
+
+def test_review_thresholds_spend_the_flag_budget_on_possible_further_clues():
+    rng = np.random.default_rng(1)
+    n = 2000
+    conf = {"attention": rng.uniform(0.5, 1.0, n), "area": np.full(n, 0.99)}
+    # a tenth of the clues are `further` clues called `aware` with `further` close behind
+    missed = np.arange(n) < n // 10
+    further_proba = np.where(missed, rng.uniform(0.16, 0.24, n), rng.uniform(0.0, 0.08, n))
+    truth = {"attention": np.where(missed, "further", "aware").tolist(), "area": ["policy"] * n}
+    predicted = {"attention": ["aware"] * n, "area": ["policy"] * n}
+    rule = choose_review_thresholds(truth, predicted, conf, np.ones(n), [False] * n, 0.0,
+                                    further_proba=further_proba)
+    assert rule.met and rule.flagged <= FLAG_BUDGET
+    assert rule.thresholds["possible_further"] <= 0.15
+    flagged = needs_review(predicted["attention"], conf["attention"], conf["area"], np.ones(n), [False] * n,
+                           rule.thresholds, 0.0, further_proba=further_proba)
+    assert flagged[missed].all()
 
 
 def test_a_saved_model_carries_no_text_of_what_it_predicted(model_home):

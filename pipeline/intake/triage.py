@@ -192,8 +192,10 @@ def _classify(model: TwoHeadModel, todo: list[int], screened: list[Screened],
     docs = [prepare_one(screened[i][2], screened[i][4]) for i in todo]
     predicted = model.predict(docs, explain=KEY_TERMS, originals=[texts[i] for i in todo])
     att, area = predicted["attention"], predicted["area"]
+    further = att.proba[:, att.classes.index("further")] if "further" in att.classes else None
     flagged = needs_review(att.labels, att.confidence, area.confidence, att.familiarity,
-                           [has_alarm(d.text) for d in docs], model.review_thresholds, model.familiarity_floor)
+                           [has_alarm(d.text) for d in docs], model.review_thresholds, model.familiarity_floor,
+                           further_proba=further)
     for j, i in enumerate(todo):
         r = results[i]
         r.attention, r.attention_conf = att.labels[j], float(att.confidence[j])

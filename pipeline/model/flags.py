@@ -8,13 +8,17 @@ One function decides it from a batch's predictions, so the thresholds chosen in 
 - the clue is less familiar than ``familiarity_floor`` (more unfamiliar than about 95 % of
   training clues: too far from anything the model has seen to trust its confidence);
 - the clue is called `reference` but uses a misconduct term from ``data/alarm_terms.txt``
-  (收受, 挪用, 违规提拔 …): a short allegation must never be archived unseen.
+  (收受, 挪用, 违规提拔 …): a short allegation must never be archived unseen;
+- the clue is not called `further`, yet `further` keeps at least the ``possible_further``
+  share of the probability (chosen in training, spending what is left of the flag budget:
+  a `further` clue filed as `aware` or `reference` unseen is the costliest mistake the tool
+  can make). Models saved without that threshold do not apply this part.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from functools import lru_cache
 from pathlib import Path
 
@@ -47,14 +51,22 @@ def needs_review(
     area_conf: np.ndarray,
     familiarity: np.ndarray,
     alarm: Sequence[bool],
-    thresholds: dict[str, float],
+    thresholds: Mapping[str, float],
     familiarity_floor: float,
+    further_proba: np.ndarray | None = None,
 ) -> np.ndarray:
-    """Boolean per clue: does it need a reviewer? (See the module docstring.)"""
+    """Boolean per clue: does it need a reviewer? (See the module docstring.)
+
+    ``further_proba`` is the attention head's probability of `further` per clue; without it
+    (or without a ``possible_further`` threshold) the possible-`further` part is off."""
     att = np.asarray(attention)
-    return (
+    flagged = (
         (np.asarray(attention_conf) < thresholds.get("attention", 1.0))
         | (np.asarray(area_conf) < thresholds.get("area", 1.0))
         | (np.asarray(familiarity) < familiarity_floor)
         | ((att == "reference") & np.asarray(alarm, dtype=bool))
     )
+    possible = thresholds.get("possible_further")
+    if possible is not None and further_proba is not None:
+        flagged |= (att != "further") & (np.asarray(further_proba) >= possible)
+    return flagged
