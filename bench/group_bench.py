@@ -11,7 +11,11 @@ placing each batch of clues in groups (in the main process, one numpy lookup per
 * ``pairs``: triage_bench's clues, two corpus texts joined; every clue shares half its
   text with about a hundred others, the hard case for LSH (many candidates to check).
 
-Target: >= 20,000 clues/s. Usage: python bench/group_bench.py [--rows 100000]
+Target: >= 20,000 clues/s. ``--memory`` measures instead what the grouper keeps per placed
+clue (traced with tracemalloc, which slows the run; ``sentences`` input only), after 100,000
+clues and at the end: with ``--rows 1000000`` it shows whether memory per clue stays flat.
+
+Usage: python bench/group_bench.py [--rows 100000] [--memory]
 """
 
 from __future__ import annotations
@@ -19,8 +23,10 @@ from __future__ import annotations
 import argparse
 import random
 import re
+import resource
 import sys
 import time
+import tracemalloc
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
@@ -60,33 +66,50 @@ def sentence_clues(rows: int, seed: int = 0) -> tuple[list[str], list[str]]:
     return out, units
 
 
-def run(texts: list[str], units: list[str]) -> tuple[float, float, int]:
+def run(texts: list[str], units: list[str], checkpoints: dict[int, int] | None = None) -> tuple[float, float, int]:
     """Seconds of the per-clue part (canonical form, hash, signatures: triage's workers) and
-    of placing (the main process) for already-normalised texts; repeats found."""
+    of placing (the main process) for already-normalised texts; repeats found. With
+    ``checkpoints`` (rows → 0), the traced memory after placing that many rows is filled in."""
     normalized = [normalize(t) for t in texts]
-    grouper = Grouper()
-    # as in triage: only the latest texts stay in memory, older ones are read back when an
-    # exact check needs them (here from a list; triage reads them from the store)
-    grouper.index.fetch = texts.__getitem__
+    keys = [text_hash(f"key {i}") for i in range(len(texts))]  # clue keys as triage makes them: 20 hex digits
+    # as in triage: only the latest clues stay in memory; clue ids and texts of older ones are
+    # read back when needed (here from a dict; triage reads them from the store)
+    stored = {key: (f"B{i}", text) for i, (key, text) in enumerate(zip(keys, texts, strict=True))}
+    if checkpoints is not None:
+        tracemalloc.start()
+    grouper = Grouper(lambda wanted: {k: stored[k] for k in wanted})
     repeats, prepare, place = 0, 0.0, 0.0
     for lo in range(0, len(normalized), BATCH):
         started = time.perf_counter()
         canon = [canonical_of_normalized(t) for t in normalized[lo:lo + BATCH]]
         sigs = signatures(canon)
-        clues = [Clue(f"k{lo + j}", f"B{lo + j}", units[lo + j], text_hash(text), sigs[j], text)
+        clues = [Clue(keys[lo + j], f"B{lo + j}", units[lo + j], text_hash(text), sigs[j], text)
                  for j, text in enumerate(canon)]
         placing = time.perf_counter()
         repeats += sum(bool(p.repeat_of) for p in grouper.place(clues))
         prepare += placing - started
         place += time.perf_counter() - placing
+        if checkpoints is not None and lo + BATCH in checkpoints:
+            del canon, sigs, clues
+            checkpoints[lo + BATCH] = tracemalloc.get_traced_memory()[0]
+    if checkpoints is not None:
+        tracemalloc.stop()
     return prepare, place, repeats
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--rows", type=int, default=100_000)
+    parser.add_argument("--memory", action="store_true", help="trace the grouper's memory per clue instead")
     args = parser.parse_args()
     sentences, units = sentence_clues(args.rows)
+    if args.memory:
+        checkpoints = dict.fromkeys(sorted({min(100_000, args.rows), args.rows}), 0)
+        run(sentences, units, checkpoints)
+        for rows, traced in checkpoints.items():
+            print(f"sentences, {rows:,} clues placed: grouper holds {traced / 2**20:,.1f} MiB, "
+                  f"{traced / rows:,.0f} bytes per clue")
+        return
     pair_units = [f"某市第{i % 37 + 1}单位" for i in range(args.rows)]
     for name, texts, of_unit in (("sentences", sentences, units),
                                  ("pairs", list(clue_texts(corpus_texts(), args.rows)), pair_units)):
@@ -96,6 +119,8 @@ def main() -> None:
               f"({'meets' if rate >= TARGET else 'BELOW'} the {TARGET:,}/s target); "
               f"signatures {len(texts) / prepare:,.0f}/s (workers), placing {len(texts) / place:,.0f}/s (main process); "
               f"{repeats:,} grouped as repeats")
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    print(f"peak memory (RSS) of this process, inputs included: {peak:,.0f} MB")
 
 
 if __name__ == "__main__":

@@ -178,3 +178,89 @@ def test_history_of_an_id_stored_with_and_without_a_unit(model_home, tmp_path):
     result = CliRunner().invoke(app, ["history", "H1"])
     assert result.exit_code == 0, result.output
     assert "also names 1 other report(s) of this matter" in result.stdout
+
+
+def _clues(texts, units=None):
+    from pipeline.intake.repeats import Clue
+
+    canon = [canonical(t) for t in texts]
+    sigs = signatures(canon)
+    return [Clue(text_hash(f"key {t} {i}"), f"ID{i}", (units or [""] * len(texts))[i], text_hash(c), sigs[i], c)
+            for i, (t, c) in enumerate(zip(texts, canon, strict=True))]
+
+
+def test_bigram_rows_and_batch_intersections_agree_with_the_plain_jaccard():
+    import numpy as np
+
+    from pipeline.intake.repeats import RepeatIndex, bigram_rows, bigrams, jaccard
+
+    texts = [canonical(t) for pair in PAIRS[:6] for t in pair] + ["", "甲"]
+    values, offsets = bigram_rows(texts)
+    for i, text in enumerate(texts):
+        assert (values[offsets[i]:offsets[i + 1]] == bigrams(text)).all()
+    index = RepeatIndex()
+    index.place_batch([text_hash(t) for t in texts], [""] * len(texts), signatures(texts), texts)
+    a, b = np.array([0, 0, 2, 12, 5]), np.array([1, 3, 3, 1, 13])
+    expected = [jaccard(bigrams(texts[i]), bigrams(texts[j])) for i, j in zip(a, b, strict=True)]
+    assert np.allclose(index._jaccards(a, b), expected)
+
+
+def test_band_table_finds_every_entry_across_rehashes_and_stops_at_crowded_keys():
+    import numpy as np
+
+    from pipeline.intake.repeats import _Chains
+
+    keys = np.array([7, 9, 7, 11, 7, 7, 9] * 300, dtype=np.uint64)
+    table = _Chains(lambda entries: keys[entries], bits=2)  # starts with 4 slots: rehashes many times
+    table.reserve(len(keys))
+    for lo in range(0, len(keys), 50):
+        table.link(np.arange(lo, min(lo + 50, len(keys))))
+    q, entries, counts = table.find(np.array([11, 9, 5], dtype=np.uint64), limit=len(keys))
+    assert sorted(entries[q == 0].tolist()) == np.flatnonzero(keys == 11).tolist()
+    assert sorted(entries[q == 1].tolist()) == np.flatnonzero(keys == 9).tolist()
+    assert counts.tolist() == [300, 600, 0]
+    _, _, counts = table.find(np.array([7], dtype=np.uint64), limit=16)
+    assert counts.tolist() == [17]  # a crowded key: the search stops after limit + 1
+
+
+def test_a_grouper_reading_older_clues_back_groups_as_one_holding_everything(monkeypatch):
+    """Only the latest clues' texts and ids stay in memory; the rest are read back (the store
+    in triage) with the same groups and the same first ids."""
+    from pipeline.intake import repeats
+    from pipeline.intake.repeats import Grouper
+
+    texts = [t for pair in PAIRS for t in pair[:1]] + [pair[1] for pair in PAIRS] + [PAIRS[0][0]]
+    clues = _clues(texts)
+    everything = Grouper()
+    kept = [p for lo in range(0, len(clues), 4) for p in everything.place(clues[lo:lo + 4])]
+    monkeypatch.setattr(repeats, "TEXT_WINDOW", 2)
+    stored = {c.key: (c.clue_id, t) for c, t in zip(clues, texts, strict=True)}
+    asked: list[str] = []
+    windowed = Grouper(lambda keys: asked.extend(keys) or {k: stored[k] for k in keys})
+    read_back = [p for lo in range(0, len(clues), 4) for p in windowed.place(clues[lo:lo + 4])]
+    assert read_back == kept and asked
+    assert len(windowed._ids) <= 7 and len(windowed.index._texts) <= 7  # 1.5 windows, or one batch
+    assert sum(bool(p.repeat_of) for p in kept) >= 20  # 19 of 20 paraphrases and the exact copy
+
+
+def test_a_key_twice_in_one_batch_is_one_clue_and_its_second_row_a_repeat():
+    from pipeline.intake.repeats import Grouper
+
+    clue = _clues([A])[0]
+    placed = Grouper().place([clue, clue])
+    assert placed[0].repeat_of == "" and placed[1].repeat_of == clue.clue_id
+    assert placed[0].group == placed[1].group == clue.key
+
+
+def test_the_index_keeps_a_few_hundred_bytes_per_clue():
+    from pipeline.intake.repeats import RepeatIndex
+
+    rows = [json.loads(line) for line in CORPUS_PATH.read_text(encoding="utf-8").splitlines() if line.strip()]
+    texts = [canonical(r["text"]) for r in rows][:4000]
+    index = RepeatIndex()
+    for lo in range(0, len(texts), 500):
+        part = texts[lo:lo + 500]
+        index.place_batch([text_hash(t) for t in part], [""] * len(part), signatures(part), part)
+    # the band table's slots are allocated up front (BAND_SLOT_BITS), so they are not counted per clue
+    per_clue = (index.nbytes() - index._bands.head.nbytes) / len(index)
+    assert per_clue < 400, per_clue

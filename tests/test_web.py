@@ -439,3 +439,28 @@ def test_plan_refuses_half_a_tls_pair_and_bad_ports(tmp_path):
     with pytest.raises(InputError, match="not a port"):
         plan("127.0.0.1", 0, None, None, False)
     assert plan("localhost", 8765, None, None, False).allowed_hosts() == ["127.0.0.1", "localhost", "[::1]", "::1"]
+
+
+def test_the_empty_queue_names_the_round_it_serves(store, tmp_path):
+    """A page serving a round says its queue is empty in that round, not in the latest run."""
+    from pipeline.intake.rounds import start_round
+
+    (tmp_path / "units.txt").write_text("某市生态环境局西城分局\n", encoding="utf-8")
+    start_round(store.db, "2026年第一轮", units_file=tmp_path / "units.txt")  # no run triaged into it yet
+    text = client_for(create_app(store.home, Scope(round="2026年第一轮")), store, "li").get("/queue").text
+    assert "队列已空" in text and "2026年第一轮" in text
+    assert "latest run" not in text and "最新一批" not in text
+
+
+def test_the_empty_queue_names_the_run_it_serves(store):
+    run = store.db.execute("SELECT MAX(run_id) FROM runs").fetchone()[0]
+    li = client_for(create_app(store.home, Scope(run=run)), store, "li")
+    for _ in range(20):
+        response = li.get("/queue", follow_redirects=False)
+        if response.status_code != 303:
+            break
+        key = response.headers["location"].split("/clues/")[1].split("?")[0]
+        labels = clue_state(store.db, key).prediction.labels
+        li.post(f"/clues/{key}/decide", data={"csrf": csrf(li), **labels})
+    text = li.get("/queue").text
+    assert "队列已空" in text and f"run {run}" in text and "latest run" not in text

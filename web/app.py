@@ -200,7 +200,7 @@ class ReviewPage:
         session = self.signed_in(request)
         state = worklist.next_clue(self.stores.get(), session.reviewer_id, self.scope, self.lease_minutes)
         if state is None:
-            return self.render(request, "empty.html", {"nav": "queue", "csrf": session.csrf}, session)
+            return self.render(request, "empty.html", {"nav": "queue", "csrf": session.csrf, "scope": self.scope}, session)
         note = request.query_params.get("note")
         return RedirectResponse(f"/clues/{state.clue_key}" + (f"?note={note}" if note in NOTES else ""), 303)
 

@@ -11,10 +11,15 @@ Near duplicates are grouped only within one unit (or when either unit is unknown
 template sentence about two units is two matters.
 
 Everything per clue is done with numpy for a whole batch at once: the signatures
-(:func:`signatures`, one hash per bigram) and the LSH lookup (:class:`_Bands`, sorted
-arrays and ``searchsorted``); only candidates that survive the estimate reach Python.
-``bench/group_bench.py`` measures the speed. Signatures and groups are kept in the store so
-later runs group with earlier ones. Triage computes signatures in its workers and calls
+(:func:`signatures`, one hash per bigram), the LSH lookup (:class:`_Chains`, a chained hash
+table in flat arrays whose keys are recomputed from the signatures), the estimates, and the
+exact checks of all of a batch's uncertain pairs (:func:`bigram_rows`, one sort for the
+batch); Python only walks the batch once to give each clue its group. Per stored clue the
+index keeps numpy arrays only (about 350 bytes; ``bench/group_bench.py --memory``); texts
+and clue ids of the latest :data:`TEXT_WINDOW` clues are kept, older ones are read from
+the store when an exact check or a repeat needs them. ``bench/group_bench.py`` measures the
+speed. Signatures and groups are kept in the store so later runs group with earlier ones.
+Triage computes canonical texts and signatures in its workers and calls
 :meth:`Grouper.place` once per batch; :func:`group_texts` groups a plain list.
 """
 
@@ -31,19 +36,18 @@ import numpy as np
 from ..text.normalize import normalize
 
 NUM_PERM = 64
-BANDS, ROWS = 32, 2  # BANDS * ROWS == NUM_PERM: a pair at Jaccard 0.4 is a candidate with p = 0.996
+BANDS, ROWS = 32, 2  # BANDS * ROWS == NUM_PERM (two 16-bit values make a band's uint32): a pair at Jaccard 0.4 is a candidate with p = 0.996
 THRESHOLD = 0.40  # Jaccard of the bigram sets from which two clues are one matter
 #: a band bucket shared by more clues than this is made of very common bigrams and says
 #: nothing (a pair at the threshold shares about 5 of 32 bands); it is no longer searched
 CROWDED = 16
-BIGRAM_CACHE = 10_000  # bigram arrays kept for the exact check (about 2 kB each)
 TEXT_WINDOW = 20_000  # texts of the latest clues kept in memory (older ones are read from the store)
+#: slots of the band table to start with (4 MB): no rehash before 4M band entries (125,000 clues)
+BAND_SLOT_BITS = 20
 SURE, FLOOR = 0.60, 0.25  # estimates above SURE are taken as they are, below FLOOR dropped; between, checked exactly
 _MIX = np.uint64(0x9E3779B97F4A7C15)  # multiply-shift hash of a bigram to 32 bits
 _BIN_BITS = 6  # 2**6 == NUM_PERM bins
 _VALUE_MASK = (1 << (32 - _BIN_BITS)) - 1
-_BAND_MIX = np.array([0x9E3779B97F4A7C15, 0xC2B2AE3D27D4EB4F, 0x165667B19E3779F9, 0x27D4EB2F165667C5],
-                     dtype=np.uint64)[:ROWS]
 EMPTY = 0xFFFFFFFF  # a signature value of a text without bigrams
 _NOISE = re.compile(r"[\W_]+")  # punctuation, symbols, spaces: not part of what a clue says
 
@@ -101,183 +105,353 @@ def signatures(canonical_texts: Sequence[str]) -> np.ndarray:
     return out
 
 
-def band_keys(sigs: np.ndarray) -> np.ndarray:
-    """One 64-bit key per band of each signature (``n × BANDS``): clues sharing any band key
-    are candidates."""
-    bands = sigs.reshape(len(sigs), BANDS, ROWS).astype(np.uint64)
-    return (bands * _BAND_MIX).sum(axis=2, dtype=np.uint64)
+class _Chains:
+    """Entries by key, in a chained hash table made of flat numpy arrays: ``head`` (the
+    latest entry of each slot) and ``next`` (the entry linked before it, ``-1`` at the end,
+    ``UNLINKED`` for an entry not in the table). Keys are not stored: ``key_of(entries)``
+    recomputes them (from the signatures, or from an array of hashes), so an entry costs
+    4 bytes plus its share of the slots. Inserting and looking up a whole batch are a few
+    numpy operations per step along the chains; no Python per clue, and no cost that grows
+    with the number of entries (unlike inserting into sorted arrays)."""
 
+    UNLINKED = -2
+    LOAD = 4  # entries per slot before the slots double
 
+    def __init__(self, key_of: Callable[[np.ndarray], np.ndarray], bits: int = 12) -> None:
+        self.key_of = key_of
+        self.head = np.full(1 << bits, -1, dtype=np.int32)
+        self.next = np.full(1024, self.UNLINKED, dtype=np.int32)
+        self.linked = 0
 
+    def reserve(self, entries: int) -> None:
+        """Room for entry numbers below ``entries``."""
+        if entries > len(self.next):
+            grown = np.full(max(entries, 2 * len(self.next)), self.UNLINKED, dtype=np.int32)
+            grown[:len(self.next)] = self.next
+            self.next = grown
 
-class LazyCanonical(str):
-    """A stored clue's raw text, put in :func:`canonical` form only if the exact check needs it."""
+    def nbytes(self) -> int:
+        return self.head.nbytes + self.next.nbytes
 
+    def link(self, entries: np.ndarray) -> None:
+        """Add entries (ascending numbers, each above every linked one)."""
+        if not len(entries):
+            return
+        self.linked += len(entries)
+        if self.linked > self.LOAD * len(self.head):
+            self._rehash()
+        self._link(entries.astype(np.int64), self.key_of(entries))
 
-class _Bands:
-    """LSH buckets as sorted numpy arrays, one pair (keys, items) per band, in two levels:
-    a large ``main`` level and a ``recent`` one that takes each batch (cheap to insert into)
-    and is merged into ``main`` when it grows past :data:`RECENT`. A whole batch is looked
-    up with ``searchsorted``; no Python loop per clue or per band entry."""
+    def _link(self, entries: np.ndarray, keys: np.ndarray) -> None:
+        slots = (keys & np.uint64(len(self.head) - 1)).astype(np.int64)
+        order = np.argsort(slots, kind="stable")
+        slots, entries = slots[order], entries[order]
+        first = np.ones(len(slots), dtype=bool)
+        first[1:] = slots[1:] != slots[:-1]
+        previous = np.empty(len(entries), dtype=np.int64)
+        previous[1:] = entries[:-1]
+        self.next[entries] = np.where(first, self.head[slots], previous)
+        last = np.ones(len(slots), dtype=bool)
+        last[:-1] = first[1:]
+        self.head[slots[last]] = entries[last]
 
-    RECENT = 16_384
+    def _rehash(self) -> None:
+        size = len(self.head)
+        while self.linked > self.LOAD * size:
+            size *= 2
+        self.head = np.full(size, -1, dtype=np.int32)
+        entries = np.flatnonzero(self.next != self.UNLINKED)
+        if len(entries):
+            self._link(entries, self.key_of(entries))
 
-    def __init__(self) -> None:
-        empty_keys, empty_items = np.empty(0, dtype=np.uint64), np.empty(0, dtype=np.int64)
-        self.main = [(empty_keys, empty_items) for _ in range(BANDS)]
-        self.recent = [(empty_keys, empty_items) for _ in range(BANDS)]
-
-    @staticmethod
-    def _insert(level: tuple[np.ndarray, np.ndarray], keys: np.ndarray, items: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        order = np.argsort(keys, kind="stable")
-        keys, items = keys[order], items[order]
-        at = np.searchsorted(level[0], keys, side="right")
-        return np.insert(level[0], at, keys), np.insert(level[1], at, items)
-
-    def add(self, keys: np.ndarray, items: np.ndarray) -> None:
-        """Add items (``n``) with their band keys (``n × BANDS``)."""
-        for band in range(BANDS):
-            self.recent[band] = self._insert(self.recent[band], keys[:, band], items)
-        if len(self.recent[0][0]) > self.RECENT:
-            for band in range(BANDS):
-                self.main[band] = self._insert(self.main[band], *self.recent[band])
-                self.recent[band] = (self.recent[band][0][:0], self.recent[band][1][:0])
-
-    def pairs(self, keys: np.ndarray, queries: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """(query position, item) for every item sharing a band key with a query, uncrowded
-        buckets only, each pair once; ``queries`` are the queries' own item numbers."""
-        found_q, found_i = [], []
-        for band in range(BANDS):
-            wanted = keys[:, band]
-            for level_keys, level_items in (self.main[band], self.recent[band]):
-                if not len(level_keys):
-                    continue
-                lo = np.searchsorted(level_keys, wanted, side="left")
-                count = np.searchsorted(level_keys, wanted, side="right") - lo
-                count[count > CROWDED] = 0  # a bucket of very common bigrams says nothing
-                total = int(count.sum())
-                if not total:
-                    continue
-                q = np.repeat(np.arange(len(wanted)), count)
-                starts = np.repeat(lo - (np.cumsum(count) - count), count)
-                found_q.append(q)
-                found_i.append(level_items[starts + np.arange(total)])
+    def find(self, keys: np.ndarray, limit: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(query position, entry) of the entries with each query's key, and the number found
+        per query; a query stops after ``limit + 1`` entries (a crowded key)."""
+        keys = keys.astype(np.uint64)
+        current = self.head[(keys & np.uint64(len(self.head) - 1)).astype(np.int64)].astype(np.int64)
+        queries = np.arange(len(keys))
+        counts = np.zeros(len(keys), dtype=np.int64)
+        found_q, found_e = [], []
+        while len(queries):
+            alive = current >= 0
+            queries, current = queries[alive], current[alive]
+            if not len(queries):
+                break
+            hit = self.key_of(current) == keys[queries]
+            found_q.append(queries[hit])
+            found_e.append(current[hit])
+            counts[queries[hit]] += 1
+            current = self.next[current].astype(np.int64)
+            alive = counts[queries] <= limit
+            queries, current = queries[alive], current[alive]
         if not found_q:
-            return np.empty(0, dtype=np.int64), np.empty(0, dtype=np.int64)
-        q, items = np.concatenate(found_q), np.concatenate(found_i)
-        earlier = items < queries[q]  # a clue groups with clues placed before it
-        combined = np.sort((q[earlier].astype(np.int64) << 32) | items[earlier])
-        if len(combined):
-            combined = combined[np.concatenate(([True], combined[1:] != combined[:-1]))]
-        return combined >> 32, combined & 0xFFFFFFFF
+            return np.empty(0, dtype=np.int64), np.empty(0, dtype=np.int64), counts
+        return np.concatenate(found_q), np.concatenate(found_e), counts
+
+
+def _band_keys(values: np.ndarray, bands: np.ndarray) -> np.ndarray:
+    """The LSH key (uint64 holding 32 bits) of band ``bands`` whose ``ROWS`` 16-bit signature
+    values are packed in ``values`` (uint32)."""
+    whole = (bands.astype(np.uint64) << np.uint64(32)) | values.astype(np.uint64)
+    return (whole * _MIX) >> np.uint64(32)
+
+
+def _hash64(hex_text: str) -> int:
+    """64 bits of a hexadecimal hash (a text hash or a clue key) as a number."""
+    return int(hex_text[:16], 16)
+
+
+def _distinct(values: np.ndarray) -> np.ndarray:
+    """The sorted distinct values (``np.unique`` of numpy 2 hashes integers first: slower here)."""
+    values = np.sort(values)
+    keep = np.ones(len(values), dtype=bool)
+    keep[1:] = values[1:] != values[:-1]
+    return values[keep]
+
+
+def _first_of_each(keys: np.ndarray) -> np.ndarray:
+    """For each position, the first position with the same key (positions in order)."""
+    order = np.argsort(keys, kind="stable")
+    sorted_keys = keys[order]
+    starts = np.ones(len(keys), dtype=bool)
+    starts[1:] = sorted_keys[1:] != sorted_keys[:-1]
+    first = np.empty(len(keys), dtype=np.int64)
+    first[order] = order[np.maximum.accumulate(np.where(starts, np.arange(len(keys)), 0))]
+    return first
 
 
 class RepeatIndex:
-    """Earlier clues by exact text hash and by LSH band key; clues are placed a batch at a
-    time (:meth:`place_batch`), in order, each with the group of the most similar earlier
-    clue of the same matter."""
+    """Earlier clues by exact text hash and by LSH band key, in compact numpy arrays (about
+    350 bytes per clue: 16 bits of each signature value, the chains of the band and hash
+    tables, unit and group numbers); clues are placed a batch at a time
+    (:meth:`place_batch`), in order, each in the group of the most similar earlier clue of
+    the same matter. Groups are item numbers (the group's first clue), or ``-1 - i`` for the
+    ``i``-th name in :attr:`foreign` (a stored group whose first clue is not in the index).
 
-    def __init__(self, fetch: Callable[[int], str] | None = None) -> None:
-        self.by_text: dict[str, str] = {}  # text hash -> group
-        self.fetch = fetch  # the raw text of an item no longer held in memory
-        self._bands = _Bands()
-        self._sigs = np.empty((1024, NUM_PERM), dtype=np.uint32)
-        self._units = np.empty(1024, dtype=np.int32)  # unit numbers (0: unknown) of the items
+    Texts are needed only for the exact check: those of the latest :data:`TEXT_WINDOW`
+    items are kept; older ones come from ``fetch`` (item numbers → canonical texts)."""
+
+    def __init__(self, fetch: Callable[[list[int]], list[str]] | None = None) -> None:
+        self.fetch = fetch
+        self.size = 0
+        self._sigs = np.empty((1024, NUM_PERM), dtype=np.uint16)  # low 16 bits: equality is all that is used
+        self._has = np.empty(1024, dtype=bool)  # has bigrams (else grouped by exact text only)
+        self._units = np.empty(1024, dtype=np.int32)  # unit numbers (0: unknown)
+        self._hashes = np.empty(1024, dtype=np.uint64)  # 64 bits of each text hash
+        self.groups = np.empty(1024, dtype=np.int32)
         self._unit_ids: dict[str, int] = {"": 0}
-        self.groups: list[str] = []
-        #: texts (canonical or LazyCanonical), for the exact check; with ``fetch``, only those of
-        #: the latest TEXT_WINDOW items (older ones are fetched from the store when needed)
+        self._bands = _Chains(self._entry_keys, bits=BAND_SLOT_BITS)
+        self._exact = _Chains(lambda items: self._hashes[items])  # only the first item of each text
         self._texts: dict[int, str] = {}
-        self._bigrams: dict[int, np.ndarray] = {}
 
     def __len__(self) -> int:
-        return len(self.groups)
+        return self.size
+
+    def nbytes(self) -> int:
+        """Memory of the per-item arrays and tables (the text window not counted)."""
+        arrays = (self._sigs, self._has, self._units, self._hashes, self.groups)
+        return sum(a.nbytes for a in arrays) + self._bands.nbytes() + self._exact.nbytes()
+
+    def _entry_keys(self, entries: np.ndarray) -> np.ndarray:
+        # entry = item * BANDS + band: the band's two 16-bit values are the entry-th uint32
+        values = self._sigs[:self.size].view(np.uint32).reshape(-1)[entries]
+        return _band_keys(values, entries % BANDS)
 
     def _grow(self, n: int) -> np.ndarray:
         """Item numbers for ``n`` new items, with room for them."""
-        first = len(self.groups)
-        while first + n > len(self._sigs):
-            self._sigs = np.concatenate([self._sigs, np.empty_like(self._sigs)])
-            self._units = np.concatenate([self._units, np.empty_like(self._units)])
+        first = self.size
+        capacity = len(self._sigs)
+        if first + n > capacity:
+            while first + n > capacity:
+                capacity *= 2
+            for name in ("_sigs", "_has", "_units", "_hashes", "groups"):
+                old = getattr(self, name)
+                grown = np.empty((capacity, *old.shape[1:]), dtype=old.dtype)
+                grown[:first] = old[:first]
+                setattr(self, name, grown)
+        self.size = first + n
+        self._bands.reserve(self.size * BANDS)
+        self._exact.reserve(self.size)
         return np.arange(first, first + n, dtype=np.int64)
 
-    def _bigram_set(self, item: int) -> np.ndarray:
-        found = self._bigrams.get(item)
-        if found is None:
-            if len(self._bigrams) >= BIGRAM_CACHE:
-                self._bigrams.clear()  # bounded memory: sets are rebuilt when needed again
-            text = self._texts.get(item)
-            if text is None:
-                text = LazyCanonical(self.fetch(item) if self.fetch else "")
-            found = self._bigrams[item] = bigrams(canonical(text) if isinstance(text, LazyCanonical) else text)
-        return found
+    def _unit_numbers(self, units: Sequence[str]) -> list[int]:
+        return [self._unit_ids.setdefault(u, len(self._unit_ids)) for u in units]
 
-    def load(self, thashes: Sequence[str], units: Sequence[str], sigs: np.ndarray, groups: Sequence[str]) -> None:
-        """Add clues whose groups are known (from the store; their texts are fetched if needed)."""
-        items = self._grow(len(groups))
-        self._sigs[items] = sigs
-        self._units[items] = [self._unit_ids.setdefault(u, len(self._unit_ids)) for u in units]
-        self.groups.extend(groups)
-        for thash, group in zip(thashes, groups, strict=True):
-            self.by_text.setdefault(thash, group)
-        self._add_bands(sigs, items)
+    def _add(self, hashes: np.ndarray, units: Sequence[str], sigs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Store new items; returns their numbers and, per item, the first earlier item with
+        the same text (``-1``: none)."""
+        items = self._grow(len(hashes))
+        self._sigs[items] = sigs & 0xFFFF
+        self._has[items] = (sigs != EMPTY).any(axis=1)
+        self._units[items] = self._unit_numbers(units)
+        self._hashes[items] = hashes
+        q, found, _ = self._exact.find(hashes, limit=0)
+        same = np.full(len(items), -1, dtype=np.int64)
+        same[q] = found
+        first = _first_of_each(hashes)  # duplicates within the batch
+        inside = (same < 0) & (first != np.arange(len(items)))
+        same[inside] = items[first[inside]]
+        self._exact.link(items[same < 0])
+        return items, same
 
-    def _add_bands(self, sigs: np.ndarray, items: np.ndarray) -> None:
-        has = (sigs != EMPTY).any(axis=1)  # no bigram: grouped by exact text only
-        if has.any():
-            self._bands.add(band_keys(sigs[has]), items[has])
+    def load(self, thashes: Sequence[str], units: Sequence[str], sigs: np.ndarray, groups: np.ndarray) -> None:
+        """Add clues whose groups are known (item numbers or foreign numbers, see the class)."""
+        items, _ = self._add(np.array([_hash64(h) for h in thashes], dtype=np.uint64), units, sigs)
+        self.groups[items] = groups
+        self._candidates(items)  # links the band entries; stored groups are not revisited
 
-    def place_batch(self, thashes: Sequence[str], units: Sequence[str], sigs: np.ndarray, texts: Sequence[str],
-                    new_groups: Sequence[str]) -> list[tuple[str, float]]:
+    def _candidates(self, items: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(query position, earlier item) sharing an uncrowded band key, each pair once, and
+        link the items' band entries (a key is linked at most ``CROWDED + 1`` times: a
+        crowded bucket is never searched, so later entries need no room in it)."""
+        has = np.flatnonzero(self._has[items])
+        entries = (items[has, None] * BANDS + np.arange(BANDS)).reshape(-1)
+        if not len(entries):
+            return np.empty(0, dtype=np.int64), np.empty(0, dtype=np.int64)
+        keys = self._entry_keys(entries)
+        fq, fe, earlier_counts = self._bands.find(keys, limit=CROWDED)
+        # entries of this batch with the same key (ordered by entry: earlier items first)
+        order = np.lexsort((entries, keys))
+        sorted_keys = keys[order]
+        starts = np.ones(len(order), dtype=bool)
+        starts[1:] = sorted_keys[1:] != sorted_keys[:-1]
+        start_at = np.maximum.accumulate(np.where(starts, np.arange(len(order)), 0))
+        rank = np.empty(len(order), dtype=np.int64)
+        rank[order] = np.arange(len(order)) - start_at  # earlier entries of the batch with this key
+        total = earlier_counts + rank
+        uncrowded = total <= CROWDED
+        self._bands.link(entries[uncrowded])
+        keep = uncrowded[fq]
+        q_parts, c_parts = [fq[keep], ], [fe[keep] // BANDS]
+        inner = uncrowded & (rank > 0)
+        if inner.any():
+            sorted_pos = np.empty(len(order), dtype=np.int64)
+            sorted_pos[order] = np.arange(len(order))
+            who = np.flatnonzero(inner)
+            r = rank[who]
+            base = np.repeat(start_at[sorted_pos[who]], r)
+            offsets = np.arange(int(r.sum())) - np.repeat(np.cumsum(r) - r, r)
+            q_parts.append(np.repeat(who, r))
+            c_parts.append(entries[order[base + offsets]] // BANDS)
+        q = has[np.concatenate(q_parts) // BANDS]
+        cand = np.concatenate(c_parts)
+        combined = _distinct((q.astype(np.int64) << 32) | cand)
+        return combined >> 32, combined & 0xFFFFFFFF
+
+    def place_batch(self, thashes: Sequence[str], units: Sequence[str], sigs: np.ndarray,
+                    texts: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
         """Place clues in order: each joins the group of an earlier clue with the same text,
         else of the most similar earlier clue (Jaccard ≥ THRESHOLD, same or unknown unit),
-        else ``new_groups[i]``. Returns (group, similarity) per clue."""
+        else starts its own group (its item number). Returns the items' group numbers and
+        similarities."""
         n = len(thashes)
-        items = self._grow(n)
-        self._sigs[items] = sigs
-        self._units[items] = [self._unit_ids.setdefault(u, len(self._unit_ids)) for u in units]
-        self.groups.extend(new_groups)
+        items, same = self._add(np.array([_hash64(h) for h in thashes], dtype=np.uint64), units, sigs)
         self._texts.update(zip(items.tolist(), texts, strict=True))
         if self.fetch is not None and len(self._texts) > TEXT_WINDOW + TEXT_WINDOW // 2:
-            oldest = int(items[-1]) - TEXT_WINDOW
+            oldest = min(int(items[-1]) - TEXT_WINDOW, int(items[0]) - 1)  # the batch's own texts stay
             self._texts = {i: t for i, t in self._texts.items() if i > oldest}
-        self._add_bands(sigs, items)
-        q, cand = self._bands.pairs(band_keys(sigs), items)
-        if len(q):
-            uq, uc = self._units[items[q]], self._units[cand]
-            same = (uq == uc) | (uq == 0) | (uc == 0)
-            q, cand = q[same], cand[same]
-            estimates = (self._sigs[items[q]] == self._sigs[cand]).sum(axis=1) / NUM_PERM
-            keep = estimates >= FLOOR
-            q, cand, estimates = q[keep], cand[keep], estimates[keep]
-        bounds = np.searchsorted(q, np.arange(n + 1)) if len(q) else np.zeros(n + 1, dtype=np.int64)
-        out: list[tuple[str, float]] = []
-        for i in range(n):
-            group = self.by_text.get(thashes[i])
-            found: tuple[str, float] | None = (group, 1.0) if group is not None else None
-            lo, hi = int(bounds[i]), int(bounds[i + 1])
-            if found is None and hi > lo:
-                found = self._best(cand[lo:hi].tolist(), estimates[lo:hi].tolist(), texts[i], int(items[i]))
-            result = found or (new_groups[i], 1.0)
-            self.groups[int(items[i])] = result[0]
-            self.by_text.setdefault(thashes[i], result[0])
-            out.append(result)
-        return out
+        q, cand = self._candidates(items)
+        best, similarity = self._best(items, q, cand)
+        groups = np.empty(n, dtype=np.int32)
+        sims = np.ones(n)
+        for i in range(n):  # in order: a clue may join a group that an earlier clue of the batch started
+            item = int(items[i])
+            if same[i] >= 0:
+                groups[i] = self.groups[same[i]]
+            elif best[i] >= 0:
+                groups[i], sims[i] = self.groups[best[i]], similarity[i]
+            else:
+                groups[i] = item
+            self.groups[item] = groups[i]
+        return groups, sims
 
-    def _best(self, candidates: list[int], estimates: list[float], text: str, item: int) -> tuple[str, float] | None:
-        best: tuple[str, float] | None = None
-        mine: np.ndarray | None = self._bigrams.get(item)
-        for other, estimate in sorted(zip(candidates, estimates, strict=True), key=lambda p: -p[1]):
-            if best is not None and estimate <= best[1] and estimate < SURE:
-                continue
-            similarity = estimate
-            if estimate < SURE:
-                if mine is None:
-                    mine = self._bigram_set(item)  # kept: this clue is a candidate of later ones
-                similarity = jaccard(mine, self._bigram_set(other))
-            if similarity >= THRESHOLD and (best is None or similarity > best[1]):
-                best = (self.groups[other], similarity)
-        return best
+    def _best(self, items: np.ndarray, q: np.ndarray, cand: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Per query, the most similar candidate at or above THRESHOLD (``-1``: none) and
+        its similarity: the MinHash estimate above SURE, else the exact Jaccard of the
+        bigram sets (computed for all such pairs of the batch at once)."""
+        n = len(items)
+        best, similarity = np.full(n, -1, dtype=np.int64), np.zeros(n)
+        if not len(q):
+            return best, similarity
+        uq, uc = self._units[items[q]], self._units[cand]
+        keep = (uq == uc) | (uq == 0) | (uc == 0)
+        q, cand = q[keep], cand[keep]
+        estimates = (self._sigs[items[q]] == self._sigs[cand]).sum(axis=1) / NUM_PERM
+        keep = estimates >= FLOOR
+        q, cand, sims = q[keep], cand[keep], estimates[keep]
+        # a pair estimated below the best estimate above SURE of its query cannot win: not checked
+        sure = np.zeros(n)
+        np.maximum.at(sure, q, np.where(sims >= SURE, sims, 0.0))
+        check = (sims < SURE) & (sims > sure[q])
+        sims[(sims < SURE) & ~check] = 0.0
+        if check.any():
+            sims[check] = self._jaccards(items[q[check]], cand[check])
+        keep = sims >= THRESHOLD
+        q, cand, sims = q[keep], cand[keep], sims[keep]
+        if len(q):
+            order = np.lexsort((cand, -sims, q))  # per query: most similar first, then the earliest
+            q, cand, sims = q[order], cand[order], sims[order]
+            first = np.ones(len(q), dtype=bool)
+            first[1:] = q[1:] != q[:-1]
+            best[q[first]], similarity[q[first]] = cand[first], sims[first]
+        return best, similarity
+
+    def _jaccards(self, a: np.ndarray, b: np.ndarray) -> np.ndarray:
+        """Exact Jaccard similarity of the bigram sets of item pairs (``a[k]``, ``b[k]``)."""
+        needed = np.unique(np.concatenate([a, b]))
+        texts = self._texts_of(needed.tolist())
+        values, offsets = bigram_rows(texts)
+        la, lb = np.searchsorted(needed, a), np.searchsorted(needed, b)
+        common = np.zeros(len(a), dtype=np.int64)
+        lengths = np.diff(offsets)
+        for lo in range(0, len(a), 1 << 20):  # pair numbers fit in the 22 bits above a bigram
+            sl = slice(lo, lo + (1 << 20))
+            common[sl] = _common_counts(values, offsets, la[sl], lb[sl])
+        size_a, size_b = lengths[la], lengths[lb]
+        union = size_a + size_b - common
+        return np.where((size_a > 0) & (size_b > 0), common / np.maximum(union, 1), 0.0)
+
+    def _texts_of(self, items: list[int]) -> list[str]:
+        missing = [i for i in items if i not in self._texts]
+        fetched = dict(zip(missing, self.fetch(missing), strict=True)) if missing and self.fetch else {}
+        return [self._texts.get(i, fetched.get(i, "")) for i in items]
+
+
+def _common_counts(values: np.ndarray, offsets: np.ndarray, a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Sizes of the intersections of rows ``a[k]`` and ``b[k]`` of :func:`bigram_rows`: each
+    side's elements tagged with their pair number are sorted already (rows are sorted, pair
+    numbers increase), so one ``searchsorted`` of one side in the other finds the shared ones."""
+    tagged = []
+    for rows in (a, b):
+        starts, lengths = offsets[rows], offsets[rows + 1] - offsets[rows]
+        total = int(lengths.sum())
+        at = np.repeat(starts - (np.cumsum(lengths) - lengths), lengths) + np.arange(total)
+        tagged.append((np.repeat(np.arange(len(rows), dtype=np.uint64), lengths) << np.uint64(42)) | values[at])
+    left, right = tagged
+    if not len(left) or not len(right):
+        return np.zeros(len(a), dtype=np.int64)
+    at = np.minimum(np.searchsorted(right, left), len(right) - 1)
+    shared = left[right[at] == left]
+    return np.bincount((shared >> np.uint64(42)).astype(np.int64), minlength=len(a))
+
+
+def bigram_rows(canonical_texts: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`bigrams` of many texts at once: the values of all rows (each row sorted) and
+    the offsets of the rows (``len(texts) + 1``)."""
+    lengths = np.array([max(len(t) - 1, 0) for t in canonical_texts], dtype=np.int64)
+    offsets = np.zeros(len(canonical_texts) + 1, dtype=np.int64)
+    if not lengths.sum():
+        return np.empty(0, dtype=np.uint64), offsets
+    joined = [t for t in canonical_texts if len(t) >= 2]
+    codes = np.frombuffer("".join(joined).encode("utf-32-le"), dtype=np.uint32).astype(np.uint64)
+    pairs = (codes[:-1] << np.uint64(21)) | codes[1:]
+    keep = np.ones(len(pairs), dtype=bool)
+    keep[np.cumsum([len(t) for t in joined])[:-1] - 1] = False  # no bigram across two texts
+    owner = np.repeat(np.arange(len(canonical_texts), dtype=np.uint64), lengths)
+    tagged = _distinct((owner << np.uint64(42)) | pairs[keep])
+    rows = (tagged >> np.uint64(42)).astype(np.int64)
+    offsets[1:] = np.cumsum(np.bincount(rows, minlength=len(canonical_texts)))
+    return tagged & np.uint64((1 << 42) - 1), offsets
 
 
 def bigrams(canonical_text: str) -> np.ndarray:
@@ -304,14 +478,14 @@ def group_texts(texts: Sequence[str], units: Sequence[str] | None = None) -> lis
 def group_canonical(canon: Sequence[str], units: Sequence[str] | None = None, batch: int = 500) -> list[int]:
     """:func:`group_texts` of texts already in :func:`canonical` form."""
     index = RepeatIndex()
-    numbers: dict[str, int] = {}
+    numbers: dict[int, int] = {}
     out: list[int] = []
     for lo in range(0, len(canon), batch):
         part = list(canon[lo:lo + batch])
-        placed = index.place_batch([text_hash(t) for t in part],
-                                   list(units[lo:lo + batch]) if units is not None else [""] * len(part),
-                                   signatures(part), part, [str(lo + j) for j in range(len(part))])
-        out.extend(numbers.setdefault(group, len(numbers)) for group, _ in placed)
+        groups, _ = index.place_batch([text_hash(t) for t in part],
+                                      list(units[lo:lo + batch]) if units is not None else [""] * len(part),
+                                      signatures(part), part)
+        out.extend(numbers.setdefault(int(g), len(numbers)) for g in groups)
     return out
 
 
@@ -334,65 +508,137 @@ class Clue:
     text: str  # canonical form
 
 
+#: clue keys → (clue id, raw text) of clues the grouper no longer holds in memory
+Lookup = Callable[[list[str]], dict[str, tuple[str, str]]]
+
+
 class Grouper:
     """Groups the clues of a triage run with each other and with every clue in the store.
 
     Load once per run (:meth:`from_store`); call :meth:`place` with the classified rows of
-    each batch, in input order.
+    each batch, in input order. Per clue it keeps numpy arrays only (the clue key, 10
+    bytes; a flag; the index's arrays); the clue ids and texts of the latest
+    :data:`TEXT_WINDOW` clues are kept, older ones are read through ``lookup`` (the
+    store). Without ``lookup`` everything is kept (a plain list of clues).
     """
 
-    def __init__(self, db: sqlite3.Connection | None = None) -> None:
-        self.db = db
-        self.index = RepeatIndex(self._fetch if db is not None else None)
-        self.keys: list[str] = []  # clue key of each index item
-        self.known: dict[str, str] = {}  # clue key -> group
-        self.first_id: dict[str, str] = {}  # group -> clue id of its first clue
-        self.seen: set[str] = set()  # clue keys seen in this run
-
-    def _fetch(self, item: int) -> str:
-        assert self.db is not None
-        row = self.db.execute("SELECT text FROM clues WHERE clue_key = ?", (self.keys[item],)).fetchone()
-        return row[0] if row else ""  # not yet stored: no exact check (the window holds recent clues)
+    def __init__(self, lookup: Lookup | None = None) -> None:
+        self.lookup = lookup
+        self.index = RepeatIndex(self._fetch_texts if lookup is not None else None)
+        self._keys = np.empty((1024, 10), dtype=np.uint8)  # clue key of each item (20 hex digits)
+        self._key64 = np.empty(1024, dtype=np.uint64)
+        self._seen = np.empty(1024, dtype=bool)  # seen in this run
+        self._known = _Chains(lambda items: self._key64[items])
+        self._ids: dict[int, str] = {}  # clue id of the latest items
+        self._foreign: dict[str, int] = {}  # stored group keys whose first clue is not in the index
+        self._foreign_names: list[str] = []
 
     @classmethod
-    def from_store(cls, db: sqlite3.Connection) -> Grouper:
-        grouper = cls(db)
-        rows = db.execute("SELECT c.clue_key, c.unit_key, c.group_key, s.text_hash, s.signature "
-                          "FROM clue_signatures s JOIN clues c ON c.clue_key = s.clue_key ORDER BY c.rowid").fetchall()
-        if rows:
-            sigs = np.frombuffer(b"".join(r["signature"] for r in rows), dtype=np.uint32).reshape(len(rows), NUM_PERM)
-            groups = [r["group_key"] or r["clue_key"] for r in rows]
-            grouper.index.load([r["text_hash"] for r in rows], [r["unit_key"] for r in rows], sigs, groups)
-            grouper.keys.extend(r["clue_key"] for r in rows)
-            grouper.known.update(zip((r["clue_key"] for r in rows), groups, strict=True))
-        for r in db.execute("SELECT c.clue_key, c.clue_id FROM clues c WHERE c.clue_key = c.group_key "
-                            "OR c.group_key IS NULL"):
-            grouper.first_id.setdefault(r["clue_key"], r["clue_id"])
+    def from_store(cls, db: sqlite3.Connection, chunk: int = 50_000) -> Grouper:
+        """The grouper of a run: every grouped clue in the store, read ``chunk`` rows at a time."""
+        grouper = cls(lambda keys: _stored(db, keys))
+        cursor = db.execute("SELECT c.clue_key, c.unit_key, c.group_key, s.text_hash, s.signature "
+                            "FROM clue_signatures s JOIN clues c ON c.clue_key = s.clue_key ORDER BY c.rowid")
+        while rows := cursor.fetchmany(chunk):
+            sigs = np.frombuffer(b"".join(r[4] for r in rows), dtype=np.uint32).reshape(len(rows), NUM_PERM)
+            first = len(grouper.index)
+            grouper.index.load([r[3] for r in rows], [r[1] for r in rows], sigs, np.zeros(len(rows), dtype=np.int32))
+            items = grouper._add_keys([r[0] for r in rows], first)
+            grouper._seen[items] = False
+            grouper.index.groups[items] = grouper._group_numbers([r[2] or r[0] for r in rows])
         return grouper
+
+    def _add_keys(self, keys: Sequence[str], first: int) -> np.ndarray:
+        items = np.arange(first, first + len(keys), dtype=np.int64)
+        size = first + len(keys)
+        if size > len(self._key64):
+            capacity = max(size, 2 * len(self._key64))
+            self._keys = _resized(self._keys, capacity, first)
+            self._key64 = _resized(self._key64, capacity, first)
+            self._seen = _resized(self._seen, capacity, first)
+        self._keys[items] = np.frombuffer(bytes.fromhex("".join(keys)), dtype=np.uint8).reshape(len(keys), 10)
+        self._key64[items] = [_hash64(k) for k in keys]
+        self._known.reserve(size)
+        self._known.link(items)
+        return items
+
+    def _items_of(self, keys: Sequence[str]) -> np.ndarray:
+        """Item number of each clue key (``-1``: not in the index)."""
+        out = np.full(len(keys), -1, dtype=np.int64)
+        q, found, _ = self._known.find(np.array([_hash64(k) for k in keys], dtype=np.uint64), limit=0)
+        out[q] = found
+        return out
+
+    def _group_numbers(self, group_keys: Sequence[str]) -> np.ndarray:
+        numbers = self._items_of(group_keys)
+        for i in np.flatnonzero(numbers < 0).tolist():
+            if group_keys[i] not in self._foreign:
+                self._foreign[group_keys[i]] = len(self._foreign_names)
+                self._foreign_names.append(group_keys[i])
+            numbers[i] = -1 - self._foreign[group_keys[i]]
+        return numbers.astype(np.int32)
+
+    def _name(self, group: int) -> str:
+        if group >= 0:
+            return self._keys[group].tobytes().hex()
+        return self._foreign_names[-1 - group]
+
+    def _fetch_texts(self, items: list[int]) -> list[str]:
+        assert self.lookup is not None
+        names = [self._name(i) for i in items]
+        stored = self.lookup(names)
+        return [canonical(stored[name][1]) if name in stored else "" for name in names]
 
     def place(self, clues: Sequence[Clue]) -> list[Placed]:
         """Group the classified rows of one batch, in input order."""
-        new = self._new(clues)
+        items = self._items_of([c.key for c in clues])
+        new = [j for j, c in enumerate(clues) if items[j] < 0]
         if new:
-            placed = self.index.place_batch([c.thash for c in new], [c.unit_key for c in new],
-                                            np.stack([c.sig for c in new]), [c.text for c in new], [c.key for c in new])
-            self.keys.extend(c.key for c in new)
-            for clue, (group, _) in zip(new, placed, strict=True):
-                self.known[clue.key] = group
-                self.first_id.setdefault(group, clue.clue_id)
+            keys = [clues[j].key for j in new]
+            first = _first_of_each(np.array([_hash64(k) for k in keys], dtype=np.uint64))
+            fresh = [j for k, j in enumerate(new) if first[k] == k]  # a key twice in the batch: placed once
+            start = len(self.index)
+            self.index.place_batch([clues[j].thash for j in fresh], [clues[j].unit_key for j in fresh],
+                                   np.stack([clues[j].sig for j in fresh]), [clues[j].text for j in fresh])
+            placed = self._add_keys([clues[j].key for j in fresh], start)
+            self._seen[placed] = False
+            self._ids.update(zip(placed.tolist(), (clues[j].clue_id for j in fresh), strict=True))
+            if self.lookup is not None and len(self._ids) > TEXT_WINDOW + TEXT_WINDOW // 2:
+                oldest = min(int(placed[-1]) - TEXT_WINDOW, int(placed[0]) - 1)
+                self._ids = {i: v for i, v in self._ids.items() if i > oldest}
+            items = self._items_of([c.key for c in clues])
+        groups = self.index.groups[items]
+        ids = self._first_ids(sorted(set(groups.tolist())))
         out = []
-        for clue in clues:
-            group = self.known[clue.key]
-            first = group == clue.key and clue.key not in self.seen
-            self.seen.add(clue.key)
-            out.append(Placed(group, "" if first else self.first_id.get(group, ""), 1.0))
+        for item, group in zip(items.tolist(), groups.tolist(), strict=True):
+            starts = group == item and not bool(self._seen[item])
+            self._seen[item] = True
+            out.append(Placed(self._name(group), "" if starts else ids.get(group, ""), 1.0))
         return out
 
-    def _new(self, clues: Sequence[Clue]) -> list[Clue]:
-        seen: set[str] = set()
-        new = []
-        for clue in clues:
-            if clue.key not in self.known and clue.key not in seen:
-                seen.add(clue.key)
-                new.append(clue)
-        return new
+    def _first_ids(self, groups: list[int]) -> dict[int, str]:
+        """The clue id of each group's first clue (the clue whose key names the group)."""
+        out = {g: self._ids[g] for g in groups if g in self._ids}
+        missing = [g for g in groups if g not in out]
+        if missing and self.lookup is not None:
+            stored = self.lookup([self._name(g) for g in missing])
+            out.update((g, stored[self._name(g)][0]) for g in missing if self._name(g) in stored)
+        return out
+
+
+def _resized(array: np.ndarray, capacity: int, used: int) -> np.ndarray:
+    grown = np.empty((capacity, *array.shape[1:]), dtype=array.dtype)
+    grown[:used] = array[:used]
+    return grown
+
+
+def _stored(db: sqlite3.Connection, keys: list[str]) -> dict[str, tuple[str, str]]:
+    """Clue id and text of stored clues, by clue key."""
+    out: dict[str, tuple[str, str]] = {}
+    unique = list(dict.fromkeys(keys))
+    for lo in range(0, len(unique), 500):
+        chunk = unique[lo:lo + 500]
+        for key, clue_id, text in db.execute(f"SELECT clue_key, clue_id, text FROM clues WHERE clue_key IN "
+                                             f"({','.join('?' * len(chunk))})", chunk):
+            out[key] = (clue_id, text)
+    return out

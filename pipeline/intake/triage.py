@@ -84,7 +84,6 @@ from .io import (
 from .repeats import (
     Clue,
     Grouper,
-    LazyCanonical,
     Placed,
     canonical_of_normalized,
     signatures,
@@ -128,14 +127,15 @@ class Result:
     terms: list[str] = field(default_factory=list)
     key: str | None = None  # the store's clue key, for classified rows when the unit is given
     familiarity: float | None = None  # share of the clue's features seen in training
-    thash: str = ""  # repeat grouping: exact-text hash and MinHash signature
+    thash: str = ""  # repeat grouping: exact-text hash, MinHash signature and canonical text
     sig: bytes = b""
+    canon: str = ""
 
     def __reduce__(self) -> tuple[Any, ...]:
         # as a plain tuple: ten times cheaper to send back from a worker than the default
         return (Result, (self.status, self.detail, self.attention, self.attention_conf, self.area, self.area_conf,
                          self.margin, self.needs_review, self.terms, self.key, self.familiarity, self.thash,
-                         self.sig))
+                         self.sig, self.canon))
 
 
 # -- per batch (runs in workers) ------------------------------------------------------
@@ -240,7 +240,7 @@ def classify_texts(model: TwoHeadModel, texts: Sequence[str], units: Sequence[st
         canon = [canonical_of_normalized(screened[i][3]) for i in done]
         sigs = signatures(canon)
         for j, i in enumerate(done):
-            results[i].thash, results[i].sig = text_hash(canon[j]), sigs[j].tobytes()
+            results[i].thash, results[i].sig, results[i].canon = text_hash(canon[j]), sigs[j].tobytes(), canon[j]
     return results
 
 
@@ -599,9 +599,8 @@ def _run(
             for i, (_, res, fields, unit) in enumerate(rows):
                 if unit is not None and res.key:
                     at.append(i)
-                    # the canonical text is only needed for an exact check: made from the row when it is
                     clues.append(Clue(res.key, fields[0], unit.key, res.thash, np.frombuffer(res.sig, dtype=np.uint32),
-                                      LazyCanonical(rows[i][0].values[text_col])))
+                                      res.canon))
             placements: dict[int, Placed] = dict(zip(at, grouper.place(clues), strict=True))
             for i, (row, res, fields, unit) in enumerate(rows):
                 placed = placements.get(i)
