@@ -118,30 +118,26 @@ class Head:
         """Members' decision scores side by side (the stacker's input)."""
         return np.hstack([np.asarray(x @ c.T) + b for c, b in zip(self.coef, self.intercept, strict=True)])
 
+    def folded(self) -> tuple[np.ndarray, np.ndarray]:
+        """(classes × features, classes): the members and the stacker folded into one linear
+        map. The stacker is linear in the members' scores, so a class's logit is
+        ``x @ W[class] + b[class]`` (equal to :meth:`proba`'s input up to rounding, ~1e-15):
+        one product scores every member, and ``W`` is also each feature's push towards a
+        class, what the key terms are ranked by."""
+        m = len(self.coef)
+        if self.stack_w is None or self.stack_b is None:  # softmax of the members' mean score
+            return np.asarray(sum(self.coef) / m), np.asarray(sum(self.intercept) / m)
+        k = len(self.classes)
+        blocks = [self.stack_w[:, j * k : (j + 1) * k] for j in range(m)]  # classes × member classes
+        weights = sum(block @ coef for block, coef in zip(blocks, self.coef, strict=True))
+        bias = self.stack_b + sum(block @ b for block, b in zip(blocks, self.intercept, strict=True))
+        return np.asarray(weights), np.asarray(bias)
+
     def proba(self, scores: np.ndarray) -> np.ndarray:
         if self.stack_w is None or self.stack_b is None:
             k = len(self.classes)
             return softmax(scores.reshape(len(scores), -1, k).mean(axis=1))
         return softmax(scores @ self.stack_w.T + self.stack_b)
-
-    def explaining_coef(self) -> np.ndarray:
-        """Per class, the members' weights scaled by the stacker's use of them: what pushes a
-        clue towards a class (approximately; exact for one member). Computed once."""
-        cached = self.__dict__.get("_explaining")
-        if cached is not None:
-            return np.asarray(cached)
-        self.__dict__["_explaining"] = coef = self._explaining_coef()
-        return coef
-
-    def _explaining_coef(self) -> np.ndarray:
-        k = len(self.classes)
-        if self.stack_w is None:
-            return np.asarray(sum(self.coef) / len(self.coef))
-        total = np.zeros_like(self.coef[0])
-        for m, coef in enumerate(self.coef):
-            block = self.stack_w[:, m * k : (m + 1) * k]  # classes × member classes
-            total += block @ coef
-        return total
 
 
 def fit_stacker(scores: np.ndarray, y: Sequence[str], classes: Sequence[str], C: float = 1.0) -> tuple[np.ndarray, np.ndarray]:
@@ -171,6 +167,16 @@ class _Candidates:
             nz_rows = np.repeat(np.arange(matrix.shape[0], dtype=np.int64), np.diff(matrix.indptr))
             self._cells = np.searchsorted(nz_rows * width + matrix.indices, self.rows * width + self.cols)
         return self._cells
+
+
+@dataclass
+class _Scoring:
+    """Both heads' folded weights (see :meth:`TwoHeadModel._scoring`)."""
+
+    weights: np.ndarray  # features × (classes of every head), C order: one sparse product
+    bias: np.ndarray
+    offsets: dict[str, int]  # each head's first column
+    made_of: tuple[Any, ...]  # the heads and fitted arrays it was made from (checked by identity)
 
 
 @dataclass
@@ -274,9 +280,12 @@ class TwoHeadModel:
         keys = self.keys(docs)
         batch = self.batch(keys)
         candidates = self._candidates(keys.words) if explain else None
+        scoring = self._scoring()
+        logits = np.asarray(batch.matrix @ scoring.weights) + scoring.bias  # every head and member at once
         results = {}
         for head, h in self.heads_.items():
-            proba = h.proba(h.scores(batch.matrix))
+            at = scoring.offsets[head]
+            proba = softmax(logits[:, at : at + len(h.classes)])
             chosen = decide(h.classes, proba, self.further_threshold if head == "attention" else None)
             ordered = np.sort(proba, axis=1)
             result = HeadResult(
@@ -288,7 +297,8 @@ class TwoHeadModel:
                 familiarity=batch.familiarity,
             )
             if candidates is not None:
-                result.terms = self._explain(h, batch.matrix, chosen, candidates, docs, originals, explain)
+                result.terms = self._explain(scoring.weights, at, batch.matrix, chosen, candidates, docs, originals,
+                                             explain)
             results[head] = result
         return results
 
@@ -318,8 +328,26 @@ class TwoHeadModel:
         pick = np.flatnonzero(known)[first]
         return _Candidates(rows[pick], cols[pick], start[pick], is_pair[pick], words.tokens)
 
-    def _explain(self, head: Head, matrix: sparse.csr_matrix, chosen: np.ndarray, cand: _Candidates,
-                 docs: Sequence[Prepared], originals: Sequence[str] | None, top: int) -> list[list[str]]:
+    def _scoring(self) -> _Scoring:
+        """Both heads' folded weights side by side (:meth:`Head.folded`), made once per set of
+        fitted heads (``from_arrays`` makes it before workers fork, so they share it)."""
+        made_of = tuple(a for h in self.heads_.values() for a in (h, h.stack_w, h.stack_b, *h.coef, *h.intercept))
+        cached: _Scoring | None = self.__dict__.get("_scoring_cache")
+        if cached is None or len(cached.made_of) != len(made_of) or any(
+                a is not b for a, b in zip(cached.made_of, made_of, strict=True)):
+            folded = {head: h.folded() for head, h in self.heads_.items()}
+            offsets, at = {}, 0
+            for head, h in self.heads_.items():
+                offsets[head], at = at, at + len(h.classes)
+            cached = _Scoring(
+                np.ascontiguousarray(np.vstack([w for w, _ in folded.values()]).T),
+                np.concatenate([b for _, b in folded.values()]), offsets, made_of)
+            self.__dict__["_scoring_cache"] = cached
+        return cached
+
+    def _explain(self, weights: np.ndarray, at: int, matrix: sparse.csr_matrix, chosen: np.ndarray,
+                 cand: _Candidates, docs: Sequence[Prepared], originals: Sequence[str] | None,
+                 top: int) -> list[list[str]]:
         """Per clue, the words and adjacent word pairs that pushed it most towards its chosen
         class (weight × TF-IDF value), as the user wrote them. Placeholders (``<人名>``) and
         single characters count in the prediction but are never shown; character n-grams
@@ -327,10 +355,10 @@ class TwoHeadModel:
         out: list[list[str]] = [[] for _ in docs]
         if not len(cand.rows):
             return out
-        coef = head.explaining_coef()
         # the candidates' TF-IDF values, found among the matrix's stored cells (rows sorted,
-        # columns sorted within a row) by one search over row * width + column
-        values = matrix.data[cand.cell_in(matrix)] * coef[chosen[cand.rows], cand.cols]
+        # columns sorted within a row) by one search over row * width + column, times the
+        # head's folded weight of the chosen class (``weights``: features × classes of all heads)
+        values = matrix.data[cand.cell_in(matrix)] * weights[cand.cols, at + chosen[cand.rows]]
         order = np.lexsort((-values, cand.rows))  # by clue, then by decreasing contribution
         rows_o = cand.rows[order]
         starts = np.flatnonzero(np.r_[True, rows_o[1:] != rows_o[:-1]])  # each clue's first candidate
@@ -383,4 +411,5 @@ class TwoHeadModel:
                 np.asarray(arrays[f"{name}/stack_w"], dtype=float) if h["stacked"] else None,
                 np.asarray(arrays[f"{name}/stack_b"], dtype=float) if h["stacked"] else None,
             )
+        model._scoring()
         return model
