@@ -31,7 +31,17 @@ from ..text.normalize import fold
 from .vectorize import Batch, Keys, Vocabulary, Words, batch_keys, word_pair_key
 
 CLASSIFIERS = ("linsvc", "logreg")
-_SHOWN: dict[str, bool] = {}  # token → may it be shown as a key term (memo)
+
+
+class _Shown(dict[str, bool]):
+    """token -> may it be shown as a key term (a memo, see :func:`is_shown`)."""
+
+    def __missing__(self, token: str) -> bool:
+        shown = self[token] = is_shown(token)
+        return shown
+
+
+_SHOWN = _Shown()
 
 
 @dataclass(frozen=True)
@@ -308,10 +318,10 @@ class TwoHeadModel:
         its column, and where its words start in the batch's token list."""
         if words is None or not words.tokens:
             return _Candidates(np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0, bool), [])
-        shown_of = _SHOWN
-        shown = np.array([shown_of.get(t) if t in shown_of else shown_of.setdefault(t, is_shown(t))
-                          for t in words.tokens], dtype=bool)
         n = len(words.tokens)
+        if len(_SHOWN) > 500_000:
+            _SHOWN.clear()
+        shown = np.fromiter(map(_SHOWN.__getitem__, words.tokens), dtype=bool, count=n)
         starts = np.arange(n, dtype=np.int64)
         pair = np.zeros(n, dtype=bool)
         pair[:-1] = (shown[:-1] & shown[1:] & (words.rows[:-1] == words.rows[1:])

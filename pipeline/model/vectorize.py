@@ -55,19 +55,23 @@ def _mix(x: np.ndarray) -> np.ndarray:
         return x ^ (x >> np.uint64(31))
 
 
-_word_keys: dict[str, int] = {}
+class _WordKeys(dict[str, int]):
+    """token -> 64-bit key (a memo: a clue's words repeat across a batch)."""
+
+    def __missing__(self, token: str) -> int:
+        key = self[token] = int.from_bytes(
+            hashlib.blake2b(token.encode("utf-8"), digest_size=8, key=_SALT).digest(), "little")
+        return key
+
+
+_word_keys = _WordKeys()
 
 
 def word_key(token: str) -> int:
     """The 64-bit key of one word (memoised, bounded)."""
-    key = _word_keys.get(token)
-    if key is None:
-        if len(_word_keys) > 500_000:  # a long run's vocabulary must not grow without end
-            _word_keys.clear()
-        key = _word_keys[token] = int.from_bytes(
-            hashlib.blake2b(token.encode("utf-8"), digest_size=8, key=_SALT).digest(), "little"
-        )
-    return key
+    if len(_word_keys) > 500_000:  # a long run's vocabulary must not grow without end
+        _word_keys.clear()
+    return _word_keys[token]
 
 
 def word_pair_key(first: np.ndarray, second: np.ndarray) -> np.ndarray:
@@ -106,8 +110,9 @@ def batch_keys(docs: Sequence[Prepared], kind: str = "word+char") -> Keys:
     if kind != "char":
         lengths = np.fromiter((len(d.tokens) for d in docs), dtype=np.int64, count=n)
         tokens = [t for d in docs for t in d.tokens]
-        memo = _word_keys
-        keys = np.array([memo.get(t) or word_key(t) for t in tokens], dtype=np.uint64)
+        if len(_word_keys) > 500_000:  # a long run's vocabulary must not grow without end
+            _word_keys.clear()
+        keys = np.fromiter(map(_word_keys.__getitem__, tokens), dtype=np.uint64, count=len(tokens))
         rows = np.repeat(np.arange(n, dtype=np.int64), lengths)
         same = rows[:-1] == rows[1:]
         rows_parts += [rows, rows[:-1][same]]
