@@ -289,7 +289,7 @@ class TwoHeadModel:
             }
         keys = self.keys(docs)
         batch = self.batch(keys)
-        candidates = self._candidates(keys.words) if explain else None
+        candidates = self._candidates(keys.words, batch.columns) if explain else None
         scoring = self._scoring()
         scripts: dict[int, ScriptMap] = {}  # per clue, how to show a term as written (both heads)
         logits = np.asarray(batch.matrix @ scoring.weights) + scoring.bias  # every head and member at once
@@ -313,10 +313,12 @@ class TwoHeadModel:
             results[head] = result
         return results
 
-    def _candidates(self, words: Words | None) -> _Candidates:
+    def _candidates(self, words: Words | None, columns: np.ndarray | None = None) -> _Candidates:
         """Every word and adjacent word pair of the batch that may be shown as a key term
         (see :func:`~pipeline.text.features.is_shown`) and that the vocabulary knows: its clue,
-        its column, and where its words start in the batch's token list."""
+        its column, and where its words start in the batch's token list. ``columns``: the
+        batch's columns as :meth:`Vocabulary.transform` found them (words first, then word
+        pairs: :func:`batch_keys`), so that words are not looked up twice."""
         if words is None or not words.tokens:
             return _Candidates(np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0, bool), [])
         n = len(words.tokens)
@@ -329,10 +331,17 @@ class TwoHeadModel:
                      & (words.keys[:-1] != words.keys[1:]))
         pair_starts = starts[pair]
         rows = np.concatenate([words.rows[shown], words.rows[pair_starts]])
-        keys = np.concatenate([words.keys[shown], word_pair_key(words.keys[pair_starts], words.keys[pair_starts + 1])])
+        if columns is None:
+            keys = np.concatenate([words.keys[shown],
+                                   word_pair_key(words.keys[pair_starts], words.keys[pair_starts + 1])])
+            cols = self.vocab_.columns_of(keys)
+        else:
+            same = words.rows[:-1] == words.rows[1:]  # batch_keys made a pair for each of these
+            pair_cols = np.full(n, -1, dtype=np.int64)
+            pair_cols[:-1][same] = columns[n : n + int(same.sum())]
+            cols = np.concatenate([columns[:n][shown], pair_cols[pair_starts]])
         start = np.concatenate([starts[shown], pair_starts])
         is_pair = np.concatenate([np.zeros(int(shown.sum()), bool), np.ones(len(pair_starts), bool)])
-        cols = self.vocab_.columns_of(keys)
         known = cols >= 0
         # one candidate per (clue, column): a word used five times is one term
         cells, first = np.unique(rows[known] * max(self.vocab_.size, 1) + cols[known], return_index=True)

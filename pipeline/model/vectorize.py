@@ -142,6 +142,7 @@ class Batch:
 
     matrix: sparse.csr_matrix  # TF-IDF rows over the vocabulary, l2-normalised
     familiarity: np.ndarray  # share of each document's feature occurrences the vocabulary knows
+    columns: np.ndarray | None = None  # column of each of the batch's keys (-1: unknown), in Keys order
 
 
 class Vocabulary:
@@ -231,7 +232,7 @@ class Vocabulary:
         norms = np.sqrt(np.bincount(rows, weights=values * values, minlength=n))
         values = values / np.where(norms > 0, norms, 1.0)[rows]
         matrix = sparse.csr_matrix((values, cols, counts.indptr), shape=(n, size))
-        return Batch(matrix, familiarity)
+        return Batch(matrix, familiarity, at)
 
     # -- arrays, for a model file that cannot run code ---------------------------------
     def to_arrays(self, prefix: str) -> dict[str, np.ndarray]:
