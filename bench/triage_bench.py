@@ -5,6 +5,9 @@ different corpus texts joined, and no pair used twice, so no clue repeats), then
 in one run:
 
 * plain ``jieba.lcut``, single process, on the same clue texts (clues/s);
+* CPU time per clue of both (triage: its process and all workers), and the ratio they imply
+  with every core busy: on a machine shared with other jobs the wall-clock ratio depends on
+  how much of the CPU each phase happened to get, the CPU-time one does not;
 * model load (``Registry.load``) in a fresh process;
 * ``triage_file`` end to end (check input, load model, workers, write CSV, store) with
   ``--workers`` processes (default: the CPUs available), its wall time and clues/s;
@@ -76,8 +79,9 @@ def build_csv(path: Path, rows: int) -> None:
             writer.writerow([f"B{i:07d}", f"某市第{i % 37 + 1}单位", text])
 
 
-def jieba_rate(rows: int, sample: int) -> tuple[float, int]:
-    """Plain jieba.lcut clues/s, single process, on the first ``sample`` clue texts."""
+def jieba_rate(rows: int, sample: int) -> tuple[float, int, float]:
+    """Plain jieba.lcut clues/s, single process, on the first ``sample`` clue texts, and
+    CPU seconds per clue."""
     import logging
 
     import jieba
@@ -85,10 +89,10 @@ def jieba_rate(rows: int, sample: int) -> tuple[float, int]:
     jieba.setLogLevel(logging.WARNING)
     jieba.initialize()
     texts = list(clue_texts(corpus_texts(), min(rows, sample)))
-    started = time.perf_counter()
+    started, cpu = time.perf_counter(), time.process_time()
     for text in texts:
         jieba.lcut(text)
-    return len(texts) / (time.perf_counter() - started), len(texts)
+    return len(texts) / (time.perf_counter() - started), len(texts), (time.process_time() - cpu) / len(texts)
 
 
 def _pss_kb(pid: int) -> int:
@@ -143,10 +147,12 @@ def _triage_child(home_root: str, src: str, out: str, workers: int | None, queue
     Registry(home.models).load()
     load_seconds = time.perf_counter() - started
     rss_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    cpu_before = _cpu_seconds()
     started = time.perf_counter()
     summary = triage_file(home, src, out, workers=workers)
     seconds = time.perf_counter() - started
     queue.put({
+        "cpu_seconds": _cpu_seconds() - cpu_before,
         "load_seconds": load_seconds,
         "seconds": seconds,
         "rows": summary.rows,
@@ -157,6 +163,12 @@ def _triage_child(home_root: str, src: str, out: str, workers: int | None, queue
         "rss_children_kb": resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss,
         "statuses": dict(summary.statuses),
     })
+
+
+def _cpu_seconds() -> float:
+    """CPU time (user + system) of this process and of its finished children (the workers)."""
+    own, kids = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    return own.ru_utime + own.ru_stime + kids.ru_utime + kids.ru_stime
 
 
 def run_triage(home: Home, src: Path, out: Path, workers: int | None) -> dict:
@@ -226,10 +238,15 @@ def main(argv: list[str] | None = None) -> int:
         print(f"built {args.rows:,} clues ({src.stat().st_size / 1e6:.0f} MB) in {time.perf_counter() - started:.1f} s",
               file=sys.stderr)
         result = run_triage(home, src, out, args.workers)  # first, while this process is small
-        jieba_per_s, jieba_n = jieba_rate(args.rows, args.jieba_sample)
+        jieba_per_s, jieba_n, jieba_cpu = jieba_rate(args.rows, args.jieba_sample)
 
     triage_per_s = result["rows"] / result["seconds"]
     ratio = triage_per_s / jieba_per_s
+    triage_cpu = result["cpu_seconds"] / result["rows"]
+    # on a machine shared with other jobs, wall-clock rates depend on how much of the CPU each
+    # phase got; CPU time per clue does not: the ratio the same cores would give if the run
+    # had them to itself (all ``cpus`` busy, as the workers keep them)
+    cpu_ratio = result["cpus"] * jieba_cpu / triage_cpu
     mb = 1024
     lines = [
         ("cores available / workers", f"{result['cpus']} / {result['workers']}"),
@@ -237,6 +254,8 @@ def main(argv: list[str] | None = None) -> int:
         (f"plain jieba.lcut, 1 process ({jieba_n:,} clues)", f"{jieba_per_s:,.0f} clues/s"),
         ("triage end to end", f"{triage_per_s:,.0f} clues/s ({result['seconds']:.1f} s)"),
         ("ratio triage / jieba.lcut", f"{ratio:.2f}x (target >= {TARGET_RATIO:.0f}x)"),
+        ("CPU per clue: triage (all processes) / jieba", f"{triage_cpu * 1e6:,.0f} / {jieba_cpu * 1e6:,.0f} us"),
+        (f"ratio from CPU time ({result['cpus']} cores busy)", f"{cpu_ratio:.2f}x"),
         ("model load (Registry.load)", f"{result['load_seconds']:.2f} s (target < {TARGET_LOAD_SECONDS:.0f} s)"),
         ("peak RSS, triage process (RUSAGE_SELF)", f"{result['rss_self_kb'] / mb:,.0f} MB"),
         ("peak RSS, largest worker (RUSAGE_CHILDREN)", f"{result['rss_children_kb'] / mb:,.0f} MB"),

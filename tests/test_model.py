@@ -261,3 +261,36 @@ def test_a_saved_model_carries_no_text_of_what_it_predicted(model_home):
     blob = json.dumps(spec, ensure_ascii=False).encode() + b"".join(a.tobytes() for a in arrays.values())
     for fragment in ("秘密", "甲乙丙", "红包", "收受"):
         assert fragment.encode("utf-8") not in blob
+
+
+@pytest.mark.parametrize("size", [0, 1, 7, 5000])
+def test_vocabulary_columns_match_a_binary_search(size):
+    """columns_of looks keys up through buckets of their top bits: it must find what a
+    binary search over the sorted keys finds, for known keys, unknown ones and the extremes."""
+    rng = np.random.default_rng(size)
+    keys = np.unique(rng.integers(0, 2**64, size, dtype=np.uint64, endpoint=False))
+    if size > 100:  # crowded buckets: runs of neighbouring keys
+        keys = np.unique(np.concatenate([keys, keys[:50] + np.uint64(1), np.arange(20, dtype=np.uint64)]))
+    vocab = Vocabulary()
+    vocab.keys_, vocab.idf_ = keys, np.ones(len(keys))
+    queries = np.concatenate([keys, rng.integers(0, 2**64, 3000, dtype=np.uint64, endpoint=False),
+                              np.array([0, 1, 2**63, 2**64 - 1], dtype=np.uint64)])
+    rng.shuffle(queries)
+    at = np.searchsorted(keys, queries)
+    expected = np.where((at < len(keys)) & (keys[np.minimum(at, max(len(keys) - 1, 0))] == queries)
+                        if len(keys) else np.zeros(len(queries), bool), at, -1)
+    assert np.array_equal(vocab.columns_of(queries), expected)
+
+
+def test_folded_scoring_follows_a_refitted_stacker(model_home):
+    """predict scores members and stacker as one folded product, made once: replacing a
+    head's stacker (as training does) must be seen by the next prediction."""
+    model = Registry(model_home.models).load().model
+    docs = prepare(["局长违规提拔亲属，收受红包", "建议加强监测站人员培训"])
+    head = model.heads_["attention"]
+    before = model.predict(docs)["attention"].proba
+    assert np.allclose(before, head.proba(head.scores(model.batch(docs).matrix)), atol=1e-12)
+    head.stack_b = head.stack_b + np.array([5.0, 0.0, 0.0])
+    after = model.predict(docs)["attention"].proba
+    assert np.allclose(after, head.proba(head.scores(model.batch(docs).matrix)), atol=1e-12)
+    assert not np.allclose(after, before)

@@ -53,6 +53,7 @@ _XML_ILLEGAL = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ud800-\udfff\ufffe\uffff]
 _SURROGATE = re.compile("[\ud800-\udfff]")
 #: a CSV cell starting with one of these is a formula to Excel/WPS (OWASP "CSV injection")
 FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+_FORMULA_FIRST = frozenset(FORMULA_START)  # all one character: checked as the first one
 #: a text file with more NUL characters than this share of its sample is binary
 _NUL_SHARE = 0.01
 
@@ -731,7 +732,10 @@ class TableWriter(AbstractContextManager["TableWriter"]):
         """Write one row given as values in the order of ``columns``."""
         try:
             if self.format == "csv":
-                self._csv.writerow([csv_safe(v) for v in values])  # None is written as an empty field
+                # csv_safe inlined (a function call per cell cost more than the rest of the row)
+                first = _FORMULA_FIRST
+                self._csv.writerow([("'" + v) if isinstance(v, str) and v[:1] in first else v
+                                    for v in values])  # None is written as an empty field
             elif self.format == "jsonl":
                 self._handle.write(json.dumps(dict(zip(self.columns, values, strict=True)), ensure_ascii=False) + "\n")
             else:

@@ -31,7 +31,17 @@ from ..text.normalize import fold
 from .vectorize import Batch, Keys, Vocabulary, Words, batch_keys, word_pair_key
 
 CLASSIFIERS = ("linsvc", "logreg")
-_SHOWN: dict[str, bool] = {}  # token → may it be shown as a key term (memo)
+
+
+class _Shown(dict[str, bool]):
+    """token -> may it be shown as a key term (a memo, see :func:`is_shown`)."""
+
+    def __missing__(self, token: str) -> bool:
+        shown = self[token] = is_shown(token)
+        return shown
+
+
+_SHOWN = _Shown()
 
 
 @dataclass(frozen=True)
@@ -118,30 +128,26 @@ class Head:
         """Members' decision scores side by side (the stacker's input)."""
         return np.hstack([np.asarray(x @ c.T) + b for c, b in zip(self.coef, self.intercept, strict=True)])
 
+    def folded(self) -> tuple[np.ndarray, np.ndarray]:
+        """(classes × features, classes): the members and the stacker folded into one linear
+        map. The stacker is linear in the members' scores, so a class's logit is
+        ``x @ W[class] + b[class]`` (equal to :meth:`proba`'s input up to rounding, ~1e-15):
+        one product scores every member, and ``W`` is also each feature's push towards a
+        class, what the key terms are ranked by."""
+        m = len(self.coef)
+        if self.stack_w is None or self.stack_b is None:  # softmax of the members' mean score
+            return np.asarray(sum(self.coef) / m), np.asarray(sum(self.intercept) / m)
+        k = len(self.classes)
+        blocks = [self.stack_w[:, j * k : (j + 1) * k] for j in range(m)]  # classes × member classes
+        weights = sum(block @ coef for block, coef in zip(blocks, self.coef, strict=True))
+        bias = self.stack_b + sum(block @ b for block, b in zip(blocks, self.intercept, strict=True))
+        return np.asarray(weights), np.asarray(bias)
+
     def proba(self, scores: np.ndarray) -> np.ndarray:
         if self.stack_w is None or self.stack_b is None:
             k = len(self.classes)
             return softmax(scores.reshape(len(scores), -1, k).mean(axis=1))
         return softmax(scores @ self.stack_w.T + self.stack_b)
-
-    def explaining_coef(self) -> np.ndarray:
-        """Per class, the members' weights scaled by the stacker's use of them: what pushes a
-        clue towards a class (approximately; exact for one member). Computed once."""
-        cached = self.__dict__.get("_explaining")
-        if cached is not None:
-            return np.asarray(cached)
-        self.__dict__["_explaining"] = coef = self._explaining_coef()
-        return coef
-
-    def _explaining_coef(self) -> np.ndarray:
-        k = len(self.classes)
-        if self.stack_w is None:
-            return np.asarray(sum(self.coef) / len(self.coef))
-        total = np.zeros_like(self.coef[0])
-        for m, coef in enumerate(self.coef):
-            block = self.stack_w[:, m * k : (m + 1) * k]  # classes × member classes
-            total += block @ coef
-        return total
 
 
 def fit_stacker(scores: np.ndarray, y: Sequence[str], classes: Sequence[str], C: float = 1.0) -> tuple[np.ndarray, np.ndarray]:
@@ -171,6 +177,16 @@ class _Candidates:
             nz_rows = np.repeat(np.arange(matrix.shape[0], dtype=np.int64), np.diff(matrix.indptr))
             self._cells = np.searchsorted(nz_rows * width + matrix.indices, self.rows * width + self.cols)
         return self._cells
+
+
+@dataclass
+class _Scoring:
+    """Both heads' folded weights (see :meth:`TwoHeadModel._scoring`)."""
+
+    weights: np.ndarray  # features × (classes of every head), C order: one sparse product
+    bias: np.ndarray
+    offsets: dict[str, int]  # each head's first column
+    made_of: tuple[Any, ...]  # the heads and fitted arrays it was made from (checked by identity)
 
 
 @dataclass
@@ -273,10 +289,14 @@ class TwoHeadModel:
             }
         keys = self.keys(docs)
         batch = self.batch(keys)
-        candidates = self._candidates(keys.words) if explain else None
+        candidates = self._candidates(keys.words, batch.columns) if explain else None
+        scoring = self._scoring()
+        scripts: dict[int, ScriptMap] = {}  # per clue, how to show a term as written (both heads)
+        logits = np.asarray(batch.matrix @ scoring.weights) + scoring.bias  # every head and member at once
         results = {}
         for head, h in self.heads_.items():
-            proba = h.proba(h.scores(batch.matrix))
+            at = scoring.offsets[head]
+            proba = softmax(logits[:, at : at + len(h.classes)])
             chosen = decide(h.classes, proba, self.further_threshold if head == "attention" else None)
             ordered = np.sort(proba, axis=1)
             result = HeadResult(
@@ -288,38 +308,66 @@ class TwoHeadModel:
                 familiarity=batch.familiarity,
             )
             if candidates is not None:
-                result.terms = self._explain(h, batch.matrix, chosen, candidates, docs, originals, explain)
+                result.terms = self._explain(scoring.weights, at, batch.matrix, chosen, candidates, docs, originals,
+                                             explain, scripts)
             results[head] = result
         return results
 
-    def _candidates(self, words: Words | None) -> _Candidates:
+    def _candidates(self, words: Words | None, columns: np.ndarray | None = None) -> _Candidates:
         """Every word and adjacent word pair of the batch that may be shown as a key term
         (see :func:`~pipeline.text.features.is_shown`) and that the vocabulary knows: its clue,
-        its column, and where its words start in the batch's token list."""
+        its column, and where its words start in the batch's token list. ``columns``: the
+        batch's columns as :meth:`Vocabulary.transform` found them (words first, then word
+        pairs: :func:`batch_keys`), so that words are not looked up twice."""
         if words is None or not words.tokens:
             return _Candidates(np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0, bool), [])
-        shown_of = _SHOWN
-        shown = np.array([shown_of.get(t) if t in shown_of else shown_of.setdefault(t, is_shown(t))
-                          for t in words.tokens], dtype=bool)
         n = len(words.tokens)
+        if len(_SHOWN) > 500_000:
+            _SHOWN.clear()
+        shown = np.fromiter(map(_SHOWN.__getitem__, words.tokens), dtype=bool, count=n)
         starts = np.arange(n, dtype=np.int64)
         pair = np.zeros(n, dtype=bool)
         pair[:-1] = (shown[:-1] & shown[1:] & (words.rows[:-1] == words.rows[1:])
                      & (words.keys[:-1] != words.keys[1:]))
         pair_starts = starts[pair]
         rows = np.concatenate([words.rows[shown], words.rows[pair_starts]])
-        keys = np.concatenate([words.keys[shown], word_pair_key(words.keys[pair_starts], words.keys[pair_starts + 1])])
+        if columns is None:
+            keys = np.concatenate([words.keys[shown],
+                                   word_pair_key(words.keys[pair_starts], words.keys[pair_starts + 1])])
+            cols = self.vocab_.columns_of(keys)
+        else:
+            same = words.rows[:-1] == words.rows[1:]  # batch_keys made a pair for each of these
+            pair_cols = np.full(n, -1, dtype=np.int64)
+            pair_cols[:-1][same] = columns[n : n + int(same.sum())]
+            cols = np.concatenate([columns[:n][shown], pair_cols[pair_starts]])
         start = np.concatenate([starts[shown], pair_starts])
         is_pair = np.concatenate([np.zeros(int(shown.sum()), bool), np.ones(len(pair_starts), bool)])
-        cols = self.vocab_.columns_of(keys)
         known = cols >= 0
         # one candidate per (clue, column): a word used five times is one term
         cells, first = np.unique(rows[known] * max(self.vocab_.size, 1) + cols[known], return_index=True)
         pick = np.flatnonzero(known)[first]
         return _Candidates(rows[pick], cols[pick], start[pick], is_pair[pick], words.tokens)
 
-    def _explain(self, head: Head, matrix: sparse.csr_matrix, chosen: np.ndarray, cand: _Candidates,
-                 docs: Sequence[Prepared], originals: Sequence[str] | None, top: int) -> list[list[str]]:
+    def _scoring(self) -> _Scoring:
+        """Both heads' folded weights side by side (:meth:`Head.folded`), made once per set of
+        fitted heads (``from_arrays`` makes it before workers fork, so they share it)."""
+        made_of = tuple(a for h in self.heads_.values() for a in (h, h.stack_w, h.stack_b, *h.coef, *h.intercept))
+        cached: _Scoring | None = self.__dict__.get("_scoring_cache")
+        if cached is None or len(cached.made_of) != len(made_of) or any(
+                a is not b for a, b in zip(cached.made_of, made_of, strict=True)):
+            folded = {head: h.folded() for head, h in self.heads_.items()}
+            offsets, at = {}, 0
+            for head, h in self.heads_.items():
+                offsets[head], at = at, at + len(h.classes)
+            cached = _Scoring(
+                np.ascontiguousarray(np.vstack([w for w, _ in folded.values()]).T),
+                np.concatenate([b for _, b in folded.values()]), offsets, made_of)
+            self.__dict__["_scoring_cache"] = cached
+        return cached
+
+    def _explain(self, weights: np.ndarray, at: int, matrix: sparse.csr_matrix, chosen: np.ndarray,
+                 cand: _Candidates, docs: Sequence[Prepared], originals: Sequence[str] | None,
+                 top: int, scripts: dict[int, ScriptMap]) -> list[list[str]]:
         """Per clue, the words and adjacent word pairs that pushed it most towards its chosen
         class (weight × TF-IDF value), as the user wrote them. Placeholders (``<人名>``) and
         single characters count in the prediction but are never shown; character n-grams
@@ -327,30 +375,36 @@ class TwoHeadModel:
         out: list[list[str]] = [[] for _ in docs]
         if not len(cand.rows):
             return out
-        coef = head.explaining_coef()
         # the candidates' TF-IDF values, found among the matrix's stored cells (rows sorted,
-        # columns sorted within a row) by one search over row * width + column
-        values = matrix.data[cand.cell_in(matrix)] * coef[chosen[cand.rows], cand.cols]
-        order = np.lexsort((-values, cand.rows))  # by clue, then by decreasing contribution
+        # columns sorted within a row) by one search over row * width + column, times the
+        # head's folded weight of the chosen class (``weights``: features × classes of all heads)
+        values = matrix.data[cand.cell_in(matrix)] * weights[cand.cols, at + chosen[cand.rows]]
+        # only positive contributions are shown; by clue, then by decreasing contribution
+        # (ties in input order): np.lexsort((-values, rows)) in two stable sorts, the second
+        # a radix sort on small row numbers, several times faster
+        positive = np.flatnonzero(values > 0)
+        order = positive[np.argsort(-values[positive], kind="stable")]
+        rows_o = cand.rows[order]
+        order = order[np.argsort(rows_o.astype(np.int16) if len(docs) < 2**15 else rows_o, kind="stable")]
         rows_o = cand.rows[order]
         starts = np.flatnonzero(np.r_[True, rows_o[1:] != rows_o[:-1]])  # each clue's first candidate
         rank = np.arange(len(order)) - np.repeat(starts, np.diff(np.r_[starts, len(order)]))
-        keep = order[(rank < 2 * top) & (values[order] > 0)]  # spare candidates, for overlaps
-        scripts: dict[int, ScriptMap] = {}
-        for j in keep.tolist():
-            i = int(cand.rows[j])
-            if len(out[i]) >= top:
+        keep = order[rank < 2 * top]  # spare candidates, for overlaps
+        tokens = cand.tokens
+        # plain lists: reading numpy arrays element by element costs more than the loop itself
+        for i, at, is_pair in zip(cand.rows[keep].tolist(), cand.start[keep].tolist(), cand.is_pair[keep].tolist(),
+                                  strict=True):
+            terms = out[i]
+            if len(terms) >= top:
                 continue
             script = scripts.get(i)
             if script is None:
                 doc = docs[i]
                 folded = doc.folded or (fold(originals[i]) if originals is not None else doc.text)
                 script = scripts[i] = ScriptMap(doc.text, folded)
-            at = int(cand.start[j])
-            term = (cand.tokens[at], cand.tokens[at + 1]) if cand.is_pair[j] else (cand.tokens[at],)
-            shown = display_term(term, script)
-            if not any(shown in t or t in shown for t in out[i]):
-                out[i].append(shown)
+            shown = display_term((tokens[at], tokens[at + 1]) if is_pair else (tokens[at],), script)
+            if not any(shown in t or t in shown for t in terms):
+                terms.append(shown)
         return out
 
     # -- arrays, for a model file that cannot run code ---------------------------------
@@ -383,4 +437,5 @@ class TwoHeadModel:
                 np.asarray(arrays[f"{name}/stack_w"], dtype=float) if h["stacked"] else None,
                 np.asarray(arrays[f"{name}/stack_b"], dtype=float) if h["stacked"] else None,
             )
+        model._scoring()
         return model

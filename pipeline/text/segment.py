@@ -178,21 +178,21 @@ def segment(normalized: str, segmenter: str | None = None) -> list[str]:
 def segment_masked(masked: str, segmenter: str | None = None) -> list[str]:
     """Tokens of text that :func:`mask` already processed (the model masks once per clue)."""
     cut = _cutter(segmenter or _segmenter_name)
-    memo = _kept
-    if len(memo) > 200_000:  # bounded: a long run's vocabulary must not grow without end
-        memo.clear()
-    tokens: list[str] = []
-    for raw in cut(masked):
-        token = memo.get(raw, _UNSEEN)
-        if token is _UNSEEN:
-            token = memo[raw] = _keep(raw)
-        if token is not None:
-            tokens.append(token)  # type: ignore[arg-type]
-    return tokens
+    if len(_kept) > 200_000:  # bounded: a long run's vocabulary must not grow without end
+        _kept.clear()
+    # one dict lookup per segment, in C (map, filter): the kept token, or None to drop it
+    return list(filter(None, map(_kept.__getitem__, cut(masked))))
 
 
-_UNSEEN = object()
-_kept: dict[str, object] = {}  # raw segment -> token to keep, or None to drop
+class _KeptTokens(dict[str, str | None]):
+    """raw segment -> the token to keep, or None to drop it (a memo: computed on first sight)."""
+
+    def __missing__(self, raw: str) -> str | None:
+        token = self[raw] = _keep(raw)
+        return token
+
+
+_kept = _KeptTokens()
 
 
 def _keep(raw: str) -> str | None:
