@@ -45,6 +45,7 @@ from pipeline.model.learning import (  # noqa: E402
     DEFAULT_SEEDS,
     EVAL_SHARE,
     Point,
+    champion_home,
     curve,
     curve_png,
     gate_run,
@@ -62,11 +63,10 @@ def _ints(text: str) -> list[int]:
 def _gate(args: argparse.Namespace, registers: list[str]) -> None:
     with tempfile.TemporaryDirectory(prefix="gate-") as tmp:
         for register in registers:
-            champion = None
-            for k in _ints(args.gate):
+            champion, _ = champion_home(Path(tmp) / f"{register}-champion", args.corpus, register)
+            for k in _ints(args.gate):  # each k against that same champion, in a home of its own
                 run = gate_run(Path(tmp) / f"{register}-k{k}", args.corpus, register, k, eval_share=args.eval_share,
-                               champion_models=champion)
-                champion = champion or Path(tmp) / f"{register}-k{k}" / "models"
+                               champion_models=champion.models)
                 o = run.outcome
                 print(f"\n{register}, k = {k}: {o.status} ({o.message}); evaluation part (n = {run.n_eval}) "
                       f"attention {run.champion['attention']:.3f} → {run.challenger['attention']:.3f} "

@@ -300,6 +300,7 @@ class GateRun:
 
     register: str
     k: int
+    reviewed: int  # clues the store counts as reviewed (repeat-group members included)
     outcome: RetrainOutcome
     champion: dict[str, float]  # scores on the evaluation part
     challenger: dict[str, float]
@@ -326,10 +327,10 @@ def gate_run(root: Path, corpus_path: Path, register: str, k: int, *, seed: int 
     parts = split_register(corpus, register, seed, eval_share)
     run = triage_pool(home, parts.pool)
     queue = picks(home, run, "queue", seed)
-    review(home, queue[:k], {c.id: c for c in parts.pool}, run)
+    reviewed = review(home, queue[:k], {c.id: c for c in parts.pool}, run)
     outcome = retrain(home, corpus_path=without, seed=0)
     challenger = registry.load(outcome.version).model
-    return GateRun(register, k, outcome, score(champion.model, parts.evaluation), score(challenger, parts.evaluation),
+    return GateRun(register, k, len(reviewed), outcome, score(champion.model, parts.evaluation), score(challenger, parts.evaluation),
                    len(parts.evaluation))
 
 
