@@ -16,6 +16,7 @@ with the champion's calibration, ~3.5 s) rather than the whole protocol (``--ful
 ~25 s). Default (13 registers × 5 seeds × 2 orders × up to 4 k's): about 2.5 minutes per
 register, half an hour in all; ``--full`` about 8 times that.
 
+``--replot var/reports/learning_curve.csv`` rewrites the tables and charts from a run's points.
 ``--gate 25,100`` instead runs the real ``retrain`` (whatever its gate is) after k clues
 reviewed in queue order, for each register given (seed 0), and prints the gate's decision.
 
@@ -34,7 +35,7 @@ import csv
 import sys
 import tempfile
 import time
-from dataclasses import asdict
+from dataclasses import asdict, fields
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -90,8 +91,17 @@ def main(argv: list[str]) -> None:
     parser.add_argument("--corpus", type=Path, default=CORPUS_PATH)
     parser.add_argument("--out", type=Path, default=resolve_home(None).reports)
     parser.add_argument("--gate", default="", help="e.g. 25,100: run the real retrain after k reviewed clues")
+    parser.add_argument("--replot", type=Path, help="rewrite tables and charts from a learning_curve.csv")
     args = parser.parse_args(argv)
     registers = [r for r in args.registers.split(",") if r]
+    if args.replot:
+        with open(args.replot, encoding="utf-8") as handle:
+            rows = list(csv.DictReader(handle))
+        types = {f.name: f.type for f in fields(Point)}
+        args.out.mkdir(parents=True, exist_ok=True)
+        _write(args, [Point(**{k: {"int": int, "float": float}.get(str(types[k]), str)(v) for k, v in r.items()})
+                      for r in rows])
+        return
     if args.gate:
         _gate(args, registers)
         return
