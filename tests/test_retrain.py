@@ -96,6 +96,8 @@ def test_the_loop_fixes_a_systematic_error(model_home, tmp_path, small_corpus):
     assert manifest["data"]["overrides_used"] >= len(REVIEWED_MEMBERS)
     assert manifest["gate"]["passed"] is True
     assert manifest["gate"]["champion"] == "v1" and "too thin" in manifest["gate"]["evidence"]
+    # 15 reviewed clues are too few to choose thresholds on alone: they are among the corpus'
+    assert "the 15 reviewed clues out of fold among them" in manifest["thresholds"]["chosen_on"]
     assert [c["data"] for c in manifest["gate"]["comparisons"]] == ["corpus test", "reviewed since v1"]
 
     # nothing new since v2: a cron run does nothing and says so
