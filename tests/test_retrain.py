@@ -13,6 +13,7 @@ from river_family import FAMILY
 from typer.testing import CliRunner
 
 from cli import app
+from pipeline.errors import InputError
 from pipeline.intake.triage import triage_file
 from pipeline.model.corpus import load_corpus, split
 from pipeline.model.registry import Registry
@@ -370,3 +371,151 @@ def test_the_champion_is_judged_only_on_clues_it_was_not_trained_on(model_home, 
     assert {normalize(t) for t in FAMILY} & seen == before
     assert normalize(split(corpus, "train")[0].text) in seen and normalize(split(corpus, "test")[0].text) not in seen
     assert not {normalize(t) for t in FAMILY} & nothing
+
+
+# -- evaluate --reviewed ------------------------------------------------------------------
+
+
+def _pretend_trained_up_to(home, version, overrides_max_id):
+    """Record in a manifest that the model was trained on the overrides up to this id (as
+    a retrain writes it; the manifest is not part of the artifact's hash)."""
+    path = home.models / version / "manifest.json"
+    manifest = json.loads(path.read_text(encoding="utf-8"))
+    manifest["data"]["overrides_max_id"] = overrides_max_id
+    path.write_text(json.dumps(manifest, ensure_ascii=False), encoding="utf-8")
+
+
+def test_evaluate_reviewed_scores_the_model_on_clues_it_was_not_trained_on(model_home, tmp_path):
+    from pipeline.model.report import evaluate_reviewed
+
+    _triage_family(model_home, tmp_path)
+    _review_through_excel(model_home, tmp_path, set(FAMILY[:6]))
+    every = evaluate_reviewed(model_home)
+    assert every.evaluation.heads["area"].n == 6 and every.evaluation.heads["attention"].n == 6
+    assert [b.name for b in every.baselines] == ["majority class", "keyword rules"]
+    assert {p.suffix for p in every.paths} == {".md", ".png"} and all(p.exists() for p in every.paths)
+    assert "left out: 0" in every.note
+
+    db = connect(model_home.db_path)
+    try:
+        rows = db.execute("SELECT override_id FROM overrides ORDER BY override_id").fetchall()
+    finally:
+        db.close()
+    _pretend_trained_up_to(model_home, "v1", rows[5][0])  # trained on the first three clues' decisions
+    newer = evaluate_reviewed(model_home)
+    assert newer.evaluation.heads["area"].n == 3 and "left out: 3 that model v1" in newer.note
+    assert "3 reviewed clues it was not trained on" in newer.evaluation.data
+
+    _pretend_trained_up_to(model_home, "v1", rows[-1][0])
+    with pytest.raises(InputError, match="no reviewed clue that model v1 was not trained on"):
+        evaluate_reviewed(model_home)
+
+
+def test_evaluate_reviewed_since_a_date_or_of_one_run(model_home, tmp_path):
+    from pipeline.model.report import evaluate_reviewed
+
+    summary = _triage_family(model_home, tmp_path)
+    _review_through_excel(model_home, tmp_path, set(FAMILY[:4]))
+    assert evaluate_reviewed(model_home, run=summary.run_id, since="2000-01-01").evaluation.heads["area"].n == 4
+    with pytest.raises(InputError, match="no reviewed clue reviewed since 2999-01-01"):
+        evaluate_reviewed(model_home, since="2999-01-01")
+    with pytest.raises(InputError, match="not a date"):
+        evaluate_reviewed(model_home, since="last week")
+    with pytest.raises(InputError, match="there is no triage run 99"):
+        evaluate_reviewed(model_home, run=99)
+
+
+def test_evaluate_reviewed_command(model_home, tmp_path):
+    _triage_family(model_home, tmp_path)
+    _review_through_excel(model_home, tmp_path, set(FAMILY[:4]))
+    result = CliRunner().invoke(app, ["evaluate", "--reviewed"])
+    assert result.exit_code == 0, result.output
+    assert "model v1 on 4 reviewed clues it was not trained on (n = attention 4 / area 4)" in result.stdout
+    assert "keyword rules" in result.stdout and "report:" in result.stderr
+    assert "left out: 0 that model v1" in result.stderr
+    wrong = CliRunner().invoke(app, ["evaluate", "--since", "2026-01-01"])
+    assert wrong.exit_code == 2 and "add --reviewed" in wrong.stderr
+
+
+# -- the gate and the training data, in words ---------------------------------------------
+
+
+def _gate(max_drop=0.01):
+    truth, champion = _labels(100, 95)
+    _, challenger = _labels(100, 70)
+    failing = compare("corpus test", truth, champion, challenger, max_drop=max_drop)
+    truth, champion = _labels(10, 10, n_other=10)
+    _, challenger = _labels(10, 9, n_other=10)
+    return failing, compare("reviewed since v1", truth, champion, challenger, max_drop=max_drop)
+
+
+def test_the_gate_reads_as_a_table_with_a_verdict_per_metric():
+    from dataclasses import asdict
+
+    from pipeline.model.registry import gate_lines, gate_rows
+
+    failing, few = _gate()
+    rows = gate_rows([asdict(failing), asdict(few)])
+    by_metric = {(r[0], r[1]): r for r in rows}
+    recall = by_metric[("corpus test", "further recall")]
+    assert recall[2:5] == ["100", "0.950", "0.700"] and recall[5] == "-0.250"
+    assert recall[7] == "FAILS: worse with confidence"
+    assert by_metric[("corpus test", "area macro-F1")][7] == "no clear difference"
+    assert by_metric[("reviewed since v1", "attention macro-F1")][7] == "not gated (n < 30)"
+    gate = {"passed": False, "forced": False, "max_drop": 0.01, "champion": "v1", "rule": "r",
+            "evidence": "real-clue evidence too thin", "comparisons": [asdict(failing), asdict(few)],
+            "failures": failing.failures, "notes": [few.note]}
+    text = "\n".join(gate_lines(gate))
+    assert text.startswith("promotion gate against v1: FAILED")
+    assert "real-clue evidence too thin" in text and "further recall falls 0.950 → 0.700" in text
+    assert "{" not in text  # no raw JSON
+    old = "\n".join(gate_lines({"passed": True, "intervals": {"corpus test": {"further_recall": (0.0, -0.01, 0.01)}}}))
+    assert "corpus test  further recall" in old  # a gate written before the table still reads
+
+
+def test_training_data_in_words():
+    from pipeline.model.registry import training_words
+
+    words = training_words({"examples": 23660, "corpus": 3650, "reviewed": 20010, "groups": 14,
+                            "corpus_replaced_by_review": 10, "reviewed_skipped_conflicting_copies": 4,
+                            "reviewed_skipped_corpus_test_text": 1, "reviewed_new_to_champion": 2000})
+    assert words.startswith("23,660 examples: 3,650 corpus clues (10 more replaced by a reviewer's label")
+    assert "20,010 reviewed clues" in words and "4 copies of one text labelled differently" in words
+    assert "2,000 of the reviewed clues were new to the champion" in words and "{" not in words
+
+
+def test_retrain_prints_the_gate_as_a_table_and_the_data_in_words(model_home, monkeypatch):
+    from pipeline.model import retrain as retrain_module
+    from pipeline.model.retrain import RetrainOutcome
+
+    failing, few = _gate()
+    canned = RetrainOutcome("candidate", "v2 kept as a candidate; v1 stays champion", "v2", "v1", 12, [failing, few],
+                            3, {"examples": 100, "corpus": 88, "reviewed": 12, "groups": 5},
+                            "real-clue evidence too thin: 12 clue(s)", {"n": 12, "attention_macro_f1": 0.5,
+                                                                        "area_macro_f1": 0.75})
+    monkeypatch.setattr(retrain_module, "retrain", lambda *a, **k: canned)
+    result = CliRunner().invoke(app, ["retrain"])
+    assert result.exit_code == 0, result.output
+    out = result.stdout
+    assert "training data: 100 examples: 88 corpus clues and 12 reviewed clues" in out and "{'" not in out
+    assert "FAILS: worse with confidence" in out and "not gated (n < 30)" in out
+    assert "real-clue evidence too thin" in out and "challenger out of fold on all 12 reviewed clues" in out
+    assert "✗ corpus test: further recall falls" in out
+
+
+def test_models_show_renders_the_gate_and_json_keeps_the_manifest(model_home):
+    from dataclasses import asdict
+
+    failing, few = _gate()
+    path = model_home.models / "v1" / "manifest.json"
+    manifest = json.loads(path.read_text(encoding="utf-8"))
+    manifest["gate"] = {"passed": True, "forced": False, "max_drop": 0.01, "champion": "v0", "rule": "r",
+                        "evidence": "the gate decided on the corpus test split", "failures": [], "notes": [],
+                        "comparisons": [asdict(few)], "intervals": {few.data: few.intervals}}
+    path.write_text(json.dumps(manifest, ensure_ascii=False), encoding="utf-8")
+    shown = CliRunner().invoke(app, ["models", "show", "v1"])
+    assert shown.exit_code == 0, shown.output
+    assert "promotion gate against v0: passed" in shown.stdout and "not gated (n < 30)" in shown.stdout
+    assert "training data: " in shown.stdout and '"intervals"' not in shown.stdout
+    as_json = json.loads(CliRunner().invoke(app, ["models", "show", "v1", "--json"]).stdout)
+    assert as_json["gate"]["comparisons"][0]["data"] == "reviewed since v1"

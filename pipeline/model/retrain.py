@@ -76,7 +76,7 @@ class TrainingSet:
     skipped: dict[str, int] = field(default_factory=dict)  # reviewed clues not used, by reason
 
 
-def _one_per_text(reviewed: Sequence[ReviewedClue]) -> tuple[list[ReviewedClue], int]:
+def one_per_text(reviewed: Sequence[ReviewedClue]) -> tuple[list[ReviewedClue], int]:
     """One reviewed clue per normalised text (the latest decided); texts whose copies carry
     different decided labels are left out and counted, not guessed."""
     groups: dict[str, list[ReviewedClue]] = {}
@@ -95,7 +95,7 @@ def _one_per_text(reviewed: Sequence[ReviewedClue]) -> tuple[list[ReviewedClue],
 def training_set(corpus: Sequence[Clue], reviewed: Sequence[ReviewedClue]) -> TrainingSet:
     """Corpus train+dev plus reviewed clues; overrides win over corpus labels for the same text."""
     test_texts = {normalize(c.text) for c in split(corpus, "test")}
-    unique, conflicts = _one_per_text(reviewed)
+    unique, conflicts = one_per_text(reviewed)
     in_test = [r for r in unique if normalize(r.text) in test_texts]
     used = [r for r in unique if normalize(r.text) not in test_texts]
     reviewed_texts = {normalize(r.text) for r in used}
