@@ -18,6 +18,7 @@ from pipeline.model.train import (
     REVIEWED_GROUP,
     REVIEWED_THRESHOLD_MIN,
     Example,
+    calibration_sample,
     choose_review_thresholds,
     examples_from,
     fit_and_calibrate,
@@ -223,8 +224,20 @@ def _office_examples() -> list[Example]:
 
 @pytest.fixture(scope="module")
 def office_model():
+    """Steps 1–4 on every corpus example and 100 of the 120 reviewed ones (a cap of 100)."""
     examples = _office_examples()
-    return examples, fit_and_calibrate(examples, seed=0)
+    return examples, fit_and_calibrate(examples, seed=0, calibrate_on=calibration_sample(examples, cap=100))
+
+
+def test_calibration_takes_every_corpus_clue_and_a_fixed_sample_of_reviewed_ones_preferred_first():
+    examples = _office_examples()
+    reviewed = [i for i, e in enumerate(examples) if e.origin == "review"]
+    assert calibration_sample(examples) == list(range(len(examples)))  # under the cap: everything
+    sample = calibration_sample(examples, prefer=reviewed[:30], cap=50)
+    assert [i for i in sample if examples[i].origin != "review"] == [i for i in range(len(examples)) if i < reviewed[0]]
+    chosen = [i for i in sample if examples[i].origin == "review"]
+    assert len(chosen) == 50 and set(reviewed[:30]) <= set(chosen)
+    assert calibration_sample(examples, prefer=reviewed[:30], cap=50) == sample
 
 
 def test_fits_in_worker_processes_give_the_model_one_process_gives(office_model, monkeypatch):
@@ -232,7 +245,7 @@ def test_fits_in_worker_processes_give_the_model_one_process_gives(office_model,
     same time (threads) gave different models from run to run."""
     examples, parallel = office_model
     monkeypatch.setattr(train, "fit_processes", lambda: 1)
-    single = fit_and_calibrate(examples, seed=0)
+    single = fit_and_calibrate(examples, seed=0, calibrate_on=calibration_sample(examples, cap=100))
     docs = prepare([e.text for e in examples[:80]])
     for head in ("attention", "area"):
         assert np.array_equal(single.model.predict(docs)[head].proba, parallel.model.predict(docs)[head].proba)
@@ -246,7 +259,11 @@ def test_with_100_reviewed_clues_the_thresholds_are_chosen_on_them(office_model)
     examples, outcome = office_model
     cal, th = outcome.calibrated, outcome.manifest["thresholds"]
     assert len([e for e in examples if e.origin == "review"]) >= REVIEWED_THRESHOLD_MIN
-    assert "out-of-fold predictions of the 120 reviewed clues" in th["chosen_on"]
+    assert "out-of-fold predictions of the 100 reviewed clues" in th["chosen_on"]
+    assert f"steps 1–4 on {len(examples) - 20:,} of the {len(examples):,}" in th["chosen_on"]
+    assert outcome.manifest["data"]["sizes"]["calibration"] == len(cal.index) == len(examples) - 20
+    assert outcome.manifest["data"]["sizes"]["final_fit"] == len(examples)  # the final fit takes all 120
+    examples = [examples[i] for i in cal.index]
     reviewed = np.array([e.origin == "review" for e in examples])
     keep = reviewed & ~cal.flagged
     for head in ("attention", "area"):

@@ -394,6 +394,9 @@ def training_words(sizes: Mapping[str, Any]) -> str:
         text += "; reviewed clues left out: " + ", ".join(f"{n:,} {why}" for n, why in left)
     if "reviewed_new_to_champion" in sizes:
         text += f"; {int(sizes['reviewed_new_to_champion']):,} of the reviewed clues were new to the champion"
+    if sizes.get("calibration") and int(sizes["calibration"]) < int(sizes.get("examples", 0)):
+        text += (f"; out-of-fold scores (calibration, thresholds, the gate) on {int(sizes['calibration']):,} of them "
+                 f"(every corpus clue and {int(sizes['calibration']) - corpus:,} reviewed ones)")
     return text
 
 

@@ -59,7 +59,14 @@ from .corpus import Clue, load_corpus, split
 from .evaluate import evaluate_decided
 from .model import DEFAULT_CONFIG, TwoHeadModel, fit_stacker, softmax
 from .registry import Registry
-from .train import REVIEWED_GROUP, Example, examples_from, fit_and_calibrate, out_of_group
+from .train import (
+    REVIEWED_GROUP,
+    Example,
+    calibration_sample,
+    examples_from,
+    fit_and_calibrate,
+    out_of_group,
+)
 
 DEFAULT_MAX_DROP = 0.01
 
@@ -335,8 +342,9 @@ def _override_count(db: Any) -> tuple[int, int]:
     return int(row[0]), int(row[1])
 
 
-def evidence_words(champion: str | None, fresh: int, corpus_test: int) -> str:
-    """What the gate decided on, in one sentence."""
+def evidence_words(champion: str | None, fresh: int, corpus_test: int, new: int | None = None) -> str:
+    """What the gate decided on, in one sentence (``new``: clues new to the champion, of
+    which ``fresh`` were scored out of fold when calibration took a sample)."""
     if champion is None:
         return "no champion to compare with: the first model is promoted without a gate"
     if fresh == 0:
@@ -346,7 +354,8 @@ def evidence_words(champion: str | None, fresh: int, corpus_test: int) -> str:
         return (f"real-clue evidence too thin: {fresh} clue(s) reviewed since {champion} was trained, fewer than "
                 f"{MIN_EVIDENCE}; they are reported, and the gate decided on the corpus test split alone "
                 f"({corpus_test} clues)")
-    return (f"the gate decided on the corpus test split ({corpus_test} clues) and on {fresh} clues reviewed since "
+    some = f"{fresh:,} of the {new:,}" if new is not None and new > fresh else f"{fresh:,}"
+    return (f"the gate decided on the corpus test split ({corpus_test} clues) and on {some} clues reviewed since "
             f"{champion} was trained, which neither model was trained on (the challenger's predictions out of fold)")
 
 
@@ -393,21 +402,26 @@ def retrain(
         db.close()
     data = training_set(corpus, reviewed)
     examples = [*data.train, *data.dev]
-    outcome = fit_and_calibrate(examples, seed=seed)
+    first = len(data.train) - len(data.reviewed)  # position of the first reviewed example
+    new_to_champion = [j for j, r in enumerate(data.reviewed) if normalize(r.text) not in seen]
+    outcome = fit_and_calibrate(examples, seed=seed,
+                                calibrate_on=calibration_sample(examples, [first + j for j in new_to_champion]))
     cal = outcome.calibrated
     assert cal is not None
-    suspects = audit(examples, data.refs, seed=seed, proba=cal.proba)
+    position = {int(p): k for k, p in enumerate(cal.index)}  # example position -> row of the calibration
+    suspects = audit([examples[p] for p in cal.index], [data.refs[p] for p in cal.index], seed=seed, proba=cal.proba)
 
     # the challenger's out-of-fold predictions of the reviewed clues (see the module docstring)
-    first = len(data.train) - len(data.reviewed)
-    oof = {h: cal.predicted[h][first:len(data.train)] for h in HEADS}
-    oof_conf = {h: cal.confidence[h][first:len(data.train)] for h in HEADS}
-    rev_truth = {h: [getattr(r, h) for r in data.reviewed] for h in HEADS}
-    rev_decided = [r.decided for r in data.reviewed]
+    scored = [j for j in range(len(data.reviewed)) if first + j in position]
+    rows = [position[first + j] for j in scored]
+    oof = {h: [cal.predicted[h][k] for k in rows] for h in HEADS}
+    oof_conf = {h: cal.confidence[h][rows] for h in HEADS}
+    rev_truth = {h: [getattr(data.reviewed[j], h) for j in scored] for h in HEADS}
+    rev_decided = [data.reviewed[j].decided for j in scored]
     metrics = {"out_of_register": outcome.manifest["metrics"]["out_of_register"]}
     reviewed_scores: dict[str, float] = {}
-    if data.reviewed:
-        reviewed_scores = {"n": len(data.reviewed), **evaluate_decided(
+    if scored:
+        reviewed_scores = {"n": len(scored), **evaluate_decided(
             "challenger", "reviewed, out of fold", rev_truth, oof, rev_decided, oof_conf).summary()}
         metrics["reviewed, out of fold"] = reviewed_scores
 
@@ -418,18 +432,21 @@ def retrain(
     metrics["corpus test"] = evaluate_decided("challenger", "corpus test", test_truth, mine,
                                               [tuple(HEADS)] * len(test)).summary()
     comparisons: list[Comparison] = []
-    fresh = [j for j, r in enumerate(data.reviewed) if normalize(r.text) not in seen]
+    # the gate's real-clue evidence: clues new to the champion, scored out of fold (k: their rows above)
+    fresh = [k for k, j in enumerate(scored) if normalize(data.reviewed[j].text) not in seen]
     if champion is not None:
         comparisons.append(compare("corpus test", test_truth, _labels(champion.model, test_docs), mine, max_drop))
         if fresh:
             name = f"reviewed since {champion.version}"
-            theirs = _labels(champion.model, prepare([data.reviewed[j].text for j in fresh]))
+            theirs = _labels(champion.model, prepare([data.reviewed[scored[k]].text for k in fresh]))
             comparisons.append(compare(name, {h: [rev_truth[h][j] for j in fresh] for h in HEADS}, theirs,
                                        {h: [oof[h][j] for j in fresh] for h in HEADS}, max_drop,
                                        [rev_decided[j] for j in fresh]))
-    evidence = evidence_words(champion.version if champion else None, len(fresh) if champion else 0, len(test))
+    evidence = evidence_words(champion.version if champion else None, len(fresh) if champion else 0, len(test),
+                              len(new_to_champion))
     sizes = {**outcome.data_sizes, "reviewed": data.reviewed_used, "corpus_replaced_by_review": data.corpus_replaced,
-             "reviewed_new_to_champion": len(fresh) if champion else 0,
+             "reviewed_new_to_champion": len(new_to_champion) if champion else 0,
+             "reviewed_gate_evidence": len(fresh) if champion else 0,
              **{f"reviewed_skipped_{k}": v for k, v in data.skipped.items()}}
     manifest = outcome.manifest
     manifest["data"].update({"sizes": sizes, "overrides_used": total, "overrides_max_id": max_id,

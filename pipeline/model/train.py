@@ -77,6 +77,10 @@ REVIEWED_GROUP = "reviewed"
 #: the reviewed clues' out-of-fold predictions alone (the office's own intake), not on the
 #: corpus' out-of-register ones.
 REVIEWED_THRESHOLD_MIN = 100
+#: Steps 1–4 use at most this many reviewed clues (all of them below it): past a few
+#: thousand, more reviewed clues add little to the out-of-fold evidence and thresholds but
+#: make each of the five fold fits slower. The final fit always uses every one.
+REVIEWED_CALIBRATION_MAX = 3000
 #: At most this many fits run at once, each in its own process with its own feature matrix
 #: (about 250 MB each for 24,000 training clues).
 MAX_FIT_PROCESSES = 3
@@ -248,6 +252,24 @@ def _stratified(examples: Sequence[Example], folds: int, seed: int) -> list[str]
     return out
 
 
+def calibration_sample(examples: Sequence[Example], prefer: Sequence[int] = (), cap: int | None = None) -> list[int]:
+    """Positions of the examples steps 1–4 use: every corpus example and at most ``cap``
+    (default ``REVIEWED_CALIBRATION_MAX``) reviewed ones, those in ``prefer`` first
+    (retraining prefers the clues new to the champion: the gate's evidence), then the others
+    in a fixed order (a hash of the text)."""
+    cap = REVIEWED_CALIBRATION_MAX if cap is None else cap
+    reviewed = [i for i, e in enumerate(examples) if e.origin == "review"]
+    if len(reviewed) <= cap:
+        return list(range(len(examples)))
+    first = set(prefer)
+
+    def order(i: int) -> tuple[bool, str]:
+        return i not in first, hashlib.sha256(normalize(examples[i].text).encode()).hexdigest()
+
+    chosen = set(sorted(reviewed, key=order)[:cap])
+    return [i for i, e in enumerate(examples) if e.origin != "review" or i in chosen]
+
+
 def calibration_folds(examples: Sequence[Example], folds: int = CALIBRATION_FOLDS, seed: int = 0) -> list[str]:
     """The fold of each example for step 1: corpus registers packed into ``folds`` folds of
     whole registers, reviewed clues spread over the same folds by :func:`reviewed_fold`.
@@ -320,25 +342,33 @@ def _fit_pool(job: dict[str, Any]) -> Iterator[ProcessPoolExecutor | None]:
         yield None
         return
     _JOB.update(job)
+    pool = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("fork"))
     try:
-        with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("fork")) as pool:
-            yield pool
+        yield pool
+    except BaseException:  # Ctrl-C, SIGTERM, a failed fit: stop the workers now, not after their fits
+        for process in list((getattr(pool, "_processes", None) or {}).values()):
+            process.terminate()
+        pool.shutdown(wait=False, cancel_futures=True)
+        raise
+    else:
+        pool.shutdown()
     finally:
         _JOB.clear()
 
 
-def _job_fold(name: str) -> FoldScores:
-    j = _JOB
+def _job_fold(name: str, job: dict[str, Any] | None = None) -> FoldScores:
+    j = _JOB if job is None else job
     return _fold_scores(j["examples"], j["keys"], j["config"], j["seed"], j["folds"], j["weights"], name)
 
 
-def _job_final() -> TwoHeadModel:
-    j = _JOB
-    return TwoHeadModel(j["config"], j["seed"]).fit(j["keys"], j["truth"], j["weights"])
+def _job_final(job: dict[str, Any] | None = None) -> TwoHeadModel:
+    j = _JOB if job is None else job
+    return TwoHeadModel(j["config"], j["seed"]).fit(j["all_keys"], j["truth"], j["all_weights"])
 
 
-def _job_floor() -> float:
-    return familiarity_floor(_JOB["keys"], _JOB["config"], _JOB["seed"])
+def _job_floor(job: dict[str, Any] | None = None) -> float:
+    j = _JOB if job is None else job
+    return familiarity_floor(j["all_keys"], j["config"], j["seed"])
 
 
 def familiarity_floor(keys: Keys, config: ModelConfig, seed: int, quantile: float = FAMILIARITY_QUANTILE) -> float:
@@ -405,6 +435,8 @@ class Calibrated:
     proba: dict[str, np.ndarray] = field(default_factory=dict)  # per head, classes in HEADS order
     chosen_on: str = ""  # which predictions chose the thresholds, in words
     folds: list[str] = field(default_factory=list)  # each example's calibration fold
+    #: positions (in the examples given to :func:`fit_and_calibrate`) of the examples above
+    index: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
 
 
 def _take(values: Sequence[Any] | np.ndarray, idx: np.ndarray) -> list[Any]:
@@ -475,36 +507,44 @@ def register_table(examples: Sequence[Example], cal: Calibrated) -> dict[str, di
     return table
 
 
-def fit_and_calibrate(examples: Sequence[Example], *, seed: int = 0, config: ModelConfig | None = None) -> TrainOutcome:
+def fit_and_calibrate(examples: Sequence[Example], *, seed: int = 0, config: ModelConfig | None = None,
+                      calibrate_on: Sequence[int] | None = None) -> TrainOutcome:
     """Run the protocol in the module docstring and return the final model.
 
-    The final fit (step 5), the folds of step 1 and the familiarity folds of step 4 run
-    side by side in ``fit_processes()`` worker processes; the result does not depend on how
-    many (each fit is seeded on its own)."""
+    Steps 1–4 use the examples at positions ``calibrate_on`` (default: every one; see
+    :func:`calibration_sample`), the final fit every example. The final fit (step 5), the
+    folds of step 1 and the familiarity folds of step 4 run side by side in
+    ``fit_processes()`` worker processes; the result does not depend on how many (each fit
+    is seeded on its own)."""
     config = config or DEFAULT_CONFIG
     docs = prepare([e.text for e in examples])
     keys = TwoHeadModel(config, seed).keys(docs)
-    alarm = [has_alarm(d.text) for d in docs]
     truth = {h: [e.label(h) for e in examples] for h in HEADS}
-    folds = np.asarray(calibration_folds(examples, CALIBRATION_FOLDS, seed))
-    weights = _weights(examples)
+    index = np.arange(len(examples)) if calibrate_on is None else np.asarray(calibrate_on, dtype=np.int64)
+    sample = [examples[i] for i in index.tolist()]
+    sample_keys = keys if calibrate_on is None else subset(keys, index)
+    alarm = [has_alarm(docs[i].text) for i in index.tolist()]
+    folds = np.asarray(calibration_folds(sample, CALIBRATION_FOLDS, seed))
     names = sorted(set(folds.tolist()), key=lambda n: (-int((folds == n).sum()), n))  # longest fits first
-    job = {"examples": examples, "keys": keys, "config": config, "seed": seed, "folds": folds, "weights": weights,
-           "truth": truth}
+    job = {"examples": sample, "keys": sample_keys, "config": config, "seed": seed, "folds": folds,
+           "weights": _weights(sample), "all_keys": keys, "truth": truth, "all_weights": _weights(examples)}
     with _fit_pool(job) as pool:
         if pool is None:
-            final = TwoHeadModel(config, seed).fit(keys, truth, weights)
-            results = [_fold_scores(examples, keys, config, seed, folds, weights, n) for n in names]
-            floor = familiarity_floor(keys, config, seed)
+            final = _job_final(job)
+            results = [_job_fold(n, job) for n in names]
+            floor = _job_floor(job)
         else:
             final_job, floor_job = pool.submit(_job_final), pool.submit(_job_floor)
             fold_jobs = [pool.submit(_job_fold, n) for n in names]
             final, floor, results = final_job.result(), floor_job.result(), [f.result() for f in fold_jobs]
-    oog = _assemble(examples, config, [e.group for e in examples], results)
-    cal = calibrate(examples, keys, alarm, config, seed, oog, floor)
+    oog = _assemble(sample, config, [e.group for e in sample], results)
+    cal = calibrate(sample, sample_keys, alarm, config, seed, oog, floor)
+    cal.index = index
+    if calibrate_on is not None and len(index) < len(examples):
+        cal.chosen_on += f" (steps 1–4 on {len(index):,} of the {len(examples):,} training examples)"
     final.further_threshold = cal.further_threshold
     oor = evaluate_predictions("out of register (each group scored by a model that never saw it)", "out_of_register",
-                               truth, cal.predicted, cal.confidence)
+                               {h: [e.label(h) for e in sample] for h in HEADS}, cal.predicted, cal.confidence)
     for h in HEADS:
         final.heads_[h].stack_w, final.heads_[h].stack_b = (
             _restricted(cal.stackers[h], final.heads_[h].classes, h, len(config.heads[h].members)))
@@ -516,6 +556,7 @@ def fit_and_calibrate(examples: Sequence[Example], *, seed: int = 0, config: Mod
         "reviewed": sum(e.origin == "review" for e in examples),
         "groups": len(set(cal.groups)),
         "final_fit": len(examples),
+        "calibration": len(index),
     }
     manifest = {
         "labels": {"attention": list(ATTENTION), "area": list(AREA)},
@@ -533,7 +574,7 @@ def fit_and_calibrate(examples: Sequence[Example], *, seed: int = 0, config: Mod
         "per_class": {
             f"{h}/{label}": vars(c) for h, m in oor.heads.items() for label, c in m.per_class.items()
         },
-        "registers": register_table(examples, cal),
+        "registers": register_table(sample, cal),
         "thresholds": {
             "further": cal.further_threshold,
             "needs_review": cal.rule.thresholds,
