@@ -347,7 +347,7 @@ def _fit_pool(job: dict[str, Any]) -> Iterator[ProcessPoolExecutor | None]:
         yield pool
     except BaseException:  # Ctrl-C, SIGTERM, a failed fit: stop the workers now, not after their fits
         for process in list((getattr(pool, "_processes", None) or {}).values()):
-            process.terminate()
+            process.kill()  # SIGKILL: a worker inside liblinear handles SIGTERM only when its fit returns
         pool.shutdown(wait=False, cancel_futures=True)
         raise
     else:
