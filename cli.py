@@ -128,19 +128,31 @@ def evaluate(
     split: Annotated[str, typer.Option(help="Corpus split to score: test or dev.")] = "test",
     data: Annotated[Path | None, typer.Option(help="Another labeled JSONL file instead of a corpus split.")] = None,
     model: Annotated[str | None, typer.Option(help="Model version (default: the champion).")] = None,
+    reviewed: Annotated[bool, typer.Option("--reviewed", help="Score on reviewed clues the model was not trained on.")] = False,
+    since: Annotated[str | None, typer.Option(help="With --reviewed: clues last decided on or after this date (YYYY-MM-DD, UTC).")] = None,
+    run: Annotated[int | None, typer.Option("--run", help="With --reviewed: clues of this triage run.")] = None,
 ) -> None:
     """Score a model against the majority-class and keyword-rule baselines; write a report.
 
-    Example: clue-triage evaluate --split test
+    --reviewed scores it on the office's reviewed clues that it was not trained on (each
+    head on the clues where a person decided it), with the same report and charts.
+
+    Example: clue-triage evaluate --reviewed --since 2026-03-01
     """
-    from pipeline.model.report import evaluate_and_report
+    from pipeline.errors import InputError
+    from pipeline.model.report import comparison_rows, evaluate_and_report, evaluate_reviewed
 
     home = home_of(ctx)
-    outcome = evaluate_and_report(home, split=split, data=data, version=model)
+    if (since is not None or run is not None) and not reviewed:
+        raise InputError("--since and --run choose reviewed clues: add --reviewed")
+    if reviewed:
+        outcome = evaluate_reviewed(home, version=model, since=since, run=run)
+        err.print(outcome.note, markup=False)
+    else:
+        outcome = evaluate_and_report(home, split=split, data=data, version=model)
     ev = outcome.evaluation
-    from pipeline.model.report import comparison_rows
-
-    out.print(table(f"{ev.name} on {ev.data} (n = {ev.heads['attention'].n})",
+    n = " / ".join(f"{h} {m.n:,}" for h, m in ev.heads.items()) if reviewed else f"{ev.heads['attention'].n}"
+    out.print(table(f"{ev.name} on {ev.data} (n = {n})",
                      ["predictor", "attention macro-F1", "area macro-F1", "further recall"],
                      comparison_rows(ev, outcome.baselines)))
     rows = []
@@ -148,7 +160,7 @@ def evaluate(
         for label, c in m.per_class.items():
             rows.append([f"{head}/{label}", f"{c.precision:.3f}", f"{c.recall:.3f}", f"{c.f1:.3f}", str(c.support)])
     out.print(table("per class", ["class", "precision", "recall", "F1", "n"], rows))
-    rows = [[h, f"{m.accuracy:.3f}", f"{m.ece:.3f}"] for h, m in ev.heads.items() if m.ece is not None]
+    rows = [[h, f"{m.accuracy:.3f}", f"{m.ece:.3f}"] for h, m in ev.heads.items() if m.ece is not None and m.n]
     out.print(table("accuracy and expected calibration error", ["head", "accuracy", "ECE"], rows))
     if ev.by_script:
         out.print(table("by script", ["script", "n", "attention macro-F1", "area macro-F1"],

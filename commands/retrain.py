@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import asdict
 from typing import Annotated
 
 import typer
@@ -22,6 +23,7 @@ def retrain(
 
     Example (cron, nightly): clue-triage retrain --min-new-overrides 50
     """
+    from pipeline.model.registry import GATE_HEADER, gate_rows, training_words
     from pipeline.model.retrain import audit_home
     from pipeline.model.retrain import retrain as run_retrain
 
@@ -34,20 +36,28 @@ def retrain(
                           s.text[:40]] for s in suspects]))
         return
     if not quiet:
-        err.print("retraining (audit, fit, compare with the champion)…")
+        err.print("retraining (fit, out-of-fold scores of every reviewed clue, compare with the champion)…")
     outcome = run_retrain(home, min_new_overrides=min_new_overrides, max_drop=max_drop, force=force, seed=seed)
     out.print(outcome.message)
     if outcome.status == "nothing_to_do":
         return
-    out.print(f"training data: {outcome.sizes}; newly reviewed clues since the last model: {outcome.new_overrides}; "
-              f"suspicious labels flagged: {outcome.suspects} (see --audit)")
+    out.print(f"training data: {training_words(outcome.sizes)}", markup=False)
+    out.print(f"newly reviewed clues since the last model: {outcome.new_overrides:,}; labels that look wrong: "
+              f"{outcome.suspects:,} (clue-triage retrain --audit lists them)")
+    if outcome.comparisons:
+        out.print(table(f"promotion gate: challenger {outcome.version} against the champion "
+                        f"(paired bootstrap; a head fails only when its whole interval lies below -{max_drop:g})",
+                        GATE_HEADER, gate_rows([asdict(c) for c in outcome.comparisons])))
+    out.print(outcome.evidence, markup=False)
     for c in outcome.comparisons:
-        rows = []
-        for k, (diff, lo, hi) in c.intervals.items():
-            rows.append([k, f"{c.champion[k]:.3f}", f"{c.challenger[k]:.3f}", f"{diff:+.3f}", f"{lo:+.3f} … {hi:+.3f}"])
-        out.print(table(f"{c.data} (n = {c.n}): {'passes' if c.passed else 'FAILS'}",
-                        ["metric", "champion", "challenger", "difference", "95% interval"], rows))
         if c.note:
-            out.print(f"  ! {c.note}")
+            out.print(f"  ! {c.note}", markup=False)
         for failure in c.failures:
-            out.print(f"  ✗ {failure}")
+            out.print(f"  ✗ {failure}", markup=False)
+    r = outcome.reviewed_out_of_fold
+    if r:
+        out.print(f"challenger out of fold on all {int(r['n']):,} reviewed clues (reported, not gated): attention "
+                  f"macro-F1 {r.get('attention_macro_f1', 0):.3f}, area macro-F1 {r.get('area_macro_f1', 0):.3f}"
+                  + (f", further recall {r['further_recall']:.3f}" if "further_recall" in r else ""))
+    if not quiet:
+        err.print(f"{outcome.seconds:.1f} s")

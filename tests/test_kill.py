@@ -123,3 +123,26 @@ def test_a_killed_triage_leaves_no_worker_no_temp_file_and_an_interrupted_run(mo
         assert run_status(model_home) == ["interrupted"]  # handled like Ctrl-C, at once
     assert_clean_after_next_start(model_home, output)
     assert {p.name for p in Path("/tmp").glob("openpyxl.*")} <= tmp_before  # no clue text left in /tmp
+
+
+def test_sigterm_stops_a_retrain_and_its_fit_workers(model_home: Home, small_corpus: Path) -> None:
+    """A retrain fits in worker processes; SIGTERM must stop them at once, not after their fits."""
+    proc = subprocess.Popen([sys.executable, str(PROJECT_ROOT / "cli.py"), "retrain"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env={**os.environ, "CLUE_TRIAGE_HOME": str(model_home.root)})
+    workers: set[int] = set()
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and proc.poll() is None:
+        workers = {c for c in children(proc.pid) if alive(c)}
+        if len(workers) >= 2:  # the fit pool is up (the resource tracker is the other child)
+            break
+        time.sleep(0.2)
+    if proc.poll() is not None or len(workers) < 2:
+        proc.kill()
+        pytest.skip("the retrain finished before its fit workers could be seen (one CPU?)")
+    time.sleep(1.0)
+    proc.send_signal(signal.SIGTERM)
+    proc.communicate(timeout=30)
+    time.sleep(1.0)
+    assert proc.returncode != 0
+    assert not [w for w in workers if alive(w)]

@@ -11,10 +11,22 @@ import pytest
 
 from pipeline.errors import ModelIntegrityError, NoModelError
 from pipeline.labels import AREA, ATTENTION
+from pipeline.model import train
 from pipeline.model.corpus import load_corpus, split
 from pipeline.model.flags import needs_review
 from pipeline.model.registry import FORMAT_VERSION, Registry
-from pipeline.model.train import FLAG_BUDGET, choose_review_thresholds, subset, train_on_corpus
+from pipeline.model.train import (
+    FLAG_BUDGET,
+    REVIEWED_GROUP,
+    REVIEWED_THRESHOLD_MIN,
+    Example,
+    calibration_sample,
+    choose_review_thresholds,
+    examples_from,
+    fit_and_calibrate,
+    subset,
+    train_on_corpus,
+)
 from pipeline.model.vectorize import Vocabulary, batch_keys
 from pipeline.text.features import ScriptMap, display_term, prepare
 
@@ -202,6 +214,71 @@ def test_same_data_and_seed_give_identical_predictions(small_corpus):
     second = train_on_corpus(clues, seed=3).model.predict(docs)
     for head in ("attention", "area"):
         assert np.array_equal(first[head].proba, second[head].proba)
+
+
+def _office_examples() -> list[Example]:
+    """A small corpus (every fifth train clue) and 120 reviewed clues (dev clues as an office
+    would have labelled them)."""
+    corpus = load_corpus()
+    reviewed = [Example(c.text, c.attention, c.area, "review", group=REVIEWED_GROUP) for c in split(corpus, "dev")[:120]]
+    return examples_from(split(corpus, "train")[::5]) + reviewed
+
+
+@pytest.fixture(scope="module")
+def office_model():
+    """Steps 1–4 on every corpus example and 100 of the 120 reviewed ones (a cap of 100)."""
+    examples = _office_examples()
+    return examples, fit_and_calibrate(examples, seed=0, calibrate_on=calibration_sample(examples, cap=100),
+                                       reviewed_min=100)
+
+
+def test_calibration_takes_every_corpus_clue_and_a_fixed_sample_of_reviewed_ones_preferred_first():
+    examples = _office_examples()
+    reviewed = [i for i, e in enumerate(examples) if e.origin == "review"]
+    assert calibration_sample(examples) == list(range(len(examples)))  # under the cap: everything
+    sample = calibration_sample(examples, prefer=reviewed[:30], cap=50)
+    assert [i for i in sample if examples[i].origin != "review"] == [i for i in range(len(examples)) if i < reviewed[0]]
+    chosen = [i for i in sample if examples[i].origin == "review"]
+    assert len(chosen) == 50 and set(reviewed[:30]) <= set(chosen)
+    assert calibration_sample(examples, prefer=reviewed[:30], cap=50) == sample
+
+
+def test_fits_in_worker_processes_give_the_model_one_process_gives(office_model, monkeypatch):
+    """liblinear draws from one random generator per process: fits sharing a process at the
+    same time (threads) gave different models from run to run."""
+    examples, parallel = office_model
+    monkeypatch.setattr(train, "fit_processes", lambda: 1)
+    single = fit_and_calibrate(examples, seed=0, calibrate_on=calibration_sample(examples, cap=100), reviewed_min=100)
+    docs = prepare([e.text for e in examples[:80]])
+    for head in ("attention", "area"):
+        assert np.array_equal(single.model.predict(docs)[head].proba, parallel.model.predict(docs)[head].proba)
+        assert np.array_equal(single.calibrated.proba[head], parallel.calibrated.proba[head])
+    assert single.manifest["thresholds"] == parallel.manifest["thresholds"]
+
+
+def test_with_enough_reviewed_clues_the_thresholds_are_chosen_on_them(office_model):
+    """"Right ≥ 95 % above the threshold" must hold on the office's own intake: the reviewed
+    clues' out-of-fold predictions choose the thresholds, and the manifest says so."""
+    examples, outcome = office_model
+    cal, th = outcome.calibrated, outcome.manifest["thresholds"]
+    assert REVIEWED_THRESHOLD_MIN == 200  # from 200 on by default; this model was fitted with 100
+    assert len([e for e in examples if e.origin == "review"]) >= 100
+    assert "out-of-fold predictions of the 100 reviewed clues" in th["chosen_on"]
+    assert f"steps 1–4 on {len(examples) - 20:,} of the {len(examples):,}" in th["chosen_on"]
+    assert outcome.manifest["data"]["sizes"]["calibration"] == len(cal.index) == len(examples) - 20
+    assert outcome.manifest["data"]["sizes"]["final_fit"] == len(examples)  # the final fit takes all 120
+    examples = [examples[i] for i in cal.index]
+    reviewed = np.array([e.origin == "review" for e in examples])
+    keep = reviewed & ~cal.flagged
+    for head in ("attention", "area"):
+        right = np.array([e.label(head) == p for e, p in zip(examples, cal.predicted[head], strict=True)])
+        assert th["unflagged_accuracy"][head] == pytest.approx(right[keep].mean())
+        if th["targets_met"]:
+            assert right[keep].mean() >= train.UNFLAGGED_ACCURACY[head]
+    assert th["flagged_share"] == pytest.approx(cal.flagged[reviewed].mean())
+    # the reviewed clues are spread over every calibration fold (K-fold), and have a row of their own
+    assert len({cal.folds[i] for i in np.flatnonzero(reviewed)}) == train.CALIBRATION_FOLDS
+    assert "reviewed" in outcome.manifest["registers"]
 
 
 def test_review_thresholds_keep_unflagged_clues_right_at_the_target():

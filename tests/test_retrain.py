@@ -13,11 +13,12 @@ from river_family import FAMILY
 from typer.testing import CliRunner
 
 from cli import app
+from pipeline.errors import InputError
 from pipeline.intake.triage import triage_file
 from pipeline.model.corpus import load_corpus, split
 from pipeline.model.registry import Registry
-from pipeline.model.retrain import audit, compare, is_held_out, retrain, training_set
-from pipeline.model.train import Example
+from pipeline.model.retrain import audit, compare, retrain, trained_on, training_set
+from pipeline.model.train import CALIBRATION_FOLDS, Example, calibration_folds, reviewed_fold
 from pipeline.review.review import ReviewedClue, add_reviewer, reviewed_examples
 from pipeline.review.workbooks import export_review_sheet, import_review_sheet
 from pipeline.store.store import connect
@@ -59,16 +60,10 @@ def _review_through_excel(home, tmp_path, texts, area="从严治党", attention=
         db.close()
 
 
-def _never_trained_on() -> list[str]:
-    """Family members the challenger never sees: not reviewed, or reviewed but held out."""
-    held = [t for t in REVIEWED_MEMBERS if is_held_out(t)]
-    return UNSEEN_MEMBERS + held
-
-
 def test_the_loop_fixes_a_systematic_error(model_home, tmp_path, small_corpus):
     registry = Registry(model_home.models)
-    unseen = _never_trained_on()
-    assert len(unseen) >= 6
+    unseen = UNSEEN_MEMBERS  # every reviewed clue is trained on: no hold-out any more
+    assert len(unseen) >= 5
     before = registry.load().model.predict(prepare(unseen))["area"].labels
     assert before.count("discipline") <= 2  # the base model calls most of these clues policy
 
@@ -80,11 +75,17 @@ def test_the_loop_fixes_a_systematic_error(model_home, tmp_path, small_corpus):
     assert outcome.status == "promoted", outcome.comparisons
     assert registry.champion() == outcome.version == "v2"
     assert all(c.passed for c in outcome.comparisons)
-    assert outcome.comparisons[0].data == "corpus test"
+    assert [c.data for c in outcome.comparisons] == ["corpus test", "reviewed since v1"]
+    # 15 reviewed clues, none of them known to v1: compared out of fold, reported, too few to gate on
+    reviewed = outcome.comparisons[1]
+    assert reviewed.n == len(REVIEWED_MEMBERS) == outcome.sizes["reviewed_new_to_champion"]
+    assert set(reviewed.verdicts.values()) == {"not gated (n < 30)"}
+    assert "real-clue evidence too thin" in outcome.evidence and "corpus test split alone" in outcome.evidence
+    assert outcome.reviewed_out_of_fold["n"] == len(REVIEWED_MEMBERS)
 
     after = registry.load().model.predict(prepare(unseen))["area"].labels
-    # wave 2 doubled the corpus and the base model already gets 2 of 7 right: 15 reviewed
-    # clues must move at least two more of the never-trained members (measured: 2 → 4 of 7)
+    # the base model already gets some right: 15 reviewed clues must move at least two more
+    # of the never-trained members
     assert after.count("discipline") >= before.count("discipline") + 2, (before, after)
     assert after.count("discipline") >= 0.5 * len(unseen), after
     print(f"\nloop proof: never-trained family members called discipline: before {before.count('discipline')}"
@@ -95,6 +96,10 @@ def test_the_loop_fixes_a_systematic_error(model_home, tmp_path, small_corpus):
     assert manifest["parent"] == "v1"
     assert manifest["data"]["overrides_used"] >= len(REVIEWED_MEMBERS)
     assert manifest["gate"]["passed"] is True
+    assert manifest["gate"]["champion"] == "v1" and "too thin" in manifest["gate"]["evidence"]
+    # 15 reviewed clues are too few to choose thresholds on alone: they are among the corpus'
+    assert "the 15 reviewed clues out of fold among them" in manifest["thresholds"]["chosen_on"]
+    assert [c["data"] for c in manifest["gate"]["comparisons"]] == ["corpus test", "reviewed since v1"]
 
     # nothing new since v2: a cron run does nothing and says so
     idle = retrain(model_home, corpus_path=small_corpus, min_new_overrides=1)
@@ -166,11 +171,24 @@ def test_too_few_clues_are_reported_and_cannot_fail_the_gate():
     assert result.passed and "too few" in result.note
 
 
-def test_held_out_choice_is_fixed_and_about_a_fifth():
-    keys = [f"{i:020x}" for i in range(5000)]
-    share = sum(map(is_held_out, keys)) / len(keys)
-    assert 0.17 < share < 0.23
-    assert [is_held_out(k) for k in keys[:50]] == [is_held_out(k) for k in keys[:50]]
+def test_reviewed_folds_are_fixed_even_and_blind_to_script_and_width():
+    texts = [f"复核线索{i:05d}" for i in range(5000)]
+    counts = np.bincount([reviewed_fold(t, CALIBRATION_FOLDS) for t in texts], minlength=CALIBRATION_FOLDS)
+    assert counts.min() > 0.9 * len(texts) / CALIBRATION_FOLDS
+    assert [reviewed_fold(t, 5) for t in texts[:50]] == [reviewed_fold(t, 5) for t in texts[:50]]
+    assert reviewed_fold("河長打卡", 5) == reviewed_fold("河长打卡", 5) == reviewed_fold("河长打卡　", 5)
+
+
+def test_reviewed_clues_are_spread_over_the_calibration_folds_and_corpus_folds_stay_whole_registers():
+    corpus = split(load_corpus(), "train", "dev")
+    examples = [Example(c.text, c.attention, c.area, group=c.register) for c in corpus]
+    plain = calibration_folds(examples)
+    reviewed = [Example(f"复核线索{i}", "aware", "policy", "review", group="reviewed") for i in range(200)]
+    mixed = calibration_folds(examples + reviewed)
+    assert mixed[: len(examples)] == plain  # reviewed clues do not move a corpus register
+    for register in {c.register for c in corpus}:
+        assert len({f for f, c in zip(plain, corpus, strict=True) if c.register == register}) == 1
+    assert set(mixed[len(examples):]) == set(plain) and len(set(plain)) == CALIBRATION_FOLDS
 
 
 def _reviewed(text, attention="aware", area="policy", key="k", unit="某单位", decided=("attention", "area"), when="t"):
@@ -181,7 +199,7 @@ def test_an_override_wins_over_the_corpus_label_for_the_same_text():
     from pipeline.text.normalize import to_simplified
 
     corpus = load_corpus()
-    victim = next(c for c in split(corpus, "train") if not is_held_out(c.text))
+    victim = split(corpus, "train")[0]
     other = "reference" if victim.attention != "reference" else "aware"
     data = training_set(corpus, [_reviewed(to_simplified(victim.text), other, victim.area)])
     same = [e for e in data.train if to_simplified(e.text) == to_simplified(victim.text)]
@@ -189,29 +207,26 @@ def test_an_override_wins_over_the_corpus_label_for_the_same_text():
     assert data.corpus_replaced == 1 and data.reviewed_used == 1
 
 
-def _texts(held: bool, n: int = 1):
-    candidates = (f"复核中出现的一条线索文本，编号{i}，用于检验留出集的划分" for i in range(1000))
-    return [t for t in candidates if is_held_out(t) == held][:n]
+TEXT = "复核中出现的一条线索文本，用于检验训练集的构成"
 
 
-def test_held_out_reviewed_clues_are_never_trained_on():
-    [text] = _texts(held=True)
-    reviewed = [_reviewed(text)]
+def test_every_reviewed_clue_is_trained_on():
+    """The gate scores reviewed clues out of fold: none is held out of the final model."""
+    reviewed = [_reviewed(f"{TEXT}{i}", key=f"k{i}") for i in range(20)]
     data = training_set(load_corpus(), reviewed)
-    assert data.held_out == reviewed
-    assert all(e.origin == "corpus" for e in data.train)
+    assert data.reviewed == reviewed and data.reviewed_used == 20
+    assert [e.text for e in data.train if e.origin == "review"] == [r.text for r in reviewed]
 
 
-def test_copies_of_one_text_under_several_units_fall_on_one_side():
-    [held_text] = _texts(held=True)
-    copies = [_reviewed(held_text, key=f"k{i}", unit=f"单位{i}") for i in range(5)]
+def test_copies_of_one_text_under_several_units_count_once():
+    copies = [_reviewed(TEXT, key=f"k{i}", unit=f"单位{i}") for i in range(5)]
     data = training_set(load_corpus(), copies)
-    assert len(data.held_out) == 1 and data.reviewed_used == 0
+    assert data.reviewed_used == 1
     assert data.skipped["duplicate_copies"] == 4
 
 
 def test_copies_with_different_decided_labels_are_left_out_and_counted():
-    [text] = _texts(held=False)
+    text = TEXT
     data = training_set(load_corpus(), [_reviewed(text, "aware", key="a"), _reviewed(text, "further", key="b")])
     assert data.reviewed_used == 0 and data.skipped["conflicting_copies"] == 2
 
@@ -220,7 +235,7 @@ def test_a_reviewed_copy_of_a_corpus_test_clue_is_never_trained_on():
     corpus = load_corpus()
     test_clue = split(corpus, "test")[0]
     data = training_set(corpus, [_reviewed(test_clue.text, key="t")])
-    assert data.reviewed_used == 0 and not data.held_out
+    assert data.reviewed_used == 0 and not data.reviewed
     assert data.skipped["corpus_test_text"] == 1
 
 
@@ -317,20 +332,190 @@ def test_suspect_labels_go_to_a_sheet_for_a_second_look(model_home, tmp_path):
     assert out.stat().st_mode & 0o077 == 0
 
 
-def test_a_held_out_set_where_nobody_decided_one_head_is_scored_on_the_other(model_home):
+def test_reviewed_clues_where_nobody_decided_one_head_are_scored_on_the_other(model_home):
     """Reviewers may fill one column only; the gate then skips the head nobody decided."""
-    from pipeline.model.retrain import _score
-
-    def champion_labels(model, texts):
-        return model.predict(prepare(texts))["attention"].labels
+    from pipeline.model.evaluate import evaluate_decided
 
     model = Registry(model_home.models).load().model
     texts = [FAMILY[0], FAMILY[1]]
+    predicted = model.predict(prepare(texts))
+    labels = {"attention": predicted["attention"].labels, "area": ["policy", "policy"]}
     truth = {"attention": ["aware", "aware"], "area": ["discipline", "discipline"]}
     decided = [("attention",), ("attention",)]
-    champion = _score(model, texts, truth, "champion", "held-out reviewed", decided)
+    champion = evaluate_decided("champion", "reviewed since v1", truth, labels, decided)
     assert champion.heads["area"].n == 0 and champion.heads["attention"].n == 2
-    labels = {"attention": champion_labels(model, texts), "area": ["policy", "policy"]}
-    result = compare("held-out reviewed", truth, labels, labels, max_drop=0.01, decided=decided)
+    result = compare("reviewed since v1", truth, labels, labels, max_drop=0.01, decided=decided)
     assert result.passed and result.n == 2
     assert "area_macro_f1" not in result.intervals
+
+
+def test_the_champion_is_judged_only_on_clues_it_was_not_trained_on(model_home, tmp_path):
+    """A clue reviewed up to the champion's overrides_max_id, or a corpus train/dev text, was
+    (or may have been) trained on: it would flatter the champion, so it is not evidence."""
+    _triage_family(model_home, tmp_path)
+    _review_through_excel(model_home, tmp_path, set(FAMILY[:4]))
+    corpus = load_corpus()
+    db = connect(model_home.db_path)
+    try:
+        rows = db.execute("SELECT o.override_id, c.text FROM overrides o JOIN clues c USING (clue_key) "
+                          "ORDER BY o.override_id").fetchall()
+        cut = rows[len(rows) // 2 - 1][0]  # the model was trained when half the rows existed
+        seen = trained_on({"data": {"overrides_max_id": cut}}, db, corpus)
+        nothing = trained_on({"data": {}}, db, corpus)
+    finally:
+        db.close()
+    from pipeline.text.normalize import normalize
+
+    before = {normalize(t) for i, t in rows if i <= cut}
+    assert 0 < len(before) < 4
+    assert {normalize(t) for t in FAMILY} & seen == before
+    assert normalize(split(corpus, "train")[0].text) in seen and normalize(split(corpus, "test")[0].text) not in seen
+    assert not {normalize(t) for t in FAMILY} & nothing
+
+
+# -- evaluate --reviewed ------------------------------------------------------------------
+
+
+def _pretend_trained_up_to(home, version, overrides_max_id):
+    """Record in a manifest that the model was trained on the overrides up to this id (as
+    a retrain writes it; the manifest is not part of the artifact's hash)."""
+    path = home.models / version / "manifest.json"
+    manifest = json.loads(path.read_text(encoding="utf-8"))
+    manifest["data"]["overrides_max_id"] = overrides_max_id
+    path.write_text(json.dumps(manifest, ensure_ascii=False), encoding="utf-8")
+
+
+def test_evaluate_reviewed_scores_the_model_on_clues_it_was_not_trained_on(model_home, tmp_path):
+    from pipeline.model.report import evaluate_reviewed
+
+    _triage_family(model_home, tmp_path)
+    _review_through_excel(model_home, tmp_path, set(FAMILY[:6]))
+    every = evaluate_reviewed(model_home)
+    assert every.evaluation.heads["area"].n == 6 and every.evaluation.heads["attention"].n == 6
+    assert [b.name for b in every.baselines] == ["majority class", "keyword rules"]
+    assert {p.suffix for p in every.paths} == {".md", ".png"} and all(p.exists() for p in every.paths)
+    assert "left out: 0" in every.note
+
+    db = connect(model_home.db_path)
+    try:
+        rows = db.execute("SELECT override_id FROM overrides ORDER BY override_id").fetchall()
+    finally:
+        db.close()
+    _pretend_trained_up_to(model_home, "v1", rows[5][0])  # trained on the first three clues' decisions
+    newer = evaluate_reviewed(model_home)
+    assert newer.evaluation.heads["area"].n == 3 and "left out: 3 that model v1" in newer.note
+    assert "3 reviewed clues it was not trained on" in newer.evaluation.data
+
+    _pretend_trained_up_to(model_home, "v1", rows[-1][0])
+    with pytest.raises(InputError, match="no reviewed clue that model v1 was not trained on"):
+        evaluate_reviewed(model_home)
+
+
+def test_evaluate_reviewed_since_a_date_or_of_one_run(model_home, tmp_path):
+    from pipeline.model.report import evaluate_reviewed
+
+    summary = _triage_family(model_home, tmp_path)
+    _review_through_excel(model_home, tmp_path, set(FAMILY[:4]))
+    assert evaluate_reviewed(model_home, run=summary.run_id, since="2000-01-01").evaluation.heads["area"].n == 4
+    with pytest.raises(InputError, match="no reviewed clue reviewed since 2999-01-01"):
+        evaluate_reviewed(model_home, since="2999-01-01")
+    with pytest.raises(InputError, match="not a date"):
+        evaluate_reviewed(model_home, since="last week")
+    with pytest.raises(InputError, match="there is no triage run 99"):
+        evaluate_reviewed(model_home, run=99)
+
+
+def test_evaluate_reviewed_command(model_home, tmp_path):
+    _triage_family(model_home, tmp_path)
+    _review_through_excel(model_home, tmp_path, set(FAMILY[:4]))
+    result = CliRunner().invoke(app, ["evaluate", "--reviewed"])
+    assert result.exit_code == 0, result.output
+    assert "model v1 on 4 reviewed clues it was not trained on (n = attention 4 / area 4)" in result.stdout
+    assert "keyword rules" in result.stdout and "report:" in result.stderr
+    assert "left out: 0 that model v1" in result.stderr
+    wrong = CliRunner().invoke(app, ["evaluate", "--since", "2026-01-01"])
+    assert wrong.exit_code == 2 and "add --reviewed" in wrong.stderr
+
+
+# -- the gate and the training data, in words ---------------------------------------------
+
+
+def _gate(max_drop=0.01):
+    truth, champion = _labels(100, 95)
+    _, challenger = _labels(100, 70)
+    failing = compare("corpus test", truth, champion, challenger, max_drop=max_drop)
+    truth, champion = _labels(10, 10, n_other=10)
+    _, challenger = _labels(10, 9, n_other=10)
+    return failing, compare("reviewed since v1", truth, champion, challenger, max_drop=max_drop)
+
+
+def test_the_gate_reads_as_a_table_with_a_verdict_per_metric():
+    from dataclasses import asdict
+
+    from pipeline.model.registry import gate_lines, gate_rows
+
+    failing, few = _gate()
+    rows = gate_rows([asdict(failing), asdict(few)])
+    by_metric = {(r[0], r[1]): r for r in rows}
+    recall = by_metric[("corpus test", "further recall")]
+    assert recall[2:5] == ["100", "0.950", "0.700"] and recall[5] == "-0.250"
+    assert recall[7] == "FAILS: worse with confidence"
+    assert by_metric[("corpus test", "area macro-F1")][7] == "no clear difference"
+    assert by_metric[("reviewed since v1", "attention macro-F1")][7] == "not gated (n < 30)"
+    gate = {"passed": False, "forced": False, "max_drop": 0.01, "champion": "v1", "rule": "r",
+            "evidence": "real-clue evidence too thin", "comparisons": [asdict(failing), asdict(few)],
+            "failures": failing.failures, "notes": [few.note]}
+    text = "\n".join(gate_lines(gate))
+    assert text.startswith("promotion gate against v1: FAILED")
+    assert "real-clue evidence too thin" in text and "further recall falls 0.950 → 0.700" in text
+    assert "{" not in text  # no raw JSON
+    old = "\n".join(gate_lines({"passed": True, "intervals": {"corpus test": {"further_recall": (0.0, -0.01, 0.01)}}}))
+    assert "corpus test  further recall" in old  # a gate written before the table still reads
+
+
+def test_training_data_in_words():
+    from pipeline.model.registry import training_words
+
+    words = training_words({"examples": 23660, "corpus": 3650, "reviewed": 20010, "groups": 14,
+                            "corpus_replaced_by_review": 10, "reviewed_skipped_conflicting_copies": 4,
+                            "reviewed_skipped_corpus_test_text": 1, "reviewed_new_to_champion": 2000})
+    assert words.startswith("23,660 examples: 3,650 corpus clues (10 more replaced by a reviewer's label")
+    assert "20,010 reviewed clues" in words and "4 copies of one text labelled differently" in words
+    assert "2,000 of the reviewed clues were new to the champion" in words and "{" not in words
+
+
+def test_retrain_prints_the_gate_as_a_table_and_the_data_in_words(model_home, monkeypatch):
+    from pipeline.model import retrain as retrain_module
+    from pipeline.model.retrain import RetrainOutcome
+
+    failing, few = _gate()
+    canned = RetrainOutcome("candidate", "v2 kept as a candidate; v1 stays champion", "v2", "v1", 12, [failing, few],
+                            3, {"examples": 100, "corpus": 88, "reviewed": 12, "groups": 5},
+                            "real-clue evidence too thin: 12 clue(s)", {"n": 12, "attention_macro_f1": 0.5,
+                                                                        "area_macro_f1": 0.75})
+    monkeypatch.setattr(retrain_module, "retrain", lambda *a, **k: canned)
+    result = CliRunner().invoke(app, ["retrain"])
+    assert result.exit_code == 0, result.output
+    out = result.stdout
+    assert "training data: 100 examples: 88 corpus clues and 12 reviewed clues" in out and "{'" not in out
+    assert "FAILS: worse with confidence" in out and "not gated (n < 30)" in out
+    assert "real-clue evidence too thin" in out and "challenger out of fold on all 12 reviewed clues" in out
+    assert "✗ corpus test: further recall falls" in out
+
+
+def test_models_show_renders_the_gate_and_json_keeps_the_manifest(model_home):
+    from dataclasses import asdict
+
+    failing, few = _gate()
+    path = model_home.models / "v1" / "manifest.json"
+    manifest = json.loads(path.read_text(encoding="utf-8"))
+    manifest["gate"] = {"passed": True, "forced": False, "max_drop": 0.01, "champion": "v0", "rule": "r",
+                        "evidence": "the gate decided on the corpus test split", "failures": [], "notes": [],
+                        "comparisons": [asdict(few)], "intervals": {few.data: few.intervals}}
+    path.write_text(json.dumps(manifest, ensure_ascii=False), encoding="utf-8")
+    shown = CliRunner().invoke(app, ["models", "show", "v1"])
+    assert shown.exit_code == 0, shown.output
+    assert "promotion gate against v0: passed" in shown.stdout and "not gated (n < 30)" in shown.stdout
+    assert "training data: " in shown.stdout and '"intervals"' not in shown.stdout
+    as_json = json.loads(CliRunner().invoke(app, ["models", "show", "v1", "--json"]).stdout)
+    assert as_json["gate"]["comparisons"][0]["data"] == "reviewed since v1"

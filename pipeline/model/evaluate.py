@@ -131,6 +131,29 @@ def evaluate_predictions(
     return Evaluation(name=name, data=data, heads=heads, by_script=by_script)
 
 
+def evaluate_decided(
+    name: str,
+    data: str,
+    truth: Mapping[str, Sequence[str]],
+    predicted: Mapping[str, Sequence[str]],
+    decided: Sequence[Sequence[str]],
+    confidence: Mapping[str, Sequence[float] | np.ndarray] | None = None,
+) -> Evaluation:
+    """Score reviewed clues: each head only on the clues where a person decided it.
+
+    A head the reviewer left at the model's label carries that model's own guess, not
+    evidence; a head nobody decided on any clue gets ``n = 0`` and no scores."""
+    heads = {}
+    for head in HEADS:
+        keep = [i for i in range(len(decided)) if head in decided[i]]
+        if keep:
+            conf = None if confidence is None else np.asarray(confidence[head])[keep]
+            heads[head] = head_metrics(head, [truth[head][i] for i in keep], [predicted[head][i] for i in keep], conf)
+        else:
+            heads[head] = HeadMetrics(head, 0, 0.0, 0.0, {}, list(HEADS[head]), [])
+    return Evaluation(name=name, data=data, heads=heads)
+
+
 def majority_baseline(train_labels: Mapping[str, Sequence[str]], n: int) -> dict[str, list[str]]:
     """Predict each head's most frequent training label for every clue."""
     return {head: [Counter(train_labels[head]).most_common(1)[0][0]] * n for head in HEADS}

@@ -23,7 +23,7 @@ import os
 import re
 import shutil
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -330,6 +330,7 @@ class Registry:
             f"data: {sizes.get('examples', 0)} examples in {sizes.get('groups', 0)} registers, "
             f"reviewed clues {sizes.get('reviewed', 0)}, "
             f"overrides used {m.get('data', {}).get('overrides_used', 0)}; examples sha256 {m.get('data', {}).get('examples_sha256', '')[:16]}…",
+            "training data: " + training_words(sizes),
             f"thresholds: further ≥ {m.get('thresholds', {}).get('further')}, needs review below "
             + ", ".join(f"{h} {t:.3f}" for h, t in m.get("thresholds", {}).get("needs_review", {}).items())
             + f", familiarity below {m.get('thresholds', {}).get('familiarity_floor')}; chosen on "
@@ -362,5 +363,75 @@ class Registry:
             "letters (> 2,000 characters are truncated) and mixed-language texts are less reliable.",
         ]
         if m.get("gate"):
-            lines += ["", "promotion gate: " + json.dumps(m["gate"], ensure_ascii=False)]
+            lines += ["", *gate_lines(m["gate"])]
         return "\n".join(lines)
+
+
+_METRIC_NAMES = {"attention_macro_f1": "attention macro-F1", "area_macro_f1": "area macro-F1",
+                 "further_recall": "further recall"}
+
+
+def _count(n: int, what: str) -> str:
+    return f"{n:,} {what}"
+
+
+def training_words(sizes: Mapping[str, Any]) -> str:
+    """What a model was trained on, in words (from ``manifest["data"]["sizes"]``)."""
+    corpus, reviewed = int(sizes.get("corpus", 0)), int(sizes.get("reviewed", 0))
+    text = f"{_count(int(sizes.get('examples', corpus + reviewed)), 'examples')}: {_count(corpus, 'corpus clues')}"
+    replaced = int(sizes.get("corpus_replaced_by_review", 0))
+    if replaced:
+        text += f" ({replaced:,} more replaced by a reviewer's label for the same text)"
+    text += f" and {_count(reviewed, 'reviewed clues')}"
+    groups = int(sizes.get("groups", 0))
+    if groups:
+        text += f", in {groups} groups (registers" + (", and the reviewed clues as one" if reviewed else "") + ")"
+    left = [(int(sizes.get("reviewed_skipped_conflicting_copies", 0)), "copies of one text labelled differently"),
+            (int(sizes.get("reviewed_skipped_corpus_test_text", 0)), "copies of a corpus test clue (kept for testing)"),
+            (int(sizes.get("reviewed_skipped_duplicate_copies", 0)), "further copies of a text already counted")]
+    left = [(n, why) for n, why in left if n]
+    if left:
+        text += "; reviewed clues left out: " + ", ".join(f"{n:,} {why}" for n, why in left)
+    if "reviewed_new_to_champion" in sizes:
+        text += f"; {int(sizes['reviewed_new_to_champion']):,} of the reviewed clues were new to the champion"
+    if sizes.get("calibration") and int(sizes["calibration"]) < int(sizes.get("examples", 0)):
+        text += (f"; out-of-fold scores (calibration, thresholds, the gate) on {int(sizes['calibration']):,} of them "
+                 f"(every corpus clue and {int(sizes['calibration']) - corpus:,} reviewed ones)")
+    return text
+
+
+def gate_rows(comparisons: Sequence[Mapping[str, Any]]) -> list[list[str]]:
+    """One row per data set and metric: data, metric, n, champion, challenger, difference,
+    95 % interval, verdict (from ``manifest["gate"]["comparisons"]``)."""
+    rows = []
+    for c in comparisons:
+        for key, (diff, lo, hi) in c.get("intervals", {}).items():
+            rows.append([str(c.get("data", "")), _METRIC_NAMES.get(key, key), f"{c.get('counts', {}).get(key, c.get('n', 0)):,}",
+                         f"{c.get('champion', {}).get(key, float('nan')):.3f}",
+                         f"{c.get('challenger', {}).get(key, float('nan')):.3f}",
+                         f"{diff:+.3f}", f"{lo:+.3f} … {hi:+.3f}", str(c.get("verdicts", {}).get(key, ""))])
+    return rows
+
+
+GATE_HEADER = ["data", "metric", "n", "champion", "challenger", "difference", "95% interval", "verdict"]
+
+
+def gate_lines(gate: Mapping[str, Any]) -> list[str]:
+    """The promotion gate of a manifest as text: the decision, what it rested on, the table."""
+    decision = "passed" if gate.get("passed") else ("FAILED, promoted by force" if gate.get("forced") else "FAILED")
+    against = f" against {gate['champion']}" if gate.get("champion") else ""
+    lines = [f"promotion gate{against}: {decision} (tolerance {gate.get('max_drop', 0):.3f}; {gate.get('rule', '')})"]
+    if gate.get("evidence"):
+        lines.append(f"  {gate['evidence']}")
+    comparisons = gate.get("comparisons")
+    if comparisons is None:  # written before the gate kept its comparisons: differences only
+        comparisons = [{"data": data, "intervals": intervals} for data, intervals in gate.get("intervals", {}).items()]
+    rows = gate_rows(comparisons)
+    if rows:
+        widths = [max(len(r[i]) for r in [GATE_HEADER, *rows]) for i in range(len(GATE_HEADER))]
+        for row in [GATE_HEADER, *rows]:
+            lines.append("  " + "  ".join(v.ljust(w) if i in (0, 1, 7) else v.rjust(w)
+                                          for i, (v, w) in enumerate(zip(row, widths, strict=True))).rstrip())
+    lines += [f"  ! {note}" for note in gate.get("notes", [])]
+    lines += [f"  ✗ {failure}" for failure in gate.get("failures", [])]
+    return lines

@@ -67,6 +67,8 @@ def confusion_png(metrics: HeadMetrics, target: Path, title: str) -> Path:
 
 
 def _head_table(m: HeadMetrics) -> list[str]:
+    if m.n == 0:
+        return [f"**{m.head}**: no clue to score (nobody decided this head)", ""]
     lines = [
         f"**{m.head}**: accuracy {m.accuracy:.3f}, macro-F1 {m.macro_f1:.3f}"
         + (f", expected calibration error {m.ece:.3f}" if m.ece is not None else "")
@@ -90,7 +92,8 @@ def comparison_rows(model: Evaluation, baselines: list[Evaluation]) -> list[list
     rows = []
     for ev in [model, *baselines]:
         s = ev.summary()
-        rows.append([ev.name, f"{s['attention_macro_f1']:.3f}", f"{s['area_macro_f1']:.3f}", f"{s.get('further_recall', 0):.3f}"])
+        f1 = [f"{s[f'{h}_macro_f1']:.3f}" if ev.heads[h].n else "-" for h in ("attention", "area")]
+        rows.append([ev.name, *f1, f"{s['further_recall']:.3f}" if "further_recall" in s else "-"])
     return rows
 
 
@@ -108,6 +111,8 @@ def write_report(model: Evaluation, baselines: list[Evaluation], folder: Path, s
         lines.append("")
     for head, m in model.heads.items():
         lines += _head_table(m)
+        if m.n == 0:
+            continue
         png = confusion_png(m, folder / f"{stem}-{head}-confusion.png", f"{head} · {model.data}")
         lines += [f"![{head} confusion matrix]({png.name})", ""]
         written.append(png)
@@ -121,6 +126,7 @@ class EvaluationOutcome:
     evaluation: Evaluation
     baselines: list[Evaluation]
     paths: list[Any]
+    note: str = ""  # what was left out of the scored clues, and why
 
 
 def evaluate_and_report(home: Any, *, split: str = "test", data: Any = None, version: str | None = None) -> EvaluationOutcome:
@@ -145,3 +151,75 @@ def evaluate_and_report(home: Any, *, split: str = "test", data: Any = None, ver
     stem = f"evaluate-{loaded.version}-{split if data is None else 'file'}-{now().replace(':', '')}"
     paths = write_report(ev, baselines, home.reports, stem)
     return EvaluationOutcome(ev, baselines, paths)
+
+
+def evaluate_reviewed(home: Any, *, version: str | None = None, since: str | None = None,
+                      run: int | None = None) -> EvaluationOutcome:
+    """Score a registered model (default: the champion) on reviewed clues it was not trained
+    on, against the same baselines, and write the same report and charts as a corpus split.
+
+    Not trained on: no override up to the model's ``data.overrides_max_id`` on any clue with
+    the same text, and not a corpus ``train``/``dev`` text (see
+    :func:`pipeline.model.retrain.trained_on`). Each head is scored on the clues where a
+    person decided it (a head left standing is an older model's guess). ``since`` (a date,
+    ``YYYY-MM-DD``, UTC) keeps clues whose latest decision is on or after it; ``run`` keeps
+    clues of one triage run.
+    """
+    from datetime import date
+
+    from ..errors import InputError
+    from ..labels import HEADS
+    from ..review.review import check_run, reviewed_examples
+    from ..store.store import connect
+    from ..text.features import prepare
+    from ..text.normalize import normalize
+    from .baseline import keyword_predict
+    from .corpus import load_corpus
+    from .corpus import split as pick
+    from .evaluate import evaluate_decided, majority_baseline
+    from .registry import Registry, now
+    from .retrain import one_per_text, trained_on
+
+    if since is not None:
+        try:
+            date.fromisoformat(since)
+        except ValueError:
+            raise InputError(f"--since {since!r} is not a date (YYYY-MM-DD)") from None
+    loaded = Registry(home.models).load(version)
+    corpus = load_corpus()
+    db = connect(home.db_path, create=False)
+    try:
+        db.execute("BEGIN")  # one snapshot: the clues and the overrides that say what was trained on
+        reviewed = reviewed_examples(db)
+        seen = trained_on(loaded.manifest, db, corpus)
+        if run is not None:
+            check_run(db, run)
+            in_run = {r[0] for r in db.execute("SELECT clue_key FROM predictions WHERE run_id = ?", (run,))}
+            reviewed = [r for r in reviewed if r.clue_key in in_run]
+    finally:
+        db.execute("ROLLBACK")
+        db.close()
+    if since is not None:
+        reviewed = [r for r in reviewed if r.last_decided[:10] >= since]
+    unique, conflicts = one_per_text(reviewed)
+    clues = [r for r in unique if normalize(r.text) not in seen]
+    scope = (f" reviewed since {since}" if since else "") + (f" of run {run}" if run is not None else "")
+    note = (f"{len(unique):,} reviewed clue(s){scope}; left out: {len(unique) - len(clues):,} that model "
+            f"{loaded.version} was or may have been trained on (reviewed up to override "
+            f"#{int(loaded.manifest.get('data', {}).get('overrides_max_id', 0) or 0)}, or a corpus text)"
+            + (f", {conflicts:,} copies of one text labelled differently" if conflicts else ""))
+    if not clues:
+        raise InputError(f"no reviewed clue{scope} that model {loaded.version} was not trained on: {note}")
+    truth = {h: [getattr(r, h) for r in clues] for h in HEADS}
+    decided = [r.decided for r in clues]
+    docs = prepare([r.text for r in clues])
+    result = loaded.model.predict(docs)
+    data_name = f"{len(clues):,} reviewed clues{scope} it was not trained on"
+    ev = evaluate_decided(f"model {loaded.version}", data_name, truth, {h: result[h].labels for h in HEADS}, decided,
+                          {h: result[h].confidence for h in HEADS})
+    majority = majority_baseline({h: [c.label(h) for c in pick(corpus, "train")] for h in HEADS}, len(clues))
+    baselines = [evaluate_decided("majority class", data_name, truth, majority, decided),
+                 evaluate_decided("keyword rules", data_name, truth, keyword_predict(docs), decided)]
+    stem = f"evaluate-{loaded.version}-reviewed-{now().replace(':', '')}"
+    paths = write_report(ev, baselines, home.reports, stem)
+    return EvaluationOutcome(ev, baselines, paths, note)

@@ -5,16 +5,25 @@ clues when retraining) is grouped by **register** — how a clue is written: a p
 letter, a talk note, a line of an inspection feedback report, a case notice … Reviewed
 clues form a group of their own.
 
-1. Pack the groups into five folds of whole groups; for each fold, fit the members on the
-   other folds and score it: every training clue gets *out-of-register* scores, as if it
-   came from a kind of text the model had never seen (the situation that matters: real
-   intake is not our corpus).
+1. Pack the corpus groups into five folds of whole groups, and spread the reviewed clues
+   over the same five folds by a hash of their text (K-fold); for each fold, fit the
+   members on the other folds and score it. Every corpus clue gets *out-of-register*
+   scores, as if it came from a kind of text the model had never seen (the situation that
+   matters: real intake is not our corpus); every reviewed clue gets *out-of-fold* scores
+   from members trained on most of the corpus and the other reviewed folds (the office's
+   own intake, as the next clue will meet it). The folds are fitted side by side with the
+   final fit of step 5 and the familiarity folds of step 4, in forked worker processes
+   (one per CPU, at most ``MAX_FIT_PROCESSES``). Not threads: liblinear draws from one
+   random generator per process, so fits sharing a process would not be reproducible.
 2. Fit each head's stacker (multinomial logistic regression over the members' scores) on
    those out-of-register scores: this is the calibration.
 3. On the calibrated out-of-register probabilities choose the `further` threshold (best
    attention macro-F1 with `further` recall ≥ 0.90) and the needs-review thresholds (the
    fewest flags such that unflagged clues are right ≥ 90 % on attention and ≥ 95 % on area,
    with the familiarity and misconduct-term rules of :mod:`pipeline.model.flags` applied too).
+   With at least ``REVIEWED_THRESHOLD_MIN`` reviewed clues, both are chosen on the reviewed
+   clues' out-of-fold probabilities alone, so the promise holds on the office's own intake;
+   the manifest's ``thresholds.chosen_on`` says which.
 4. The familiarity floor is the 5th percentile of training clues' familiarity measured
    out of fold (5 random folds): a clue less familiar than 95 % of training clues is flagged.
 5. Fit the final members on everything and attach stackers and thresholds. ``test`` is
@@ -26,9 +35,13 @@ The manifest records the out-of-register scores per register (``metrics.out_of_r
 from __future__ import annotations
 
 import hashlib
+import multiprocessing
 import os
 import platform
-from collections.abc import Mapping, Sequence
+import sys
+from collections.abc import Iterator, Mapping, Sequence
+from concurrent.futures import ProcessPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -41,6 +54,7 @@ from ..fsutil import sha256_file
 from ..labels import AREA, ATTENTION, HEADS
 from ..paths import ALARM_TERMS_PATH, STOPWORDS_PATH, USERDICT_PATH, Home
 from ..text.features import prepare
+from ..text.normalize import normalize
 from ..text.segment import current_segmenter
 from .corpus import Clue, split
 from .evaluate import Evaluation, evaluate_predictions
@@ -68,6 +82,36 @@ FLAG_BUDGET = 0.40
 POSSIBLE_FURTHER = (0.10, 0.15, 0.20, 0.25)
 #: When the rule already flags more than the budget, second looks may still add this much.
 SECOND_LOOK_ALLOWANCE = 0.02
+#: From this many reviewed clues on, the `further` and needs-review thresholds are chosen on
+#: the reviewed clues' out-of-fold predictions alone (the office's own intake), not on the
+#: corpus' out-of-register ones (reviewed clues among them). Not 100: with 100 reviewed
+#: media reports (about 30 `further`), choosing on them alone lowered the `further`
+#: threshold and left the register's never-reviewed clues at attention macro-F1 0.742
+#: (`further` recall 0.935) against 0.757 (0.903) when chosen with the corpus behind them
+#: (`tests/test_learning.py`, seed 0): a threshold chosen on a few dozen `further` clues is
+#: noise.
+REVIEWED_THRESHOLD_MIN = 200
+#: Steps 1–4 use at most this many reviewed clues (all of them below it): past a few
+#: thousand, more reviewed clues add little to the out-of-fold evidence and thresholds but
+#: make each of the five fold fits slower. The final fit always uses every one.
+REVIEWED_CALIBRATION_MAX = 3000
+#: At most this many fits run at once, each in its own process with its own feature matrix
+#: (about 250 MB each for 24,000 training clues).
+MAX_FIT_PROCESSES = 3
+
+
+def fit_processes() -> int:
+    """How many fits to run at once: the CPUs this process may use, at most ``MAX_FIT_PROCESSES``;
+    1 (no worker process) where processes cannot be forked."""
+    if not sys.platform.startswith("linux"):
+        return 1
+    return max(1, min(len(os.sched_getaffinity(0)), MAX_FIT_PROCESSES))
+
+
+def reviewed_fold(text: str, folds: int) -> int:
+    """The calibration fold of a reviewed clue: a hash of its normalised text, so the choice
+    never changes between retrains and copies of one text fall in the same fold."""
+    return int(hashlib.sha256(normalize(text).encode()).hexdigest()[:8], 16) % folds
 
 
 @dataclass(frozen=True)
@@ -91,6 +135,9 @@ class TrainOutcome:
     manifest: dict[str, Any]
     dev: Evaluation
     data_sizes: dict[str, int] = field(default_factory=dict)
+    #: the out-of-fold predictions of every training example (retraining's gate reuses those
+    #: of the reviewed clues)
+    calibrated: Calibrated | None = None
 
 
 def _weights(examples: Sequence[Example]) -> dict[str, list[float]] | None:
@@ -187,9 +234,9 @@ def _aligned(model: TwoHeadModel, head: str, scores: np.ndarray) -> np.ndarray:
     return np.hstack(blocks)
 
 
-def _grouped(groups: Sequence[str], folds: int) -> list[str]:
+def _packed(groups: Sequence[str], folds: int) -> dict[str, int]:
     """Whole groups packed into ``folds`` folds of similar size (largest group first into the
-    smallest fold; deterministic), so that fewer fits still leave every group out."""
+    smallest fold; deterministic): group → fold number."""
     sizes: dict[str, int] = {}
     for g in groups:
         sizes[g] = sizes.get(g, 0) + 1
@@ -199,8 +246,83 @@ def _grouped(groups: Sequence[str], folds: int) -> list[str]:
         f = load.index(min(load))
         fold_of[g] = f
         load[f] += sizes[g]
+    return fold_of
+
+
+def _grouped(groups: Sequence[str], folds: int) -> list[str]:
+    """Whole groups packed into ``folds`` folds (see :func:`_packed`), so that fewer fits
+    still leave every group out; each example gets its fold's name."""
+    fold_of = _packed(groups, folds)
     names = {f: "+".join(sorted(g for g, v in fold_of.items() if v == f)) for f in range(folds)}
     return [names[fold_of[g]] for g in groups]
+
+
+def _stratified(examples: Sequence[Example], folds: int, seed: int) -> list[str]:
+    y = [e.attention for e in examples]
+    out = [""] * len(examples)
+    for f, (_, held) in enumerate(StratifiedKFold(folds, shuffle=True, random_state=seed).split(np.zeros(len(y)), y)):
+        for i in held:
+            out[i] = f"fold{f}"
+    return out
+
+
+def calibration_sample(examples: Sequence[Example], prefer: Sequence[int] = (), cap: int | None = None) -> list[int]:
+    """Positions of the examples steps 1–4 use: every corpus example and at most ``cap``
+    (default ``REVIEWED_CALIBRATION_MAX``) reviewed ones, those in ``prefer`` first
+    (retraining prefers the clues new to the champion: the gate's evidence), then the others
+    in a fixed order (a hash of the text)."""
+    cap = REVIEWED_CALIBRATION_MAX if cap is None else cap
+    reviewed = [i for i, e in enumerate(examples) if e.origin == "review"]
+    if len(reviewed) <= cap:
+        return list(range(len(examples)))
+    first = set(prefer)
+
+    def order(i: int) -> tuple[bool, str]:
+        return i not in first, hashlib.sha256(normalize(examples[i].text).encode()).hexdigest()
+
+    chosen = set(sorted(reviewed, key=order)[:cap])
+    return [i for i, e in enumerate(examples) if e.origin != "review" or i in chosen]
+
+
+def calibration_folds(examples: Sequence[Example], folds: int = CALIBRATION_FOLDS, seed: int = 0) -> list[str]:
+    """The fold of each example for step 1: corpus registers packed into ``folds`` folds of
+    whole registers, reviewed clues spread over the same folds by :func:`reviewed_fold`.
+
+    A reviewed clue of fold k is thus scored by members trained on the other folds: the
+    corpus registers outside fold k and the reviewed clues outside fold k. With fewer than
+    three corpus registers (a tiny corpus) every example goes into one of ``folds``
+    stratified folds. With no reviewed clue the folds are those of the corpus alone."""
+    corpus = [e.group for e in examples if e.origin != "review"]
+    if len(set(corpus)) < 3:
+        return _stratified(examples, folds, seed)
+    fold_of = _packed(corpus, folds) if len(set(corpus)) > folds else {g: k for k, g in enumerate(sorted(set(corpus)))}
+    return [f"fold{reviewed_fold(e.text, folds) if e.origin == 'review' else fold_of[e.group]}" for e in examples]
+
+
+FoldScores = tuple[np.ndarray, np.ndarray, dict[str, np.ndarray]]  # held-out rows, familiarity, scores
+
+
+def _fold_scores(examples: Sequence[Example], keys: Keys, config: ModelConfig, seed: int, folds: np.ndarray,
+                 weights: dict[str, list[float]] | None, name: str) -> FoldScores:
+    """Fit the members on every fold but ``name``; score fold ``name``."""
+    held, fit = np.flatnonzero(folds == name), np.flatnonzero(folds != name).tolist()
+    model = TwoHeadModel(config, seed).fit(
+        subset(keys, np.asarray(fit, dtype=np.int64)), {h: [examples[i].label(h) for i in fit] for h in HEADS},
+        None if weights is None else {h: [weights[h][i] for i in fit] for h in HEADS},
+    )
+    batch = model.batch(subset(keys, held))
+    return held, batch.familiarity, {h: _aligned(model, h, model.heads_[h].scores(batch.matrix)) for h in HEADS}
+
+
+def _assemble(examples: Sequence[Example], config: ModelConfig, groups: Sequence[str],
+              results: Sequence[FoldScores]) -> OutOfGroup:
+    scores = {h: np.zeros((len(examples), len(config.heads[h].members) * len(HEADS[h]))) for h in HEADS}
+    familiarity = np.zeros(len(examples))
+    for held, fam, fold_scores in results:
+        familiarity[held] = fam
+        for h in HEADS:
+            scores[h][held] = fold_scores[h]
+    return OutOfGroup(list(groups), scores, familiarity)
 
 
 def out_of_group(examples: Sequence[Example], keys: Keys, config: ModelConfig, seed: int,
@@ -213,29 +335,54 @@ def out_of_group(examples: Sequence[Example], keys: Keys, config: ModelConfig, s
     groups = list(groups if groups is not None else [e.group for e in examples])
     original = list(groups)
     if len(set(groups)) < 3:
-        y = [e.attention for e in examples]
-        folds = StratifiedKFold(5, shuffle=True, random_state=seed).split(np.zeros(len(y)), y)
-        groups = [""] * len(examples)
-        for f, (_, held) in enumerate(folds):
-            for i in held:
-                groups[i] = f"fold{f}"
+        groups = _stratified(examples, 5, seed)
     if max_folds and len(set(groups)) > max_folds:
         groups = _grouped(groups, max_folds)
-    weights = _weights(examples)
-    scores = {h: np.zeros((len(examples), len(config.heads[h].members) * len(HEADS[h]))) for h in HEADS}
-    familiarity = np.zeros(len(examples))
-    g = np.asarray(groups)
-    for name in sorted(set(groups)):
-        held, fit = np.flatnonzero(g == name), np.flatnonzero(g != name).tolist()
-        model = TwoHeadModel(config, seed).fit(
-            subset(keys, np.asarray(fit, dtype=np.int64)), {h: [examples[i].label(h) for i in fit] for h in HEADS},
-            None if weights is None else {h: [weights[h][i] for i in fit] for h in HEADS},
-        )
-        batch = model.batch(subset(keys, held))
-        familiarity[held] = batch.familiarity
-        for h in HEADS:
-            scores[h][held] = _aligned(model, h, model.heads_[h].scores(batch.matrix))
-    return OutOfGroup(list(original), scores, familiarity)
+    g, weights = np.asarray(groups), _weights(examples)
+    results = [_fold_scores(examples, keys, config, seed, g, weights, name) for name in sorted(set(groups))]
+    return _assemble(examples, config, original, results)
+
+
+#: What forked fit workers inherit: set just before a pool forks them, emptied after.
+_JOB: dict[str, Any] = {}
+
+
+@contextmanager
+def _fit_pool(job: dict[str, Any]) -> Iterator[ProcessPoolExecutor | None]:
+    """Worker processes forked with ``job`` in their memory (no pickling of the feature keys),
+    or None when only one fit can run at a time."""
+    workers = fit_processes()
+    if workers < 2:
+        yield None
+        return
+    _JOB.update(job)
+    pool = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("fork"))
+    try:
+        yield pool
+    except BaseException:  # Ctrl-C, SIGTERM, a failed fit: stop the workers now, not after their fits
+        for process in list((getattr(pool, "_processes", None) or {}).values()):
+            process.kill()  # SIGKILL: a worker inside liblinear handles SIGTERM only when its fit returns
+        pool.shutdown(wait=False, cancel_futures=True)
+        raise
+    else:
+        pool.shutdown()
+    finally:
+        _JOB.clear()
+
+
+def _job_fold(name: str, job: dict[str, Any] | None = None) -> FoldScores:
+    j = _JOB if job is None else job
+    return _fold_scores(j["examples"], j["keys"], j["config"], j["seed"], j["folds"], j["weights"], name)
+
+
+def _job_final(job: dict[str, Any] | None = None) -> TwoHeadModel:
+    j = _JOB if job is None else job
+    return TwoHeadModel(j["config"], j["seed"]).fit(j["all_keys"], j["truth"], j["all_weights"])
+
+
+def _job_floor(job: dict[str, Any] | None = None) -> float:
+    j = _JOB if job is None else job
+    return familiarity_floor(j["all_keys"], j["config"], j["seed"])
 
 
 def familiarity_floor(keys: Keys, config: ModelConfig, seed: int, quantile: float = FAMILIARITY_QUANTILE) -> float:
@@ -314,7 +461,8 @@ def choose_review_thresholds(
 
 @dataclass
 class Calibrated:
-    """What steps 1–4 produce, with the out-of-register predictions they were chosen on."""
+    """What steps 1–4 produce, with the out-of-fold predictions they were chosen on (for a
+    corpus clue out of register, for a reviewed clue out of its reviewed fold)."""
 
     stackers: dict[str, tuple[np.ndarray, np.ndarray]]
     further_threshold: float | None
@@ -324,30 +472,59 @@ class Calibrated:
     predicted: dict[str, list[str]]
     confidence: dict[str, np.ndarray]
     flagged: np.ndarray
+    proba: dict[str, np.ndarray] = field(default_factory=dict)  # per head, classes in HEADS order
+    chosen_on: str = ""  # which predictions chose the thresholds, in words
+    folds: list[str] = field(default_factory=list)  # each example's calibration fold
+    #: positions (in the examples given to :func:`fit_and_calibrate`) of the examples above
+    index: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
+
+
+def _take(values: Sequence[Any] | np.ndarray, idx: np.ndarray) -> list[Any]:
+    return [values[i] for i in idx.tolist()]
 
 
 def calibrate(examples: Sequence[Example], keys: Keys, alarm: Sequence[bool], config: ModelConfig,
-              seed: int) -> Calibrated:
-    """Steps 1–4 of the protocol."""
-    oog = out_of_group(examples, keys, config, seed, max_folds=CALIBRATION_FOLDS)
+              seed: int, oog: OutOfGroup | None = None, floor: float | None = None,
+              reviewed_min: int = REVIEWED_THRESHOLD_MIN) -> Calibrated:
+    """Steps 1–4 of the protocol. ``oog`` (step 1 on :func:`calibration_folds`) and ``floor``
+    (step 4) are computed here unless given."""
+    folds = calibration_folds(examples, CALIBRATION_FOLDS, seed)
+    if oog is None:
+        oog = out_of_group(examples, keys, config, seed, folds)
+        oog.groups = [e.group for e in examples]
     truth = {h: [e.label(h) for e in examples] for h in HEADS}
     stackers, proba = {}, {}
     for h in HEADS:
         stackers[h] = fit_stacker(oog.scores[h], truth[h], HEADS[h])
         proba[h] = softmax(oog.scores[h] @ stackers[h][0].T + stackers[h][1])
-    further_t = choose_further_threshold(truth["attention"], HEADS["attention"], proba["attention"])
+    reviewed = np.flatnonzero([e.origin == "review" for e in examples])
+    if len(reviewed) >= reviewed_min:
+        basis = reviewed
+        chosen_on = (f"out-of-fold predictions of the {len(reviewed)} reviewed clues (each scored by members "
+                     f"trained on the corpus outside its fold and the other reviewed folds)")
+    else:
+        basis = np.arange(len(examples))
+        chosen_on = "out-of-register predictions of the training data (registers in five folds of whole registers)"
+        if len(reviewed):
+            chosen_on += (f", the {len(reviewed)} reviewed clues out of fold among them (fewer than "
+                          f"{reviewed_min}: too few to choose on alone)")
+    truth_b = {h: _take(truth[h], basis) for h in HEADS}
+    further_t = choose_further_threshold(truth_b["attention"], HEADS["attention"], proba["attention"][basis])
     predicted, confidence = {}, {}
     for h in HEADS:
         chosen = decide(HEADS[h], proba[h], further_t if h == "attention" else None)
         predicted[h] = [HEADS[h][i] for i in chosen]
         confidence[h] = proba[h][np.arange(len(chosen)), chosen]
-    floor = familiarity_floor(keys, config, seed)
+    if floor is None:
+        floor = familiarity_floor(keys, config, seed)
     further_proba = proba["attention"][:, HEADS["attention"].index("further")]
-    rule = choose_review_thresholds(truth, predicted, confidence, oog.familiarity, alarm, floor,
-                                    further_proba=further_proba)
+    rule = choose_review_thresholds(truth_b, {h: _take(predicted[h], basis) for h in HEADS},
+                                    {h: confidence[h][basis] for h in HEADS}, oog.familiarity[basis],
+                                    _take(alarm, basis), floor, further_proba=further_proba[basis])
     flagged = needs_review(predicted["attention"], confidence["attention"], confidence["area"],
                            oog.familiarity, alarm, rule.thresholds, floor, further_proba=further_proba)
-    return Calibrated(stackers, further_t, rule, floor, oog.groups, predicted, confidence, flagged)
+    return Calibrated(stackers, further_t, rule, floor, oog.groups, predicted, confidence, flagged, proba, chosen_on,
+                      folds)
 
 
 def register_table(examples: Sequence[Example], cal: Calibrated) -> dict[str, dict[str, float]]:
@@ -376,18 +553,45 @@ def register_table(examples: Sequence[Example], cal: Calibrated) -> dict[str, di
     return table
 
 
-def fit_and_calibrate(examples: Sequence[Example], *, seed: int = 0, config: ModelConfig | None = None) -> TrainOutcome:
-    """Run the protocol in the module docstring and return the final model."""
+def fit_and_calibrate(examples: Sequence[Example], *, seed: int = 0, config: ModelConfig | None = None,
+                      calibrate_on: Sequence[int] | None = None,
+                      reviewed_min: int = REVIEWED_THRESHOLD_MIN) -> TrainOutcome:
+    """Run the protocol in the module docstring and return the final model.
+
+    Steps 1–4 use the examples at positions ``calibrate_on`` (default: every one; see
+    :func:`calibration_sample`), the final fit every example. The final fit (step 5), the
+    folds of step 1 and the familiarity folds of step 4 run side by side in
+    ``fit_processes()`` worker processes; the result does not depend on how many (each fit
+    is seeded on its own)."""
     config = config or DEFAULT_CONFIG
     docs = prepare([e.text for e in examples])
     keys = TwoHeadModel(config, seed).keys(docs)
-    alarm = [has_alarm(d.text) for d in docs]
-    cal = calibrate(examples, keys, alarm, config, seed)
     truth = {h: [e.label(h) for e in examples] for h in HEADS}
+    index = np.arange(len(examples)) if calibrate_on is None else np.asarray(calibrate_on, dtype=np.int64)
+    sample = [examples[i] for i in index.tolist()]
+    sample_keys = keys if calibrate_on is None else subset(keys, index)
+    alarm = [has_alarm(docs[i].text) for i in index.tolist()]
+    folds = np.asarray(calibration_folds(sample, CALIBRATION_FOLDS, seed))
+    names = sorted(set(folds.tolist()), key=lambda n: (-int((folds == n).sum()), n))  # longest fits first
+    job = {"examples": sample, "keys": sample_keys, "config": config, "seed": seed, "folds": folds,
+           "weights": _weights(sample), "all_keys": keys, "truth": truth, "all_weights": _weights(examples)}
+    with _fit_pool(job) as pool:
+        if pool is None:
+            final = _job_final(job)
+            results = [_job_fold(n, job) for n in names]
+            floor = _job_floor(job)
+        else:
+            final_job, floor_job = pool.submit(_job_final), pool.submit(_job_floor)
+            fold_jobs = [pool.submit(_job_fold, n) for n in names]
+            final, floor, results = final_job.result(), floor_job.result(), [f.result() for f in fold_jobs]
+    oog = _assemble(sample, config, [e.group for e in sample], results)
+    cal = calibrate(sample, sample_keys, alarm, config, seed, oog, floor, reviewed_min=reviewed_min)
+    cal.index = index
+    if calibrate_on is not None and len(index) < len(examples):
+        cal.chosen_on += f" (steps 1–4 on {len(index):,} of the {len(examples):,} training examples)"
+    final.further_threshold = cal.further_threshold
     oor = evaluate_predictions("out of register (each group scored by a model that never saw it)", "out_of_register",
-                               truth, cal.predicted, cal.confidence)
-    final = TwoHeadModel(config, seed, further_threshold=cal.further_threshold)
-    final.fit(keys, truth, _weights(examples))
+                               {h: [e.label(h) for e in sample] for h in HEADS}, cal.predicted, cal.confidence)
     for h in HEADS:
         final.heads_[h].stack_w, final.heads_[h].stack_b = (
             _restricted(cal.stackers[h], final.heads_[h].classes, h, len(config.heads[h].members)))
@@ -399,6 +603,7 @@ def fit_and_calibrate(examples: Sequence[Example], *, seed: int = 0, config: Mod
         "reviewed": sum(e.origin == "review" for e in examples),
         "groups": len(set(cal.groups)),
         "final_fit": len(examples),
+        "calibration": len(index),
     }
     manifest = {
         "labels": {"attention": list(ATTENTION), "area": list(AREA)},
@@ -416,18 +621,18 @@ def fit_and_calibrate(examples: Sequence[Example], *, seed: int = 0, config: Mod
         "per_class": {
             f"{h}/{label}": vars(c) for h, m in oor.heads.items() for label, c in m.per_class.items()
         },
-        "registers": register_table(examples, cal),
+        "registers": register_table(sample, cal),
         "thresholds": {
             "further": cal.further_threshold,
             "needs_review": cal.rule.thresholds,
             "familiarity_floor": round(cal.floor, 4),
-            "chosen_on": "out-of-register predictions of the training data (registers in five folds of whole registers)",
+            "chosen_on": cal.chosen_on,
             "unflagged_accuracy": cal.rule.unflagged_accuracy,
             "flagged_share": cal.rule.flagged,
             "targets_met": cal.rule.met,
         },
     }
-    return TrainOutcome(final, manifest, oor, sizes)
+    return TrainOutcome(final, manifest, oor, sizes, cal)
 
 
 def _restricted(stacker: tuple[np.ndarray, np.ndarray], classes: tuple[str, ...], head: str,
