@@ -159,7 +159,8 @@ def _session(db: sqlite3.Connection, reviewer: str, run: Any, keys: _Keys, tally
     ``u`` goes back to the clue decided last: deciding it again records a new decision that
     supersedes the earlier one (both stay in the trail)."""
     from pipeline.intake.routing import load_routing
-    from pipeline.review.review import clue_state, get_reviewer, record_decision, review_queue
+    from pipeline.review.assignments import review_queue
+    from pipeline.review.review import clue_state, get_reviewer, record_decision
 
     routing = load_routing()
     reviewer = get_reviewer(db, reviewer).reviewer_id  # as stored: Zhang and zhang are one reviewer

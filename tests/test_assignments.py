@@ -15,8 +15,8 @@ from pipeline.errors import InputError
 from pipeline.intake.rounds import resolve_scope, start_round
 from pipeline.intake.triage import triage_file
 from pipeline.intake.units import add_unit
-from pipeline.review.assignments import assign, share
-from pipeline.review.review import add_reviewer, clue_states, review_queue
+from pipeline.review.assignments import assign, review_queue, share
+from pipeline.review.review import add_reviewer, clue_states
 from pipeline.review.workbooks import export_review_sheet
 from pipeline.store.store import connect
 

@@ -13,7 +13,8 @@ from openpyxl import load_workbook
 from pipeline.intake.repeats import canonical, group_texts, signatures, text_hash
 from pipeline.intake.triage import triage_file
 from pipeline.paths import CORPUS_PATH
-from pipeline.review.review import add_reviewer, clue_states, record_decision, review_queue
+from pipeline.review.assignments import review_queue
+from pipeline.review.review import add_reviewer, clue_states, record_decision
 from pipeline.review.workbooks import (
     REVIEW_COLUMNS,
     export_review_sheet,

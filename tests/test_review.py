@@ -31,6 +31,7 @@ from pipeline.intake.routing import load_routing
 from pipeline.intake.triage import triage_file
 from pipeline.labels import ATTENTION, SHORT_NAMES
 from pipeline.paths import Home
+from pipeline.review.assignments import review_queue
 from pipeline.review.review import (
     add_reviewer,
     clue_state,
@@ -41,7 +42,6 @@ from pipeline.review.review import (
     history,
     record_decision,
     resolve,
-    review_queue,
     review_stats,
     reviewed_examples,
 )

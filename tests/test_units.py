@@ -14,7 +14,8 @@ from cli import app
 from pipeline.errors import InputError, StoreError
 from pipeline.intake.triage import TriageStart, triage_file
 from pipeline.intake.units import add_unit, import_units, list_units, load_directory, unit_warnings
-from pipeline.review.review import add_reviewer, end_recusal, get_reviewer, recuse, review_queue
+from pipeline.review.assignments import review_queue
+from pipeline.review.review import add_reviewer, end_recusal, get_reviewer, recuse
 from pipeline.review.workbooks import export_review_sheet
 from pipeline.store.store import connect
 

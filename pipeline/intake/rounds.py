@@ -129,7 +129,6 @@ def resolve_scope(db: sqlite3.Connection, round_name: str | None = None, run: in
                   every: bool = False) -> Scope:
     """The scope of ``--round``, ``--run`` or ``--all`` (at most one); by default the open
     round, else the latest complete run, else (an empty store) every clue."""
-    from ..review.review import check_run
 
     if sum(x is not None and x is not False for x in (round_name, run, every)) > 1:
         raise InputError("give at most one of --round, --run and --all")
@@ -145,3 +144,11 @@ def resolve_scope(db: sqlite3.Connection, round_name: str | None = None, run: in
     if latest is None:
         return Scope(None, "all clues")
     return Scope((int(latest),), f"run {latest} (latest)")
+
+
+def check_run(db: sqlite3.Connection, run: int) -> None:
+    row = db.execute("SELECT status FROM runs WHERE run_id = ?", (run,)).fetchone()
+    if row is None:
+        raise InputError(f"there is no triage run {run}")
+    if row["status"] != "complete":
+        raise InputError(f"triage run {run} is {row['status']}, not complete; its predictions do not count")

@@ -10,7 +10,7 @@ decide ``k`` clues of the pool with their true corpus labels, through the real r
 the whole group, as ``review next`` does), picked
 
 - ``queue``: in the order ``clue-triage review next`` presents them
-  (:func:`pipeline.review.review.review_queue`: most uncertain first, one per repeat group);
+  (:func:`pipeline.review.assignments.review_queue`: most uncertain first, one per repeat group);
 - ``random``: in a random order (the seed's) of that same queue.
 
 After each ``k`` a model is trained on the corpus plus the reviewed clues
@@ -42,11 +42,11 @@ from sklearn.metrics import f1_score
 
 from ..labels import HEADS
 from ..paths import Home, resolve_home
+from ..review.assignments import review_queue
 from ..review.review import (
     ReviewedClue,
     add_reviewer,
     record_decision,
-    review_queue,
     reviewed_examples,
 )
 from ..store.store import connect

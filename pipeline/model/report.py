@@ -168,8 +168,9 @@ def evaluate_reviewed(home: Any, *, version: str | None = None, since: str | Non
     from datetime import date
 
     from ..errors import InputError
+    from ..intake.rounds import check_run
     from ..labels import HEADS
-    from ..review.review import check_run, reviewed_examples
+    from ..review.review import reviewed_examples
     from ..store.store import connect
     from ..text.features import prepare
     from ..text.normalize import normalize

@@ -153,3 +153,16 @@ def page_share(db: sqlite3.Connection, reviewer_id: str, candidates: list[Candid
     if any(g in mine for g, _ in firsts):
         firsts = [(g, c) for g, c in firsts if g in mine]
     return [c for _, c in firsts]
+
+
+def review_queue(db: sqlite3.Connection, reviewer_id: str, run: RunScope = None, *,
+                 include_unknown_units: bool = False) -> list[ClueState]:
+    """Clues for a reviewer, most uncertain first (smallest margin between the top two
+    probabilities of either head), one per repeat group, without clues they already decided
+    or may not be given (:class:`Eligibility`: recused units, and unknown units for a
+    reviewer with recusals, over every clue of the group); only their assigned clues when
+    they have any (:func:`share`)."""
+    reviewer_id = get_reviewer(db, reviewer_id).reviewer_id
+    todo = [s for s in share(db, reviewer_id, run, include_unknown_units=include_unknown_units)
+            if not s.decided_by(reviewer_id)]
+    return sorted(todo, key=lambda s: s.prediction.margin if s.prediction else 1.0)

@@ -28,7 +28,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from ..errors import InputError, StoreError
-from ..intake.rounds import Scope
+from ..intake.rounds import Scope, check_run
 from ..labels import HEADS, parse_label
 from ..store.store import append_overrides, now, transaction, unit_key
 from ..text.normalize import fold_identifier
@@ -272,14 +272,6 @@ def _prediction(row: sqlite3.Row) -> Prediction:
     )
 
 
-def check_run(db: sqlite3.Connection, run: int) -> None:
-    row = db.execute("SELECT status FROM runs WHERE run_id = ?", (run,)).fetchone()
-    if row is None:
-        raise InputError(f"there is no triage run {run}")
-    if row["status"] != "complete":
-        raise InputError(f"triage run {run} is {row['status']}, not complete; its predictions do not count")
-
-
 #: which predictions count: one run, a :class:`~pipeline.intake.rounds.Scope` (a round's runs), or
 #: None for every complete run (each clue with its latest prediction)
 RunScope = int | Scope | None
@@ -406,21 +398,6 @@ def one_per_group(states: Iterable[ClueState]) -> list[ClueState]:
             seen.add(s.group_key)
             out.append(s)
     return out
-
-
-def review_queue(db: sqlite3.Connection, reviewer_id: str, run: RunScope = None, *,
-                 include_unknown_units: bool = False) -> list[ClueState]:
-    """Clues for a reviewer, most uncertain first (smallest margin between the top two
-    probabilities of either head), one per repeat group, without clues they already decided
-    or may not be given (:class:`Eligibility`: recused units, and unknown units for a
-    reviewer with recusals, over every clue of the group); only their assigned clues when
-    they have any (:func:`pipeline.review.assignments.share`)."""
-    from .assignments import share
-
-    reviewer_id = get_reviewer(db, reviewer_id).reviewer_id
-    todo = [s for s in share(db, reviewer_id, run, include_unknown_units=include_unknown_units)
-            if not s.decided_by(reviewer_id)]
-    return sorted(todo, key=lambda s: s.prediction.margin if s.prediction else 1.0)
 
 
 def reports(db: sqlite3.Connection, run: RunScope = None) -> dict[str, list[str]]:

@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from pathlib import PurePath
 
 from ..errors import InputError, StoreError
+from ..intake.rounds import check_run
 from ..intake.routing import Routing, load_routing
 from ..labels import HEADS, parse_label
 from ..store.store import transaction
@@ -33,7 +34,6 @@ from .review import (
     ClueState,
     Decision,
     Prediction,
-    check_run,
     clue_state,
     clue_states,
     record_decision,
