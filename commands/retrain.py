@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 from dataclasses import asdict
+from pathlib import Path
 from typing import Annotated
 
 import typer
+
+from pipeline.paths import CORPUS_PATH
 
 from .common import QuietOption, err, home_of, out, table
 
@@ -17,6 +20,7 @@ def retrain(
     force: Annotated[bool, typer.Option("--force", help="Promote even if the gate fails (recorded as forced).")] = False,
     audit: Annotated[bool, typer.Option("--audit", help="Only list training labels that look wrong; train nothing.")] = False,
     seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
+    data: Annotated[Path, typer.Option(exists=True, dir_okay=False, help="Labeled corpus (JSONL), the one the champion was trained on (`train --data`).")] = CORPUS_PATH,
     quiet: QuietOption = False,
 ) -> None:
     """Train a challenger on the corpus plus reviewed clues; promote it only if it is not worse.
@@ -29,7 +33,7 @@ def retrain(
 
     home = home_of(ctx)
     if audit:
-        suspects = audit_home(home, seed=seed)
+        suspects = audit_home(home, corpus_path=data, seed=seed)
         out.print(table(f"{len(suspects)} label(s) that out-of-fold predictions disagree with (most suspicious first)",
                         ["origin", "id", "head", "given", "suggested", "p(given)", "p(suggested)", "text"],
                         [[s.origin, s.ref, s.head, s.given, s.suggested, f"{s.p_given:.2f}", f"{s.p_suggested:.2f}",
@@ -37,7 +41,8 @@ def retrain(
         return
     if not quiet:
         err.print("retraining (fit, out-of-fold scores of every reviewed clue, compare with the champion)…")
-    outcome = run_retrain(home, min_new_overrides=min_new_overrides, max_drop=max_drop, force=force, seed=seed)
+    outcome = run_retrain(home, corpus_path=data, min_new_overrides=min_new_overrides, max_drop=max_drop,
+                          force=force, seed=seed)
     out.print(outcome.message)
     if outcome.status == "nothing_to_do":
         return

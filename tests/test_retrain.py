@@ -503,6 +503,28 @@ def test_retrain_prints_the_gate_as_a_table_and_the_data_in_words(model_home, mo
     assert "✗ corpus test: further recall falls" in out
 
 
+def test_retrain_data_trains_on_another_corpus_as_train_does(model_home, monkeypatch, tmp_path):
+    """`train --data X` then `retrain --data X`: the challenger must learn from the same corpus
+    as the champion, or the gate compares two corpora instead of the reviews."""
+    from pipeline.model import retrain as retrain_module
+    from pipeline.model.retrain import RetrainOutcome
+
+    corpus = tmp_path / "corpus.jsonl"
+    corpus.write_text("", encoding="utf-8")
+    seen = {}
+
+    def fake(home, **kwargs):
+        seen.update(kwargs)
+        return RetrainOutcome("nothing_to_do", "nothing to do", champion="v1")
+
+    monkeypatch.setattr(retrain_module, "retrain", fake)
+    result = CliRunner().invoke(app, ["retrain", "--data", str(corpus)])
+    assert result.exit_code == 0, result.output
+    assert seen["corpus_path"] == corpus
+    missing = CliRunner().invoke(app, ["retrain", "--data", str(tmp_path / "nope.jsonl")])
+    assert missing.exit_code != 0 and "nope.jsonl" in missing.output
+
+
 def test_models_show_renders_the_gate_and_json_keeps_the_manifest(model_home):
     from dataclasses import asdict
 
