@@ -7,6 +7,7 @@ import json
 from collections import Counter
 from pathlib import Path
 
+import numpy as np
 import pytest
 from openpyxl import load_workbook
 
@@ -264,3 +265,17 @@ def test_the_index_keeps_a_few_hundred_bytes_per_clue():
     # the band table's slots are allocated up front (BAND_SLOT_BITS), so they are not counted per clue
     per_clue = (index.nbytes() - index._bands.head.nbytes) / len(index)
     assert per_clue < 400, per_clue
+
+
+def test_a_crowded_band_key_is_remembered_and_no_longer_linked():
+    from pipeline.intake.repeats import BANDS, CROWDED, RepeatIndex
+
+    # the same text in different batches: every band key is shared by all of them
+    texts = [canonical(PAIRS[0][0])] * (CROWDED + 5)
+    index = RepeatIndex()
+    for lo in range(0, len(texts), 3):
+        part = texts[lo:lo + 3]
+        groups, _ = index.place_batch([text_hash(t) for t in part], [""] * len(part), signatures(part), part)
+        assert set(groups.tolist()) == {0}
+    assert index._bands.linked == (CROWDED + 1) * BANDS  # linked CROWDED + 1 times, then no more
+    assert len(index._crowded) == len(set(index._entry_keys(np.arange(BANDS)).tolist()))

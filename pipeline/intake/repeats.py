@@ -209,6 +209,14 @@ def _distinct(values: np.ndarray) -> np.ndarray:
     return values[keep]
 
 
+def _member(sorted_values: np.ndarray, values: np.ndarray) -> np.ndarray:
+    """Whether each of ``values`` is in ``sorted_values`` (sorted, distinct)."""
+    if not len(sorted_values):
+        return np.zeros(len(values), dtype=bool)
+    at = np.minimum(np.searchsorted(sorted_values, values), len(sorted_values) - 1)
+    return sorted_values[at] == values
+
+
 def _first_of_each(keys: np.ndarray) -> np.ndarray:
     """For each position, the first position with the same key (positions in order)."""
     order = np.argsort(keys, kind="stable")
@@ -242,6 +250,7 @@ class RepeatIndex:
         self._unit_ids: dict[str, int] = {"": 0}
         self._bands = _Chains(self._entry_keys, bits=BAND_SLOT_BITS)
         self._exact = _Chains(lambda items: self._hashes[items])  # only the first item of each text
+        self._crowded = np.empty(0, dtype=np.uint64)  # band keys linked CROWDED + 1 times (sorted)
         self._texts: dict[int, str] = {}
 
     def __len__(self) -> int:
@@ -249,7 +258,7 @@ class RepeatIndex:
 
     def nbytes(self) -> int:
         """Memory of the per-item arrays and tables (the text window not counted)."""
-        arrays = (self._sigs, self._has, self._units, self._hashes, self.groups)
+        arrays = (self._sigs, self._has, self._units, self._hashes, self.groups, self._crowded)
         return sum(a.nbytes for a in arrays) + self._bands.nbytes() + self._exact.nbytes()
 
     def _entry_keys(self, entries: np.ndarray) -> np.ndarray:
@@ -309,7 +318,13 @@ class RepeatIndex:
         if not len(entries):
             return np.empty(0, dtype=np.int64), np.empty(0, dtype=np.int64)
         keys = self._entry_keys(entries)
-        fq, fe, earlier_counts = self._bands.find(keys, limit=CROWDED)
+        # a crowded key is neither searched nor linked again: its chain is not walked
+        crowded = _member(self._crowded, keys)
+        walk = np.flatnonzero(~crowded)
+        fq, fe, walked_counts = self._bands.find(keys[walk], limit=CROWDED)
+        fq = walk[fq]
+        earlier_counts = np.full(len(keys), CROWDED + 1, dtype=np.int64)
+        earlier_counts[walk] = walked_counts
         # entries of this batch with the same key (ordered by entry: earlier items first)
         order = np.lexsort((entries, keys))
         sorted_keys = keys[order]
@@ -321,6 +336,9 @@ class RepeatIndex:
         total = earlier_counts + rank
         uncrowded = total <= CROWDED
         self._bands.link(entries[uncrowded])
+        filled = keys[total == CROWDED]  # linked now for the (CROWDED + 1)-th time
+        if len(filled):
+            self._crowded = _distinct(np.concatenate([self._crowded, filled]))
         keep = uncrowded[fq]
         q_parts, c_parts = [fq[keep], ], [fe[keep] // BANDS]
         inner = uncrowded & (rank > 0)
