@@ -279,3 +279,29 @@ def test_a_crowded_band_key_is_remembered_and_no_longer_linked():
         assert set(groups.tolist()) == {0}
     assert index._bands.linked == (CROWDED + 1) * BANDS  # linked CROWDED + 1 times, then no more
     assert len(index._crowded) == len(set(index._entry_keys(np.arange(BANDS)).tolist()))
+
+
+def test_texts_read_back_are_kept_in_a_small_lru_cache(monkeypatch):
+    from pipeline.intake import repeats
+
+    monkeypatch.setattr(repeats, "READ_BACK_CACHE", 2)
+    asked: list[int] = []
+
+    def fetch(items):
+        asked.extend(items)
+        return [f"text {i}" for i in items]
+
+    index = repeats.RepeatIndex(fetch)
+    assert index._texts_of([1, 2]) == ["text 1", "text 2"]
+    assert index._texts_of([1, 3]) == ["text 1", "text 3"]  # 1 from the cache; 2, least recent, leaves
+    assert index._texts_of([2, 1]) == ["text 2", "text 1"]
+    assert asked == [1, 2, 3, 2]
+
+
+@pytest.mark.parametrize("a_below, b_below", [(4, 2**20 + 1), (2**12, 2**21 + 1), (2**40, 2**20)])
+def test_candidate_pairs_are_packed_deduplicated_and_ordered(a_below, b_below):
+    from pipeline.intake.repeats import _distinct_pairs
+
+    a, b = np.array([3, 1, 3, 0, 1]), np.array([5, 7, 5, 2**20 - 1, 2])
+    pa, pb = _distinct_pairs(a, b, a_below, b_below)
+    assert list(zip(pa.tolist(), pb.tolist(), strict=True)) == [(0, 2**20 - 1), (1, 2), (1, 7), (3, 5)]
