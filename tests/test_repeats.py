@@ -305,3 +305,18 @@ def test_candidate_pairs_are_packed_deduplicated_and_ordered(a_below, b_below):
     a, b = np.array([3, 1, 3, 0, 1]), np.array([5, 7, 5, 2**20 - 1, 2])
     pa, pb = _distinct_pairs(a, b, a_below, b_below)
     assert list(zip(pa.tolist(), pb.tolist(), strict=True)) == [(0, 2**20 - 1), (1, 2), (1, 7), (3, 5)]
+
+
+def test_a_key_is_found_crowded_through_its_filter_only_when_it_is():
+    from pipeline.intake.repeats import BANDS, CROWDED, RepeatIndex
+
+    texts = [canonical(PAIRS[0][0])] * (CROWDED + 1) + [canonical(PAIRS[1][0])]
+    index = RepeatIndex()
+    index.place_batch([text_hash(t) for t in texts], [""] * len(texts), signatures(texts), texts)
+    crowded = index._entry_keys(np.arange(BANDS))
+    other = index._entry_keys(np.arange(BANDS) + CROWDED * BANDS + BANDS)
+    assert index._crowded_bits.sum() <= BANDS
+    assert index._crowded.tolist() == sorted(set(crowded.tolist()))
+    assert index._is_crowded(crowded).all()
+    assert (index._is_crowded(other) == np.isin(other, crowded)).all()
+    assert not index._is_crowded(np.arange(1 << 20, dtype=np.uint64) * 4093).any()

@@ -48,6 +48,7 @@ TEXT_WINDOW = 20_000  # texts of the latest clues kept in memory (older ones are
 READ_BACK_CACHE = 4096
 #: slots of the band table to start with (4 MB): no rehash before 4M band entries (125,000 clues)
 BAND_SLOT_BITS = 20
+_CROWDED_BITS = 20  # a 1 MB filter in front of the crowded keys: most keys are not, and are not searched
 SURE, FLOOR = 0.60, 0.25  # estimates above SURE are taken as they are, below FLOOR dropped; between, checked exactly
 _MIX = np.uint64(0x9E3779B97F4A7C15)  # multiply-shift hash of a bigram to 32 bits
 _BIN_BITS = 6  # 2**6 == NUM_PERM bins
@@ -224,6 +225,13 @@ def _hash64(hex_text: str) -> int:
     return int(hex_text[:16], 16)
 
 
+def _hash64s(hex_texts: Sequence[str]) -> np.ndarray:
+    """:func:`_hash64` of many hashes at once (uint64)."""
+    if all(len(h) >= 16 for h in hex_texts):
+        return np.frombuffer(bytes.fromhex("".join([h[:16] for h in hex_texts])), dtype=">u8").astype(np.uint64)
+    return np.array([_hash64(h) for h in hex_texts], dtype=np.uint64)
+
+
 def _distinct(values: np.ndarray) -> np.ndarray:
     """The sorted distinct values (``np.unique`` of numpy 2 hashes integers first: slower here)."""
     values = np.sort(values)
@@ -285,6 +293,7 @@ class RepeatIndex:
         self._bands = _Chains(self._entry_keys, bits=BAND_SLOT_BITS)
         self._exact = _Chains(lambda items: self._hashes[items])  # only the first item of each text
         self._crowded = np.empty(0, dtype=np.uint64)  # band keys linked CROWDED + 1 times (sorted)
+        self._crowded_bits = np.zeros(1 << _CROWDED_BITS, dtype=bool)  # by the keys' top bits: maybe crowded
         self._texts: dict[int, str] = {}
         self._read_back: OrderedDict[int, str] = OrderedDict()  # LRU of texts from ``fetch``
 
@@ -340,9 +349,16 @@ class RepeatIndex:
 
     def load(self, thashes: Sequence[str], units: Sequence[str], sigs: np.ndarray, groups: np.ndarray) -> None:
         """Add clues whose groups are known (item numbers or foreign numbers, see the class)."""
-        items, _ = self._add(np.array([_hash64(h) for h in thashes], dtype=np.uint64), units, sigs)
+        items, _ = self._add(_hash64s(thashes), units, sigs)
         self.groups[items] = groups
         self._candidates(items)  # links the band entries; stored groups are not revisited
+
+    def _is_crowded(self, keys: np.ndarray) -> np.ndarray:
+        """Whether each band key was linked CROWDED + 1 times: the filter first, the sorted
+        keys only for those it lets through."""
+        crowded = self._crowded_bits[(keys >> np.uint64(32 - _CROWDED_BITS)).astype(np.int64)]
+        crowded[crowded] = _member(self._crowded, keys[crowded])
+        return crowded
 
     def _candidates(self, items: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """(query position, earlier item) sharing an uncrowded band key, each pair once, and
@@ -354,7 +370,7 @@ class RepeatIndex:
             return np.empty(0, dtype=np.int64), np.empty(0, dtype=np.int64)
         keys = self._entry_keys(entries)
         # a crowded key is neither searched nor linked again: its chain is not walked
-        crowded = _member(self._crowded, keys)
+        crowded = self._is_crowded(keys)
         walk = np.flatnonzero(~crowded)
         fq, fe = self._bands.find_all(keys[walk])  # an uncrowded key has at most CROWDED entries
         fq = walk[fq]
@@ -374,6 +390,7 @@ class RepeatIndex:
         filled = _distinct(keys[total == CROWDED])  # linked now for the (CROWDED + 1)-th time
         if len(filled):
             self._crowded = np.insert(self._crowded, np.searchsorted(self._crowded, filled), filled)
+            self._crowded_bits[(filled >> np.uint64(32 - _CROWDED_BITS)).astype(np.int64)] = True
         keep = uncrowded[fq]
         q_parts, c_parts = [fq[keep], ], [fe[keep] // BANDS]
         inner = uncrowded & (rank > 0)
@@ -397,7 +414,7 @@ class RepeatIndex:
         else starts its own group (its item number). Returns the items' group numbers and
         similarities."""
         n = len(thashes)
-        items, same = self._add(np.array([_hash64(h) for h in thashes], dtype=np.uint64), units, sigs)
+        items, same = self._add(_hash64s(thashes), units, sigs)
         self._texts.update(zip(items.tolist(), texts, strict=True))
         if self.fetch is not None and len(self._texts) > TEXT_WINDOW + TEXT_WINDOW // 2:
             oldest = min(int(items[-1]) - TEXT_WINDOW, int(items[0]) - 1)  # the batch's own texts stay
@@ -625,15 +642,18 @@ class Grouper:
             self._key64 = _resized(self._key64, capacity, first)
             self._seen = _resized(self._seen, capacity, first)
         self._keys[items] = np.frombuffer(bytes.fromhex("".join(keys)), dtype=np.uint8).reshape(len(keys), 10)
-        self._key64[items] = [_hash64(k) for k in keys]
+        self._key64[items] = _hash64s(keys)
         self._known.reserve(size)
         self._known.link(items)
         return items
 
     def _items_of(self, keys: Sequence[str]) -> np.ndarray:
         """Item number of each clue key (``-1``: not in the index)."""
-        out = np.full(len(keys), -1, dtype=np.int64)
-        q, found, _ = self._known.find(np.array([_hash64(k) for k in keys], dtype=np.uint64), limit=0)
+        return self._items_of_hashes(_hash64s(keys))
+
+    def _items_of_hashes(self, key64: np.ndarray) -> np.ndarray:
+        out = np.full(len(key64), -1, dtype=np.int64)
+        q, found, _ = self._known.find(key64, limit=0)
         out[q] = found
         return out
 
@@ -659,12 +679,13 @@ class Grouper:
 
     def place(self, clues: Sequence[Clue]) -> list[Placed]:
         """Group the classified rows of one batch, in input order."""
-        items = self._items_of([c.key for c in clues])
-        new = [j for j, c in enumerate(clues) if items[j] < 0]
-        if new:
-            keys = [clues[j].key for j in new]
-            first = _first_of_each(np.array([_hash64(k) for k in keys], dtype=np.uint64))
-            fresh = [j for k, j in enumerate(new) if first[k] == k]  # a key twice in the batch: placed once
+        key64 = _hash64s([c.key for c in clues])
+        items = self._items_of_hashes(key64)
+        new = np.flatnonzero(items < 0)
+        if len(new):
+            first = _first_of_each(key64[new])
+            is_first = first == np.arange(len(new))
+            fresh = new[is_first].tolist()  # a key twice in the batch: placed once
             start = len(self.index)
             self.index.place_batch([clues[j].thash for j in fresh], [clues[j].unit_key for j in fresh],
                                    np.stack([clues[j].sig for j in fresh]), [clues[j].text for j in fresh])
@@ -674,15 +695,19 @@ class Grouper:
             if self.lookup is not None and len(self._ids) > TEXT_WINDOW + TEXT_WINDOW // 2:
                 oldest = min(int(placed[-1]) - TEXT_WINDOW, int(placed[0]) - 1)
                 self._ids = {i: v for i, v in self._ids.items() if i > oldest}
-            items = self._items_of([c.key for c in clues])
+            of_new = np.empty(len(new), dtype=np.int64)
+            of_new[is_first] = placed
+            items[new] = of_new[first]
         groups = self.index.groups[items]
-        ids = self._first_ids(sorted(set(groups.tolist())))
-        out = []
-        for item, group in zip(items.tolist(), groups.tolist(), strict=True):
-            starts = group == item and not bool(self._seen[item])
-            self._seen[item] = True
-            out.append(Placed(self._name(group), "" if starts else ids.get(group, ""), 1.0))
-        return out
+        distinct = sorted(set(groups.tolist()))
+        ids = self._first_ids(distinct)
+        names = {g: self._name(g) for g in distinct}
+        # a group starts at its first clue, the first time that clue is seen in this run
+        seen = self._seen[items] | (_first_of_each(items) != np.arange(len(items)))
+        self._seen[items] = True
+        starts = (groups == items) & ~seen
+        return [Placed(names[group], "" if start else ids.get(group, ""), 1.0)
+                for group, start in zip(groups.tolist(), starts.tolist(), strict=True)]
 
     def _first_ids(self, groups: list[int]) -> dict[int, str]:
         """The clue id of each group's first clue (the clue whose key names the group)."""
