@@ -320,3 +320,9 @@ def test_a_key_is_found_crowded_through_its_filter_only_when_it_is():
     assert index._is_crowded(crowded).all()
     assert (index._is_crowded(other) == np.isin(other, crowded)).all()
     assert not index._is_crowded(np.arange(1 << 20, dtype=np.uint64) * 4093).any()
+
+
+def test_a_chain_of_repeats_in_one_batch_is_one_group():
+    # each text repeats the one before (exact copies and a paraphrase), all in one batch
+    first, second = PAIRS[0]
+    assert group_texts([first, second, second, first, PAIRS[1][0], second]) == [0, 0, 0, 0, 1, 0]

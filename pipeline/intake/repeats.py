@@ -421,17 +421,21 @@ class RepeatIndex:
             self._texts = {i: t for i, t in self._texts.items() if i > oldest}
         q, cand = self._candidates(items)
         best, similarity = self._best(items, q, cand)
-        groups = np.empty(n, dtype=np.int32)
-        sims = np.ones(n)
-        for i in range(n):  # in order: a clue may join a group that an earlier clue of the batch started
-            item = int(items[i])
-            if same[i] >= 0:
-                groups[i] = self.groups[same[i]]
-            elif best[i] >= 0:
-                groups[i], sims[i] = self.groups[best[i]], similarity[i]
-            else:
-                groups[i] = item
-            self.groups[item] = groups[i]
+        # each clue joins the group of an earlier item (same text, else the most similar) or
+        # starts its own; an earlier item of this batch is followed to the clue it joined
+        joins = np.where(same >= 0, same, np.where(best >= 0, best, items))
+        sims = np.where((same < 0) & (best >= 0), similarity, 1.0)
+        inside = joins >= items[0]
+        root = np.where(inside, joins - items[0], np.arange(n))
+        while True:
+            further = root[root]
+            if (further == root).all():
+                break
+            root = further
+        end = joins[root]
+        groups = np.where(end >= items[0], items[root], self.groups[np.minimum(end, items[0] - 1).clip(0)])
+        groups = groups.astype(np.int32)
+        self.groups[items] = groups
         return groups, sims
 
     def _best(self, items: np.ndarray, q: np.ndarray, cand: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
