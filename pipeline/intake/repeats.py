@@ -292,7 +292,7 @@ class RepeatIndex:
         self._unit_ids: dict[str, int] = {"": 0}
         self._bands = _Chains(self._entry_keys, bits=BAND_SLOT_BITS)
         self._exact = _Chains(lambda items: self._hashes[items])  # only the first item of each text
-        self._crowded = np.empty(0, dtype=np.uint64)  # band keys linked CROWDED + 1 times (sorted)
+        self._crowded = np.empty(0, dtype=np.uint32)  # band keys linked CROWDED + 1 times (sorted)
         self._crowded_bits = np.zeros(1 << _CROWDED_BITS, dtype=bool)  # by the keys' top bits: maybe crowded
         self._texts: dict[int, str] = {}
         self._read_back: OrderedDict[int, str] = OrderedDict()  # LRU of texts from ``fetch``
@@ -357,7 +357,7 @@ class RepeatIndex:
         """Whether each band key was linked CROWDED + 1 times: the filter first, the sorted
         keys only for those it lets through."""
         crowded = self._crowded_bits[(keys >> np.uint64(32 - _CROWDED_BITS)).astype(np.int64)]
-        crowded[crowded] = _member(self._crowded, keys[crowded])
+        crowded[crowded] = _member(self._crowded, keys[crowded].astype(np.uint32))
         return crowded
 
     def _candidates(self, items: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -387,10 +387,10 @@ class RepeatIndex:
         total = earlier_counts + rank
         uncrowded = total <= CROWDED
         self._bands.link(entries[uncrowded])
-        filled = _distinct(keys[total == CROWDED])  # linked now for the (CROWDED + 1)-th time
+        filled = _distinct(keys[total == CROWDED].astype(np.uint32))  # linked now for the (CROWDED + 1)-th time
         if len(filled):
             self._crowded = np.insert(self._crowded, np.searchsorted(self._crowded, filled), filled)
-            self._crowded_bits[(filled >> np.uint64(32 - _CROWDED_BITS)).astype(np.int64)] = True
+            self._crowded_bits[(filled >> np.uint32(32 - _CROWDED_BITS)).astype(np.int64)] = True
         keep = uncrowded[fq]
         q_parts, c_parts = [fq[keep], ], [fe[keep] // BANDS]
         inner = uncrowded & (rank > 0)
