@@ -7,6 +7,7 @@ import json
 from collections import Counter
 from pathlib import Path
 
+import numpy as np
 import pytest
 from openpyxl import load_workbook
 
@@ -265,3 +266,64 @@ def test_the_index_keeps_a_few_hundred_bytes_per_clue():
     # the band table's slots are allocated up front (BAND_SLOT_BITS), so they are not counted per clue
     per_clue = (index.nbytes() - index._bands.head.nbytes) / len(index)
     assert per_clue < 400, per_clue
+
+
+def test_a_crowded_band_key_is_remembered_and_no_longer_linked():
+    from pipeline.intake.repeats import BANDS, CROWDED, RepeatIndex
+
+    # the same text in different batches: every band key is shared by all of them
+    texts = [canonical(PAIRS[0][0])] * (CROWDED + 5)
+    index = RepeatIndex()
+    for lo in range(0, len(texts), 3):
+        part = texts[lo:lo + 3]
+        groups, _ = index.place_batch([text_hash(t) for t in part], [""] * len(part), signatures(part), part)
+        assert set(groups.tolist()) == {0}
+    assert index._bands.linked == (CROWDED + 1) * BANDS  # linked CROWDED + 1 times, then no more
+    assert len(index._crowded) == len(set(index._entry_keys(np.arange(BANDS)).tolist()))
+
+
+def test_texts_read_back_are_kept_in_a_small_lru_cache(monkeypatch):
+    from pipeline.intake import repeats
+
+    monkeypatch.setattr(repeats, "READ_BACK_CACHE", 2)
+    asked: list[int] = []
+
+    def fetch(items):
+        asked.extend(items)
+        return [f"text {i}" for i in items]
+
+    index = repeats.RepeatIndex(fetch)
+    assert index._texts_of([1, 2]) == ["text 1", "text 2"]
+    assert index._texts_of([1, 3]) == ["text 1", "text 3"]  # 1 from the cache; 2, least recent, leaves
+    assert index._texts_of([2, 1]) == ["text 2", "text 1"]
+    assert asked == [1, 2, 3, 2]
+
+
+@pytest.mark.parametrize("a_below, b_below", [(4, 2**20 + 1), (2**12, 2**21 + 1), (2**40, 2**20)])
+def test_candidate_pairs_are_packed_deduplicated_and_ordered(a_below, b_below):
+    from pipeline.intake.repeats import _distinct_pairs
+
+    a, b = np.array([3, 1, 3, 0, 1]), np.array([5, 7, 5, 2**20 - 1, 2])
+    pa, pb = _distinct_pairs(a, b, a_below, b_below)
+    assert list(zip(pa.tolist(), pb.tolist(), strict=True)) == [(0, 2**20 - 1), (1, 2), (1, 7), (3, 5)]
+
+
+def test_a_key_is_found_crowded_through_its_filter_only_when_it_is():
+    from pipeline.intake.repeats import BANDS, CROWDED, RepeatIndex
+
+    texts = [canonical(PAIRS[0][0])] * (CROWDED + 1) + [canonical(PAIRS[1][0])]
+    index = RepeatIndex()
+    index.place_batch([text_hash(t) for t in texts], [""] * len(texts), signatures(texts), texts)
+    crowded = index._entry_keys(np.arange(BANDS))
+    other = index._entry_keys(np.arange(BANDS) + CROWDED * BANDS + BANDS)
+    assert index._crowded_bits.sum() <= BANDS
+    assert index._crowded.tolist() == sorted(set(crowded.tolist()))
+    assert index._is_crowded(crowded).all()
+    assert (index._is_crowded(other) == np.isin(other, crowded)).all()
+    assert not index._is_crowded(np.arange(1 << 20, dtype=np.uint64) * 4093).any()
+
+
+def test_a_chain_of_repeats_in_one_batch_is_one_group():
+    # each text repeats the one before (exact copies and a paraphrase), all in one batch
+    first, second = PAIRS[0]
+    assert group_texts([first, second, second, first, PAIRS[1][0], second]) == [0, 0, 0, 0, 1, 0]

@@ -28,6 +28,7 @@ from __future__ import annotations
 import hashlib
 import re
 import sqlite3
+from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
@@ -42,8 +43,12 @@ THRESHOLD = 0.40  # Jaccard of the bigram sets from which two clues are one matt
 #: nothing (a pair at the threshold shares about 5 of 32 bands); it is no longer searched
 CROWDED = 16
 TEXT_WINDOW = 20_000  # texts of the latest clues kept in memory (older ones are read from the store)
+#: texts of older clues kept after they were read back (the least recently used go first):
+#: the clues that match often are read and normalised once
+READ_BACK_CACHE = 4096
 #: slots of the band table to start with (4 MB): no rehash before 4M band entries (125,000 clues)
 BAND_SLOT_BITS = 20
+_CROWDED_BITS = 20  # a 1 MB filter in front of the crowded keys: most keys are not, and are not searched
 SURE, FLOOR = 0.60, 0.25  # estimates above SURE are taken as they are, below FLOOR dropped; between, checked exactly
 _MIX = np.uint64(0x9E3779B97F4A7C15)  # multiply-shift hash of a bigram to 32 bits
 _BIN_BITS = 6  # 2**6 == NUM_PERM bins
@@ -188,6 +193,25 @@ class _Chains:
             return np.empty(0, dtype=np.int64), np.empty(0, dtype=np.int64), counts
         return np.concatenate(found_q), np.concatenate(found_e), counts
 
+    def find_all(self, keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(query position, entry) of all the entries with each query's key: :meth:`find`
+        without a limit, for keys known to have few entries (fewer steps per link)."""
+        keys = keys.astype(np.uint64)
+        current = self.head[(keys & np.uint64(len(self.head) - 1)).astype(np.int64)]
+        queries = np.flatnonzero(current >= 0)
+        current = current[queries].astype(np.int64)
+        found_q, found_e = [], []
+        while len(queries):
+            hit = self.key_of(current) == keys[queries]
+            found_q.append(queries[hit])
+            found_e.append(current[hit])
+            current = self.next[current]
+            alive = current >= 0
+            queries, current = queries[alive], current[alive].astype(np.int64)
+        if not found_q:
+            return np.empty(0, dtype=np.int64), np.empty(0, dtype=np.int64)
+        return np.concatenate(found_q), np.concatenate(found_e)
+
 
 def _band_keys(values: np.ndarray, bands: np.ndarray) -> np.ndarray:
     """The LSH key (uint64 holding 32 bits) of band ``bands`` whose ``ROWS`` 16-bit signature
@@ -201,12 +225,38 @@ def _hash64(hex_text: str) -> int:
     return int(hex_text[:16], 16)
 
 
+def _hash64s(hex_texts: Sequence[str]) -> np.ndarray:
+    """:func:`_hash64` of many hashes at once (uint64)."""
+    if all(len(h) >= 16 for h in hex_texts):
+        return np.frombuffer(bytes.fromhex("".join([h[:16] for h in hex_texts])), dtype=">u8").astype(np.uint64)
+    return np.array([_hash64(h) for h in hex_texts], dtype=np.uint64)
+
+
 def _distinct(values: np.ndarray) -> np.ndarray:
     """The sorted distinct values (``np.unique`` of numpy 2 hashes integers first: slower here)."""
     values = np.sort(values)
     keep = np.ones(len(values), dtype=bool)
     keep[1:] = values[1:] != values[:-1]
     return values[keep]
+
+
+def _distinct_pairs(a: np.ndarray, b: np.ndarray, a_below: int, b_below: int) -> tuple[np.ndarray, np.ndarray]:
+    """The distinct pairs (``a[k]``, ``b[k]``), ordered by ``a`` then ``b``: each pair packed
+    in one number and sorted, in 32 bits when they fit (twice as fast to sort as 64)."""
+    shift = max(b_below - 1, 1).bit_length()
+    wide = (max(a_below - 1, 1).bit_length() + shift) > 32
+    dtype: type[np.unsignedinteger] = np.uint64 if wide else np.uint32
+    packed = _distinct(np.left_shift(a.astype(dtype), shift, dtype=dtype) | b.astype(dtype))
+    low = np.bitwise_and(packed, (1 << shift) - 1, dtype=dtype)
+    return np.right_shift(packed, shift, dtype=dtype).astype(np.int64), low.astype(np.int64)
+
+
+def _member(sorted_values: np.ndarray, values: np.ndarray) -> np.ndarray:
+    """Whether each of ``values`` is in ``sorted_values`` (sorted, distinct)."""
+    if not len(sorted_values):
+        return np.zeros(len(values), dtype=bool)
+    at = np.minimum(np.searchsorted(sorted_values, values), len(sorted_values) - 1)
+    return sorted_values[at] == values
 
 
 def _first_of_each(keys: np.ndarray) -> np.ndarray:
@@ -242,14 +292,17 @@ class RepeatIndex:
         self._unit_ids: dict[str, int] = {"": 0}
         self._bands = _Chains(self._entry_keys, bits=BAND_SLOT_BITS)
         self._exact = _Chains(lambda items: self._hashes[items])  # only the first item of each text
+        self._crowded = np.empty(0, dtype=np.uint32)  # band keys linked CROWDED + 1 times (sorted)
+        self._crowded_bits = np.zeros(1 << _CROWDED_BITS, dtype=bool)  # by the keys' top bits: maybe crowded
         self._texts: dict[int, str] = {}
+        self._read_back: OrderedDict[int, str] = OrderedDict()  # LRU of texts from ``fetch``
 
     def __len__(self) -> int:
         return self.size
 
     def nbytes(self) -> int:
         """Memory of the per-item arrays and tables (the text window not counted)."""
-        arrays = (self._sigs, self._has, self._units, self._hashes, self.groups)
+        arrays = (self._sigs, self._has, self._units, self._hashes, self.groups, self._crowded)
         return sum(a.nbytes for a in arrays) + self._bands.nbytes() + self._exact.nbytes()
 
     def _entry_keys(self, entries: np.ndarray) -> np.ndarray:
@@ -296,9 +349,16 @@ class RepeatIndex:
 
     def load(self, thashes: Sequence[str], units: Sequence[str], sigs: np.ndarray, groups: np.ndarray) -> None:
         """Add clues whose groups are known (item numbers or foreign numbers, see the class)."""
-        items, _ = self._add(np.array([_hash64(h) for h in thashes], dtype=np.uint64), units, sigs)
+        items, _ = self._add(_hash64s(thashes), units, sigs)
         self.groups[items] = groups
         self._candidates(items)  # links the band entries; stored groups are not revisited
+
+    def _is_crowded(self, keys: np.ndarray) -> np.ndarray:
+        """Whether each band key was linked CROWDED + 1 times: the filter first, the sorted
+        keys only for those it lets through."""
+        crowded = self._crowded_bits[(keys >> np.uint64(32 - _CROWDED_BITS)).astype(np.int64)]
+        crowded[crowded] = _member(self._crowded, keys[crowded].astype(np.uint32))
+        return crowded
 
     def _candidates(self, items: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """(query position, earlier item) sharing an uncrowded band key, each pair once, and
@@ -309,9 +369,15 @@ class RepeatIndex:
         if not len(entries):
             return np.empty(0, dtype=np.int64), np.empty(0, dtype=np.int64)
         keys = self._entry_keys(entries)
-        fq, fe, earlier_counts = self._bands.find(keys, limit=CROWDED)
+        # a crowded key is neither searched nor linked again: its chain is not walked
+        crowded = self._is_crowded(keys)
+        walk = np.flatnonzero(~crowded)
+        fq, fe = self._bands.find_all(keys[walk])  # an uncrowded key has at most CROWDED entries
+        fq = walk[fq]
+        earlier_counts = np.full(len(keys), CROWDED + 1, dtype=np.int64)
+        earlier_counts[walk] = np.bincount(fq, minlength=len(keys))[walk] if len(fq) else 0
         # entries of this batch with the same key (ordered by entry: earlier items first)
-        order = np.lexsort((entries, keys))
+        order = np.argsort(keys, kind="stable")  # entries ascend
         sorted_keys = keys[order]
         starts = np.ones(len(order), dtype=bool)
         starts[1:] = sorted_keys[1:] != sorted_keys[:-1]
@@ -321,6 +387,10 @@ class RepeatIndex:
         total = earlier_counts + rank
         uncrowded = total <= CROWDED
         self._bands.link(entries[uncrowded])
+        filled = _distinct(keys[total == CROWDED].astype(np.uint32))  # linked now for the (CROWDED + 1)-th time
+        if len(filled):
+            self._crowded = np.insert(self._crowded, np.searchsorted(self._crowded, filled), filled)
+            self._crowded_bits[(filled >> np.uint32(32 - _CROWDED_BITS)).astype(np.int64)] = True
         keep = uncrowded[fq]
         q_parts, c_parts = [fq[keep], ], [fe[keep] // BANDS]
         inner = uncrowded & (rank > 0)
@@ -335,8 +405,7 @@ class RepeatIndex:
             c_parts.append(entries[order[base + offsets]] // BANDS)
         q = has[np.concatenate(q_parts) // BANDS]
         cand = np.concatenate(c_parts)
-        combined = _distinct((q.astype(np.int64) << 32) | cand)
-        return combined >> 32, combined & 0xFFFFFFFF
+        return _distinct_pairs(q, cand, len(items), self.size)
 
     def place_batch(self, thashes: Sequence[str], units: Sequence[str], sigs: np.ndarray,
                     texts: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
@@ -345,24 +414,28 @@ class RepeatIndex:
         else starts its own group (its item number). Returns the items' group numbers and
         similarities."""
         n = len(thashes)
-        items, same = self._add(np.array([_hash64(h) for h in thashes], dtype=np.uint64), units, sigs)
+        items, same = self._add(_hash64s(thashes), units, sigs)
         self._texts.update(zip(items.tolist(), texts, strict=True))
         if self.fetch is not None and len(self._texts) > TEXT_WINDOW + TEXT_WINDOW // 2:
             oldest = min(int(items[-1]) - TEXT_WINDOW, int(items[0]) - 1)  # the batch's own texts stay
             self._texts = {i: t for i, t in self._texts.items() if i > oldest}
         q, cand = self._candidates(items)
         best, similarity = self._best(items, q, cand)
-        groups = np.empty(n, dtype=np.int32)
-        sims = np.ones(n)
-        for i in range(n):  # in order: a clue may join a group that an earlier clue of the batch started
-            item = int(items[i])
-            if same[i] >= 0:
-                groups[i] = self.groups[same[i]]
-            elif best[i] >= 0:
-                groups[i], sims[i] = self.groups[best[i]], similarity[i]
-            else:
-                groups[i] = item
-            self.groups[item] = groups[i]
+        # each clue joins the group of an earlier item (same text, else the most similar) or
+        # starts its own; an earlier item of this batch is followed to the clue it joined
+        joins = np.where(same >= 0, same, np.where(best >= 0, best, items))
+        sims = np.where((same < 0) & (best >= 0), similarity, 1.0)
+        inside = joins >= items[0]
+        root = np.where(inside, joins - items[0], np.arange(n))
+        while True:
+            further = root[root]
+            if (further == root).all():
+                break
+            root = further
+        end = joins[root]
+        groups = np.where(end >= items[0], items[root], self.groups[np.minimum(end, items[0] - 1).clip(0)])
+        groups = groups.astype(np.int32)
+        self.groups[items] = groups
         return groups, sims
 
     def _best(self, items: np.ndarray, q: np.ndarray, cand: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -412,9 +485,25 @@ class RepeatIndex:
         return np.where((size_a > 0) & (size_b > 0), common / np.maximum(union, 1), 0.0)
 
     def _texts_of(self, items: list[int]) -> list[str]:
-        missing = [i for i in items if i not in self._texts]
-        fetched = dict(zip(missing, self.fetch(missing), strict=True)) if missing and self.fetch else {}
-        return [self._texts.get(i, fetched.get(i, "")) for i in items]
+        cache = self._read_back
+        out, missing = [], []
+        for i in items:
+            text = self._texts.get(i)
+            if text is None:
+                text = cache.get(i)
+                if text is None:
+                    missing.append(i)
+                else:
+                    cache.move_to_end(i)
+            out.append(text)
+        if missing and self.fetch is not None:
+            fetched = dict(zip(missing, self.fetch(missing), strict=True))
+            cache.update(fetched)
+            while len(cache) > READ_BACK_CACHE:
+                cache.popitem(last=False)
+        else:
+            fetched = {}
+        return [fetched.get(i, "") if text is None else text for i, text in zip(items, out, strict=True)]
 
 
 def _common_counts(values: np.ndarray, offsets: np.ndarray, a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -557,15 +646,18 @@ class Grouper:
             self._key64 = _resized(self._key64, capacity, first)
             self._seen = _resized(self._seen, capacity, first)
         self._keys[items] = np.frombuffer(bytes.fromhex("".join(keys)), dtype=np.uint8).reshape(len(keys), 10)
-        self._key64[items] = [_hash64(k) for k in keys]
+        self._key64[items] = _hash64s(keys)
         self._known.reserve(size)
         self._known.link(items)
         return items
 
     def _items_of(self, keys: Sequence[str]) -> np.ndarray:
         """Item number of each clue key (``-1``: not in the index)."""
-        out = np.full(len(keys), -1, dtype=np.int64)
-        q, found, _ = self._known.find(np.array([_hash64(k) for k in keys], dtype=np.uint64), limit=0)
+        return self._items_of_hashes(_hash64s(keys))
+
+    def _items_of_hashes(self, key64: np.ndarray) -> np.ndarray:
+        out = np.full(len(key64), -1, dtype=np.int64)
+        q, found, _ = self._known.find(key64, limit=0)
         out[q] = found
         return out
 
@@ -591,12 +683,13 @@ class Grouper:
 
     def place(self, clues: Sequence[Clue]) -> list[Placed]:
         """Group the classified rows of one batch, in input order."""
-        items = self._items_of([c.key for c in clues])
-        new = [j for j, c in enumerate(clues) if items[j] < 0]
-        if new:
-            keys = [clues[j].key for j in new]
-            first = _first_of_each(np.array([_hash64(k) for k in keys], dtype=np.uint64))
-            fresh = [j for k, j in enumerate(new) if first[k] == k]  # a key twice in the batch: placed once
+        key64 = _hash64s([c.key for c in clues])
+        items = self._items_of_hashes(key64)
+        new = np.flatnonzero(items < 0)
+        if len(new):
+            first = _first_of_each(key64[new])
+            is_first = first == np.arange(len(new))
+            fresh = new[is_first].tolist()  # a key twice in the batch: placed once
             start = len(self.index)
             self.index.place_batch([clues[j].thash for j in fresh], [clues[j].unit_key for j in fresh],
                                    np.stack([clues[j].sig for j in fresh]), [clues[j].text for j in fresh])
@@ -606,15 +699,19 @@ class Grouper:
             if self.lookup is not None and len(self._ids) > TEXT_WINDOW + TEXT_WINDOW // 2:
                 oldest = min(int(placed[-1]) - TEXT_WINDOW, int(placed[0]) - 1)
                 self._ids = {i: v for i, v in self._ids.items() if i > oldest}
-            items = self._items_of([c.key for c in clues])
+            of_new = np.empty(len(new), dtype=np.int64)
+            of_new[is_first] = placed
+            items[new] = of_new[first]
         groups = self.index.groups[items]
-        ids = self._first_ids(sorted(set(groups.tolist())))
-        out = []
-        for item, group in zip(items.tolist(), groups.tolist(), strict=True):
-            starts = group == item and not bool(self._seen[item])
-            self._seen[item] = True
-            out.append(Placed(self._name(group), "" if starts else ids.get(group, ""), 1.0))
-        return out
+        distinct = sorted(set(groups.tolist()))
+        ids = self._first_ids(distinct)
+        names = {g: self._name(g) for g in distinct}
+        # a group starts at its first clue, the first time that clue is seen in this run
+        seen = self._seen[items] | (_first_of_each(items) != np.arange(len(items)))
+        self._seen[items] = True
+        starts = (groups == items) & ~seen
+        return [Placed(names[group], "" if start else ids.get(group, ""), 1.0)
+                for group, start in zip(groups.tolist(), starts.tolist(), strict=True)]
 
     def _first_ids(self, groups: list[int]) -> dict[int, str]:
         """The clue id of each group's first clue (the clue whose key names the group)."""
