@@ -27,7 +27,7 @@ from pipeline.model.train import (
     subset,
     train_on_corpus,
 )
-from pipeline.model.vectorize import Vocabulary, batch_keys
+from pipeline.model.vectorize import Vocabulary, batch_keys, held_out_familiarity
 from pipeline.text.features import ScriptMap, display_term, prepare
 
 SPECIFIC = "反映某縣分局副局長王某2023年春節前收受轄區企業購物卡2萬元，並為該企業環評驗收開綠燈。"
@@ -338,6 +338,45 @@ def test_a_saved_model_carries_no_text_of_what_it_predicted(model_home):
     blob = json.dumps(spec, ensure_ascii=False).encode() + b"".join(a.tobytes() for a in arrays.values())
     for fragment in ("秘密", "甲乙丙", "红包", "收受"):
         assert fragment.encode("utf-8") not in blob
+
+
+_TEXTS = ["局长收受红包", "局长收受购物卡", "建议加强培训", "", "。，", "局长收受红包局长收受红包", "某村道路多年未修",
+          "副局长王某某收受购物卡2万元", "建议加强培训和监督", "违规提拔亲属"]
+
+
+@pytest.mark.parametrize("min_df", [1, 2, 3])
+def test_fit_transform_is_fit_then_transform(min_df):
+    """retrain fits the vocabulary and transforms the same keys with one count of them: the
+    same vocabulary and the same matrix, value for value, as fitting and then transforming."""
+    keys = batch_keys(prepare(_TEXTS))
+    reference = Vocabulary(min_df=min_df).fit(keys)
+    expected = reference.transform(keys)
+    vocab = Vocabulary(min_df=min_df)
+    batch = vocab.fit_transform(keys)
+    # document frequency the plain way: distinct (document, key) pairs
+    pairs = {(int(r), int(k)) for r, k in zip(keys.rows, keys.keys, strict=True)}
+    df: dict[int, int] = {}
+    for _, k in pairs:
+        df[k] = df.get(k, 0) + 1
+    assert vocab.keys_.tolist() == sorted(k for k, d in df.items() if d >= min_df)
+    assert np.array_equal(vocab.keys_, reference.keys_) and np.array_equal(vocab.idf_, reference.idf_)
+    for got, want in ((batch.matrix, expected.matrix),):
+        assert np.array_equal(got.indptr, want.indptr) and np.array_equal(got.indices, want.indices)
+        assert np.array_equal(got.data, want.data)
+    assert np.array_equal(batch.familiarity, expected.familiarity)
+    assert np.array_equal(batch.columns, expected.columns)
+
+
+@pytest.mark.parametrize("min_df", [1, 2])
+def test_held_out_familiarity_is_that_of_a_vocabulary_fitted_without_the_fold(min_df):
+    keys = batch_keys(prepare(_TEXTS * 2))
+    fold_of = np.arange(keys.n_docs) % 3
+    expected = np.zeros(keys.n_docs)
+    for f in range(3):
+        held, rest = np.flatnonzero(fold_of == f), np.flatnonzero(fold_of != f)
+        vocab = Vocabulary(min_df=min_df).fit(subset(keys, rest))
+        expected[held] = vocab.transform(subset(keys, held)).familiarity
+    assert np.array_equal(held_out_familiarity(keys, fold_of, min_df), expected)
 
 
 @pytest.mark.parametrize("size", [0, 1, 7, 5000])

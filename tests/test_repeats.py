@@ -15,7 +15,7 @@ from pipeline.intake.repeats import canonical, group_texts, signatures, text_has
 from pipeline.intake.triage import triage_file
 from pipeline.paths import CORPUS_PATH
 from pipeline.review.assignments import review_queue
-from pipeline.review.review import add_reviewer, clue_states, record_decision
+from pipeline.review.review import add_reviewer, clue_states, group_members, record_decision
 from pipeline.review.workbooks import (
     REVIEW_COLUMNS,
     export_review_sheet,
@@ -135,6 +135,10 @@ def test_groups_across_runs_in_review_and_hand_over(model_home, tmp_path):
     states = {s.clue_id: s for s in clue_states(db)}
     assert states["Y1"].effective() == states["X1"].effective() == {"attention": "further", "area": "discipline"}
     assert {d.reviewer_id for d in states["Y1"].rows} == {"li"} and len(states["Y1"].rows) == 2  # recorded per clue
+    members = group_members(db, group.clue_key)  # the clue first, then the others of its group in store order
+    same = [s.clue_key for s in states.values() if s.group_key == group.group_key]
+    assert len(same) >= 2 and members[0] == group.clue_key and sorted(members) == sorted(same)
+    assert group_members(db, states["X2"].clue_key) == [states["X2"].clue_key]
     assert [s.clue_id for s in review_queue(db, "li")] == [s.clue_id for s in queue if s.group_key != group.group_key]
 
     result = write_handover(db, tmp_path / "h.xlsx")

@@ -108,6 +108,12 @@ def _fit_member(member: Member, x: sparse.csr_matrix, y: np.ndarray, class_weigh
     return coef[order], intercept[order]
 
 
+def _present(head: str, y: np.ndarray) -> tuple[str, ...]:
+    """The head's classes present in ``y``, in the contract's order."""
+    present = set(y.tolist())
+    return tuple(c for c in HEADS[head] if c in present)
+
+
 def softmax(z: np.ndarray) -> np.ndarray:
     z = z - z.max(axis=1, keepdims=True)
     e = np.exp(z)
@@ -253,17 +259,38 @@ class TwoHeadModel:
         The stackers are left unfitted (probabilities are then a softmax of the mean member
         score); :func:`pipeline.model.train.fit_and_calibrate` fits them on out-of-register scores.
         """
-        keys = docs if isinstance(docs, Keys) else self.keys(docs)
-        self.vocab_ = Vocabulary(self.config.features, self.config.binary, self.config.min_df).fit(keys)
-        x = self.vocab_.transform(keys).matrix
+        x = self.fit_vocabulary(docs if isinstance(docs, Keys) else self.keys(docs))
+        return self.attach_members(targets, {task: self.fit_member(x, targets, sample_weight, *task)
+                                             for task in self.member_tasks()})
+
+    # The three steps of :meth:`fit`, for callers that fit the members in worker processes
+    # (:func:`pipeline.model.train.fit_and_calibrate`): each member fit is seeded on its own,
+    # so where and in which order they run does not change the model.
+    def fit_vocabulary(self, keys: Keys) -> sparse.csr_matrix:
+        """Fit the vocabulary on ``keys``; return their TF-IDF matrix (the members' input)."""
+        self.vocab_ = Vocabulary(self.config.features, self.config.binary, self.config.min_df)
+        return self.vocab_.fit_transform(keys).matrix
+
+    def member_tasks(self) -> list[tuple[str, int]]:
+        """(head, member number) of every member fit, in :meth:`fit`'s order."""
+        return [(head, m) for head in HEADS for m in range(len(self.config.heads[head].members))]
+
+    def fit_member(self, x: sparse.csr_matrix, targets: Mapping[str, Sequence[str]],
+                   sample_weight: Mapping[str, Sequence[float]] | None, head: str,
+                   member: int) -> tuple[np.ndarray, np.ndarray]:
+        """Fit one member of ``head`` on ``x``: its (coef, intercept), rows in the head's classes."""
+        cfg = self.config.heads[head]
+        y = np.asarray(targets[head])
+        weight = None if sample_weight is None else np.asarray(sample_weight[head], dtype=float)
+        return _fit_member(cfg.members[member], x, y, cfg.class_weight, weight, self.seed, _present(head, y))
+
+    def attach_members(self, targets: Mapping[str, Sequence[str]],
+                       fitted: Mapping[tuple[str, int], tuple[np.ndarray, np.ndarray]]) -> TwoHeadModel:
+        """Make the heads from every member's fit (keyed as :meth:`member_tasks`)."""
         for head in HEADS:
-            cfg = self.config.heads[head]
-            y = np.asarray(targets[head])
-            weight = None if sample_weight is None else np.asarray(sample_weight[head], dtype=float)
-            present = set(y.tolist())
-            classes = tuple(c for c in HEADS[head] if c in present)  # the contract's order
-            fitted = [_fit_member(m, x, y, cfg.class_weight, weight, self.seed, classes) for m in cfg.members]
-            self.heads_[head] = Head(classes, [c for c, _ in fitted], [b for _, b in fitted])
+            members = [fitted[(head, m)] for m in range(len(self.config.heads[head].members))]
+            self.heads_[head] = Head(_present(head, np.asarray(targets[head])), [c for c, _ in members],
+                                     [b for _, b in members])
         return self
 
     def batch(self, docs: Sequence[Prepared] | Keys) -> Batch:

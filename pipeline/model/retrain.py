@@ -42,6 +42,7 @@ from __future__ import annotations
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
+from functools import lru_cache
 from typing import Any
 
 import numpy as np
@@ -71,6 +72,13 @@ from .train import (
 DEFAULT_MAX_DROP = 0.01
 
 
+@lru_cache(maxsize=1 << 17)
+def _normalized(text: str) -> str:
+    """:func:`normalize`, memoised: a retrain normalises each of its (up to tens of
+    thousands of) reviewed texts several times over; :func:`retrain` empties it when done."""
+    return normalize(text)
+
+
 @dataclass(frozen=True)
 class TrainingSet:
     train: list[Example]  # corpus train clues, then the reviewed clues (in the order of ``reviewed``)
@@ -88,7 +96,7 @@ def one_per_text(reviewed: Sequence[ReviewedClue]) -> tuple[list[ReviewedClue], 
     different decided labels are left out and counted, not guessed."""
     groups: dict[str, list[ReviewedClue]] = {}
     for r in reviewed:
-        groups.setdefault(normalize(r.text), []).append(r)
+        groups.setdefault(_normalized(r.text), []).append(r)
     kept, conflicts = [], 0
     for copies in groups.values():
         labels = {(h, getattr(r, h)) for r in copies for h in r.decided}
@@ -101,13 +109,13 @@ def one_per_text(reviewed: Sequence[ReviewedClue]) -> tuple[list[ReviewedClue], 
 
 def training_set(corpus: Sequence[Clue], reviewed: Sequence[ReviewedClue]) -> TrainingSet:
     """Corpus train+dev plus reviewed clues; overrides win over corpus labels for the same text."""
-    test_texts = {normalize(c.text) for c in split(corpus, "test")}
+    test_texts = {_normalized(c.text) for c in split(corpus, "test")}
     unique, conflicts = one_per_text(reviewed)
-    in_test = [r for r in unique if normalize(r.text) in test_texts]
-    used = [r for r in unique if normalize(r.text) not in test_texts]
-    reviewed_texts = {normalize(r.text) for r in used}
-    train_clues = [c for c in split(corpus, "train") if normalize(c.text) not in reviewed_texts]
-    dev_clues = [c for c in split(corpus, "dev") if normalize(c.text) not in reviewed_texts]
+    in_test = [r for r in unique if _normalized(r.text) in test_texts]
+    used = [r for r in unique if _normalized(r.text) not in test_texts]
+    reviewed_texts = {_normalized(r.text) for r in used}
+    train_clues = [c for c in split(corpus, "train") if _normalized(c.text) not in reviewed_texts]
+    dev_clues = [c for c in split(corpus, "dev") if _normalized(c.text) not in reviewed_texts]
     replaced = len(split(corpus, "train", "dev")) - len(train_clues) - len(dev_clues)
     train = examples_from(train_clues) + [Example(r.text, r.attention, r.area, "review", r.decided, REVIEWED_GROUP) for r in used]
     refs = [c.id for c in train_clues] + [r.clue_key for r in used] + [c.id for c in dev_clues]
@@ -122,7 +130,7 @@ def seen_texts(db: Any, overrides_max_id: int) -> set[str]:
     reviewed texts a model whose manifest records that id may have been trained on."""
     rows = db.execute("SELECT DISTINCT c.text FROM overrides o JOIN clues c ON c.clue_key = o.clue_key "
                       "WHERE o.override_id <= ?", (overrides_max_id,))
-    return {normalize(r[0]) for r in rows}
+    return {_normalized(r[0]) for r in rows}
 
 
 def trained_on(manifest: Mapping[str, Any], db: Any, corpus: Sequence[Clue]) -> set[str]:
@@ -130,7 +138,7 @@ def trained_on(manifest: Mapping[str, Any], db: Any, corpus: Sequence[Clue]) -> 
     splits and the clues reviewed up to its ``data.overrides_max_id``. Conservative: a clue
     that training left out (a conflicting copy, the old 20 % hold-out) counts as seen."""
     seen = seen_texts(db, int(manifest.get("data", {}).get("overrides_max_id", 0) or 0))
-    return seen | {normalize(c.text) for c in split(corpus, "train", "dev")}
+    return seen | {_normalized(c.text) for c in split(corpus, "train", "dev")}
 
 
 @dataclass
@@ -373,6 +381,15 @@ def retrain(
 
     The gate is described in the module docstring: the corpus ``test`` split, and the clues
     reviewed since the champion was trained, scored for the challenger out of fold."""
+    try:
+        return _retrain(home, corpus_path=corpus_path, min_new_overrides=min_new_overrides, max_drop=max_drop,
+                        force=force, seed=seed, by=by)
+    finally:
+        _normalized.cache_clear()
+
+
+def _retrain(home: Home, *, corpus_path: Any, min_new_overrides: int, max_drop: float, force: bool, seed: int,
+             by: str) -> RetrainOutcome:
     started = time.perf_counter()
     registry = Registry(home.models)
     db = connect(home.db_path)
@@ -403,7 +420,7 @@ def retrain(
     data = training_set(corpus, reviewed)
     examples = [*data.train, *data.dev]
     first = len(data.train) - len(data.reviewed)  # position of the first reviewed example
-    new_to_champion = [j for j, r in enumerate(data.reviewed) if normalize(r.text) not in seen]
+    new_to_champion = [j for j, r in enumerate(data.reviewed) if _normalized(r.text) not in seen]
     outcome = fit_and_calibrate(examples, seed=seed,
                                 calibrate_on=calibration_sample(examples, [first + j for j in new_to_champion]))
     cal = outcome.calibrated
@@ -433,7 +450,7 @@ def retrain(
                                               [tuple(HEADS)] * len(test)).summary()
     comparisons: list[Comparison] = []
     # the gate's real-clue evidence: clues new to the champion, scored out of fold (k: their rows above)
-    fresh = [k for k, j in enumerate(scored) if normalize(data.reviewed[j].text) not in seen]
+    fresh = [k for k, j in enumerate(scored) if _normalized(data.reviewed[j].text) not in seen]
     if champion is not None:
         comparisons.append(compare("corpus test", test_truth, _labels(champion.model, test_docs), mine, max_drop))
         if fresh:

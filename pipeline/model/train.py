@@ -12,8 +12,9 @@ clues form a group of their own.
    matters: real intake is not our corpus); every reviewed clue gets *out-of-fold* scores
    from members trained on most of the corpus and the other reviewed folds (the office's
    own intake, as the next clue will meet it). The folds are fitted side by side with the
-   final fit of step 5 and the familiarity folds of step 4, in forked worker processes
-   (one per CPU, at most ``MAX_FIT_PROCESSES``). Not threads: liblinear draws from one
+   members of the final fit of step 5 (each member a job of its own: six of them on every
+   example are the longest fits) and the familiarity folds of step 4, in forked worker
+   processes (one per CPU, at most ``MAX_FIT_PROCESSES``). Not threads: liblinear draws from one
    random generator per process, so fits sharing a process would not be reproducible.
 2. Fit each head's stacker (multinomial logistic regression over the members' scores) on
    those out-of-register scores: this is the calibration.
@@ -60,7 +61,7 @@ from .corpus import Clue, split
 from .evaluate import Evaluation, evaluate_predictions
 from .flags import has_alarm, needs_review
 from .model import DEFAULT_CONFIG, ModelConfig, TwoHeadModel, decide, fit_stacker, softmax
-from .vectorize import Keys, Vocabulary
+from .vectorize import Keys, held_out_familiarity
 
 UNFLAGGED_ACCURACY = {"attention": 0.90, "area": 0.95}
 FURTHER_RECALL_FLOOR = 0.90
@@ -375,9 +376,9 @@ def _job_fold(name: str, job: dict[str, Any] | None = None) -> FoldScores:
     return _fold_scores(j["examples"], j["keys"], j["config"], j["seed"], j["folds"], j["weights"], name)
 
 
-def _job_final(job: dict[str, Any] | None = None) -> TwoHeadModel:
+def _job_member(task: tuple[str, int], job: dict[str, Any] | None = None) -> tuple[np.ndarray, np.ndarray]:
     j = _JOB if job is None else job
-    return TwoHeadModel(j["config"], j["seed"]).fit(j["all_keys"], j["truth"], j["all_weights"])
+    return j["final"].fit_member(j["x"], j["truth"], j["all_weights"], *task)
 
 
 def _job_floor(job: dict[str, Any] | None = None) -> float:
@@ -390,12 +391,10 @@ def familiarity_floor(keys: Keys, config: ModelConfig, seed: int, quantile: floa
     training clues, each measured against a vocabulary fitted without it (5 random folds)."""
     n = keys.n_docs
     order = np.random.default_rng(seed).permutation(n)
-    values = np.zeros(n)
-    for fold in np.array_split(order, 5):
-        rest = np.setdiff1d(np.arange(n), fold)
-        vocab = Vocabulary(config.features, config.binary, config.min_df).fit(subset(keys, rest))
-        values[fold] = vocab.transform(subset(keys, fold)).familiarity
-    return float(np.quantile(values, quantile))
+    fold_of = np.zeros(n, dtype=np.int64)
+    for f, fold in enumerate(np.array_split(order, 5)):
+        fold_of[fold] = f
+    return float(np.quantile(held_out_familiarity(keys, fold_of, config.min_df), quantile))
 
 
 @dataclass
@@ -573,17 +572,25 @@ def fit_and_calibrate(examples: Sequence[Example], *, seed: int = 0, config: Mod
     alarm = [has_alarm(docs[i].text) for i in index.tolist()]
     folds = np.asarray(calibration_folds(sample, CALIBRATION_FOLDS, seed))
     names = sorted(set(folds.tolist()), key=lambda n: (-int((folds == n).sum()), n))  # longest fits first
+    final = TwoHeadModel(config, seed)
     job = {"examples": sample, "keys": sample_keys, "config": config, "seed": seed, "folds": folds,
-           "weights": _weights(sample), "all_keys": keys, "truth": truth, "all_weights": _weights(examples)}
+           "weights": _weights(sample), "all_keys": keys, "truth": truth, "all_weights": _weights(examples),
+           "final": final, "x": final.fit_vocabulary(keys)}  # the workers inherit the final fit's matrix
+    # longest first: members with a larger C take liblinear more passes (on 23,660 clues the
+    # two C = 2 members take about 30 CPU-s each, a C = 0.1 one 4), so they start at once
+    tasks = sorted(final.member_tasks(), key=lambda t: -config.heads[t[0]].members[t[1]].C)
     with _fit_pool(job) as pool:
         if pool is None:
-            final = _job_final(job)
+            members = {task: _job_member(task, job) for task in tasks}
             results = [_job_fold(n, job) for n in names]
             floor = _job_floor(job)
-        else:
-            final_job, floor_job = pool.submit(_job_final), pool.submit(_job_floor)
+        else:  # the final fit's members one by one, so that they too are spread over the workers
+            member_jobs = {task: pool.submit(_job_member, task) for task in tasks}
             fold_jobs = [pool.submit(_job_fold, n) for n in names]
-            final, floor, results = final_job.result(), floor_job.result(), [f.result() for f in fold_jobs]
+            floor_job = pool.submit(_job_floor)
+            members = {task: f.result() for task, f in member_jobs.items()}
+            floor, results = floor_job.result(), [f.result() for f in fold_jobs]
+    final.attach_members(truth, members)
     oog = _assemble(sample, config, [e.group for e in sample], results)
     cal = calibrate(sample, sample_keys, alarm, config, seed, oog, floor, reviewed_min=reviewed_min)
     cal.index = index

@@ -136,6 +136,33 @@ def batch_keys(docs: Sequence[Prepared], kind: str = "word+char") -> Keys:
     return Keys(np.concatenate(rows_parts), np.concatenate(keys_parts), n, words)
 
 
+def counted(keys: Keys) -> tuple[np.ndarray, np.ndarray, sparse.csr_matrix]:
+    """(the distinct keys, sorted; each key's index among them; the count of each distinct
+    key in each document, documents × distinct keys, each row's columns sorted)."""
+    distinct = np.unique(keys.keys)
+    at = np.searchsorted(distinct, keys.keys)
+    counts = sparse.coo_matrix((np.ones(len(at)), (keys.rows, at)), shape=(keys.n_docs, max(len(distinct), 1))).tocsr()
+    counts.sum_duplicates()
+    return distinct, at, counts
+
+
+def held_out_familiarity(keys: Keys, fold_of: np.ndarray, min_df: int = 1) -> np.ndarray:
+    """Each document's familiarity (see :attr:`Batch.familiarity`) against a vocabulary fitted
+    on the documents of the other folds (``fold_of``: each document's fold, 0…k-1): the same
+    values as fitting one :class:`Vocabulary` per fold, from one count of the keys. A key is
+    known to fold f's vocabulary when at least ``min_df`` documents outside f have it."""
+    n = keys.n_docs
+    distinct, at, counts = counted(keys)
+    folds = int(fold_of.max()) + 1 if n else 1
+    rows = np.repeat(np.arange(n), np.diff(counts.indptr))  # one entry per (document, key)
+    df = np.bincount(counts.indices, minlength=len(distinct))
+    df_fold = np.bincount(counts.indices * folds + fold_of[rows], minlength=len(distinct) * folds)
+    known = df[at] - df_fold[at * folds + fold_of[keys.rows]] >= min_df
+    seen = np.bincount(keys.rows[known], minlength=n)
+    total = np.bincount(keys.rows, minlength=n)
+    return np.divide(seen, total, out=np.zeros(n), where=total > 0)
+
+
 @dataclass
 class Batch:
     """A batch as the classifiers see it."""
@@ -171,17 +198,30 @@ class Vocabulary:
 
     def fit(self, keys: Keys) -> Vocabulary:
         """Learn the keys seen in training and their document frequencies."""
-        # distinct (document, key) pairs → document frequency per key
-        order = np.lexsort((keys.keys, keys.rows))
-        rows, ks = keys.rows[order], keys.keys[order]
-        first = np.ones(len(ks), dtype=bool)
-        first[1:] = (rows[1:] != rows[:-1]) | (ks[1:] != ks[:-1])
-        uniq, df = np.unique(ks[first], return_counts=True)
+        self._fit(keys)
+        return self
+
+    def _fit(self, keys: Keys) -> tuple[np.ndarray, sparse.csr_matrix, bool]:
+        """Fit; return each key's column among the distinct keys, the counts per (document,
+        column), and whether every distinct key was kept (then those are the vocabulary's
+        columns and ``counts`` is what :meth:`transform` would count)."""
+        distinct, at, counts = counted(keys)
+        df = np.bincount(counts.indices, minlength=len(distinct))  # each (document, key) once
         keep = df >= self.min_df
-        self.keys_ = uniq[keep]
+        self.keys_ = distinct[keep]
         self.idf_ = np.log((1.0 + keys.n_docs) / (1.0 + df[keep])) + 1.0
         self._buckets = None
-        return self
+        return at, counts, bool(keep.all()) and len(distinct) > 0
+
+    def fit_transform(self, keys: Keys) -> Batch:
+        """:meth:`fit` then :meth:`transform` of the same keys (the same matrix), counting once."""
+        at, counts, every = self._fit(keys)
+        if not every:
+            return self.transform(keys)
+        n = keys.n_docs
+        total = np.bincount(keys.rows, minlength=n)
+        familiarity = np.divide(total, total, out=np.zeros(n), where=total > 0)
+        return self._tfidf(counts, familiarity, at)
 
     def _bucket_index(self) -> tuple[int, np.ndarray]:
         """(bits, start): the keys whose top ``bits`` bits are ``b`` are
@@ -225,6 +265,10 @@ class Vocabulary:
         # counts per (document, column): coo → csr sums duplicates and sorts columns per row
         counts = sparse.coo_matrix((np.ones(int(known.sum())), (keys.rows[known], at[known])), shape=(n, size)).tocsr()
         counts.sum_duplicates()
+        return self._tfidf(counts, familiarity, at)
+
+    def _tfidf(self, counts: sparse.csr_matrix, familiarity: np.ndarray, at: np.ndarray) -> Batch:
+        n, size = counts.shape
         cols = counts.indices
         rows = np.repeat(np.arange(n), np.diff(counts.indptr))
         tf = np.ones(len(cols)) if self.binary else 1.0 + np.log(counts.data)

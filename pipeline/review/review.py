@@ -424,9 +424,12 @@ def group_members(db: sqlite3.Connection, key: str) -> list[str]:
     row = db.execute("SELECT COALESCE(group_key, clue_key) FROM clues WHERE clue_key = ?", (key,)).fetchone()
     if row is None:
         return [key]
+    # COALESCE(group_key, clue_key) = ? spelt out, so that SQLite searches the two indexes
+    # instead of scanning every clue (an import of 20,000 decisions asked 20,000 times: 110 s)
     others = [r[0] for r in db.execute(
-        "SELECT c.clue_key FROM clues c WHERE COALESCE(c.group_key, c.clue_key) = ? AND c.clue_key != ? "
-        "AND EXISTS (SELECT 1 FROM predictions p WHERE p.clue_key = c.clue_key) ORDER BY c.rowid", (row[0], key))]
+        "SELECT c.clue_key FROM clues c WHERE (c.group_key = ?1 OR (c.group_key IS NULL AND c.clue_key = ?1)) "
+        "AND c.clue_key != ?2 AND EXISTS (SELECT 1 FROM predictions p WHERE p.clue_key = c.clue_key) "
+        "ORDER BY c.rowid", (row[0], key))]
     return [key, *others]
 
 
