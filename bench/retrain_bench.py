@@ -25,7 +25,6 @@ from __future__ import annotations
 import argparse
 import csv
 import json
-import multiprocessing
 import os
 import random
 import resource
@@ -40,7 +39,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
-from triage_bench import TreeSampler  # noqa: E402
+from triage_bench import TreeSampler, train_in_child  # noqa: E402
 
 from pipeline.labels import HEADS  # noqa: E402
 from pipeline.paths import CORPUS_PATH, Home, resolve_home  # noqa: E402
@@ -81,12 +80,6 @@ def reviewed_clues(rows: int, seed: int = 0) -> list[tuple[str, str, str]]:
     raise SystemExit(f"at most {n * (n - 1):,} distinct pairs from {n} corpus texts")
 
 
-def _train_child(home_root: str) -> None:
-    from pipeline.model.train import train_and_register
-
-    train_and_register(resolve_home(home_root).ensure(), CORPUS_PATH, seed=0)
-
-
 def build(home: Home, rows: int, scratch: Path) -> dict[str, float]:
     """A champion trained on the corpus, a triage run of ``rows`` clues, every one reviewed."""
     from openpyxl import Workbook
@@ -97,13 +90,7 @@ def build(home: Home, rows: int, scratch: Path) -> dict[str, float]:
     from pipeline.store.store import connect
 
     seconds = {}
-    started = time.perf_counter()
-    child = multiprocessing.get_context("spawn").Process(target=_train_child, args=(str(home.root),))
-    child.start()
-    child.join()
-    if child.exitcode:
-        raise SystemExit(f"training failed with exit code {child.exitcode}")
-    seconds["train the champion"] = time.perf_counter() - started
+    seconds["train the champion"] = train_in_child(home)
 
     clues = reviewed_clues(rows)
     src = scratch / "clues.csv"

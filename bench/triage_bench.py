@@ -209,13 +209,19 @@ def ensure_model(home_arg: str | None, scratch: Path) -> tuple[Home, float | Non
             raise SystemExit(f"{home.root} has no model; leave out --home to train one")
         return home, None
     home = resolve_home(scratch / "home")
+    return home, train_in_child(home)
+
+
+def train_in_child(home: Home) -> float:
+    """Train the default model into ``home`` in a spawned child process (so that the calling
+    process stays small for memory measurements); seconds taken."""
     started = time.perf_counter()
     child = multiprocessing.get_context("spawn").Process(target=_train_child, args=(str(home.root),))
     child.start()
     child.join()
     if child.exitcode:
         raise SystemExit(f"training failed with exit code {child.exitcode}")
-    return home, time.perf_counter() - started
+    return time.perf_counter() - started
 
 
 def main(argv: list[str] | None = None) -> int:

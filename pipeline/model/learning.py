@@ -383,18 +383,9 @@ def curve_png(summary: Summary, register: str, target: Path) -> Path:
     (the paired view: the evaluation part changes with the seed, the gain much less), area
     macro-F1 and ``further`` recall; one line per order with a band of ± one sd over seeds.
     The CJK font is set up as for the confusion matrices."""
-    import matplotlib
+    from .report import chinese_pyplot, save_png
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    from ..fsutil import atomic_path
-    from .report import cjk_font
-
-    family = cjk_font()
-    if family:
-        plt.rcParams["font.sans-serif"] = [family, "DejaVu Sans"]
-        plt.rcParams["axes.unicode_minus"] = False
+    plt = chinese_pyplot()
     panels = ("attention", "gain", "area", "further_recall")
     fig, axes = plt.subplots(1, len(panels), figsize=(17, 4.2), dpi=100)
     try:
@@ -414,9 +405,6 @@ def curve_png(summary: Summary, register: str, target: Path) -> Path:
         axes[0].legend(loc="lower right")
         seeds = max((v["attention"][2] for (r, _, _), v in summary.items() if r == register), default=0)
         fig.suptitle(f"{register}: 未参与训练的文体，复核 k 条后在其余线索上的得分（{seeds} 个种子，均值 ± 标准差）")
-        fig.tight_layout()
-        with atomic_path(target) as tmp:
-            fig.savefig(tmp, format="png")
+        return save_png(fig, target)
     finally:
         plt.close(fig)
-    return target

@@ -33,20 +33,34 @@ def cjk_font() -> str | None:
     return next((family for family in _CJK_FAMILIES if family in names), None)
 
 
-def confusion_png(metrics: HeadMetrics, target: Path, title: str) -> Path:
-    """Draw one head's confusion matrix with Chinese class names."""
+def chinese_pyplot() -> Any:
+    """``matplotlib.pyplot`` on the Agg backend, with a CJK font first when one is installed."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     family = cjk_font()
+    if family:
+        plt.rcParams["font.sans-serif"] = [family, "DejaVu Sans"]
+        plt.rcParams["axes.unicode_minus"] = False
+    return plt
+
+
+def save_png(fig: Any, target: Path) -> Path:
+    """Lay the figure out and write it as a PNG, atomically (the caller closes it)."""
+    fig.tight_layout()
+    with atomic_path(target) as tmp:
+        fig.savefig(tmp, format="png")
+    return target
+
+
+def confusion_png(metrics: HeadMetrics, target: Path, title: str) -> Path:
+    """Draw one head's confusion matrix with Chinese class names."""
+    plt = chinese_pyplot()
     names = [SHORT_NAMES[label] for label in metrics.labels]
     fig, ax = plt.subplots(figsize=(6.4, 5.2), dpi=110)
     try:
-        if family:
-            plt.rcParams["font.sans-serif"] = [family, "DejaVu Sans"]
-            plt.rcParams["axes.unicode_minus"] = False
         matrix = metrics.confusion
         ax.imshow(matrix, cmap="Blues")
         ax.set_xticks(range(len(names)), names, rotation=30, ha="right")
@@ -58,12 +72,9 @@ def confusion_png(metrics: HeadMetrics, target: Path, title: str) -> Path:
         for i, row in enumerate(matrix):
             for j, value in enumerate(row):
                 ax.text(j, i, str(value), ha="center", va="center", color="white" if value > peak / 2 else "black")
-        fig.tight_layout()
-        with atomic_path(target) as tmp:
-            fig.savefig(tmp, format="png")
+        return save_png(fig, target)
     finally:
         plt.close(fig)
-    return target
 
 
 def _head_table(m: HeadMetrics) -> list[str]:
