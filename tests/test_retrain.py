@@ -240,10 +240,10 @@ def test_a_reviewed_copy_of_a_corpus_test_clue_is_never_trained_on():
 
 
 def test_a_head_the_reviewer_left_alone_is_not_weighted_as_a_decision():
-    from pipeline.model.train import REVIEW_WEIGHT, _weights
+    from pipeline.model.train import REVIEW_WEIGHT, review_weights
 
     examples = [Example("甲", "aware", "policy"), Example("乙", "further", "discipline", "review", ("area",))]
-    weights = _weights(examples)
+    weights = review_weights(examples)
     assert weights == {"attention": [1.0, 1.0], "area": [1.0, REVIEW_WEIGHT]}
 
 

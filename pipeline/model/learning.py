@@ -58,9 +58,9 @@ from .retrain import RetrainOutcome, retrain
 from .train import (
     REVIEWED_GROUP,
     Example,
-    _weights,
     examples_from,
     fit_and_calibrate,
+    review_weights,
     train_and_register,
 )
 
@@ -183,7 +183,7 @@ def plain_fit(champion: TwoHeadModel, examples: Sequence[Example]) -> TwoHeadMod
     training), with the champion's calibration: stackers and ``further`` threshold."""
     model = TwoHeadModel(champion.config, champion.seed, further_threshold=champion.further_threshold)
     model.fit(prepare([e.text for e in examples]), {h: [e.label(h) for e in examples] for h in HEADS},
-              _weights(examples))
+              review_weights(examples))
     for h in HEADS:
         if model.heads_[h].classes != champion.heads_[h].classes:
             raise ValueError(f"{h}: the refit knows classes {model.heads_[h].classes}, the champion "

@@ -141,7 +141,7 @@ class TrainOutcome:
     calibrated: Calibrated | None = None
 
 
-def _weights(examples: Sequence[Example]) -> dict[str, list[float]] | None:
+def review_weights(examples: Sequence[Example]) -> dict[str, list[float]] | None:
     """Per head: a reviewer's decision counts REVIEW_WEIGHT times; a head the reviewer left
     at the model's prediction counts once, so the model is not taught its own guesses."""
     if all(e.origin == "corpus" for e in examples):
@@ -339,7 +339,7 @@ def out_of_group(examples: Sequence[Example], keys: Keys, config: ModelConfig, s
         groups = _stratified(examples, 5, seed)
     if max_folds and len(set(groups)) > max_folds:
         groups = _grouped(groups, max_folds)
-    g, weights = np.asarray(groups), _weights(examples)
+    g, weights = np.asarray(groups), review_weights(examples)
     results = [_fold_scores(examples, keys, config, seed, g, weights, name) for name in sorted(set(groups))]
     return _assemble(examples, config, original, results)
 
@@ -574,7 +574,7 @@ def fit_and_calibrate(examples: Sequence[Example], *, seed: int = 0, config: Mod
     names = sorted(set(folds.tolist()), key=lambda n: (-int((folds == n).sum()), n))  # longest fits first
     final = TwoHeadModel(config, seed)
     job = {"examples": sample, "keys": sample_keys, "config": config, "seed": seed, "folds": folds,
-           "weights": _weights(sample), "all_keys": keys, "truth": truth, "all_weights": _weights(examples),
+           "weights": review_weights(sample), "all_keys": keys, "truth": truth, "all_weights": review_weights(examples),
            "final": final, "x": final.fit_vocabulary(keys)}  # the workers inherit the final fit's matrix
     # longest first: members with a larger C take liblinear more passes (on 23,660 clues the
     # two C = 2 members take about 30 CPU-s each, a C = 0.1 one 4), so they start at once
