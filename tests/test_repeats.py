@@ -195,6 +195,30 @@ def _clues(texts, units=None):
             for i, (t, c) in enumerate(zip(texts, canon, strict=True))]
 
 
+def _plain_signature(text):
+    """One-permutation MinHash of one text as :func:`signatures` defines it, one bigram at a time."""
+    from pipeline.intake.repeats import EMPTY, NUM_PERM
+
+    bins = [EMPTY] * NUM_PERM
+    for x, y in zip(text, text[1:], strict=False):
+        hashed = (((ord(x) << 21 | ord(y)) * 0x9E3779B97F4A7C15) % 2**64) >> 32
+        bins[hashed >> 26] = min(bins[hashed >> 26], hashed & (2**26 - 1))
+    if all(v == EMPTY for v in bins):
+        return bins
+    out = []
+    for j in range(NUM_PERM):  # an empty bin: the next filled one to its right, going round
+        distance = next(d for d in range(NUM_PERM) if bins[(j + d) % NUM_PERM] != EMPTY)
+        out.append(bins[(j + distance) % NUM_PERM] + (distance << 26))
+    return out
+
+
+def test_signatures_of_a_batch_are_each_text_s_own_one_permutation_minhash():
+    texts = ["", canonical(A), "甲", "甲乙", "", "甲乙丙甲乙", "😀😁x", "ab" * 40, canonical(PAIRS[2][1]), ""]
+    assert signatures(texts).tolist() == [_plain_signature(t) for t in texts]
+    assert signatures(["", "x"]).tolist() == [_plain_signature("")] * 2
+    assert signatures([]).shape == (0, 64)
+
+
 def test_bigram_rows_and_batch_intersections_agree_with_the_plain_jaccard():
     import numpy as np
 

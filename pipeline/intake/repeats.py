@@ -77,36 +77,40 @@ def signatures(canonical_texts: Sequence[str]) -> np.ndarray:
     """MinHash signatures (``len(texts) × NUM_PERM``, uint32) of the character bigrams of
     canonical texts, by one-permutation hashing: each bigram is hashed once, the top six
     bits choose one of the 64 bins and each bin keeps its smallest value; an empty bin
-    takes the value of the next non-empty bin to its right, offset by the distance
-    ("densification", so two texts' signatures stay comparable bin by bin). One hash per
+    takes the value of the next non-empty bin to its right (going round past the last
+    bin), offset by the distance ("densification", so two texts' signatures stay comparable bin by bin). One hash per
     bigram instead of 64 makes it about three times faster than classic MinHash, with the
     same results on the tests' paraphrase table and corpus. A text of fewer than two
     characters has no bigram; its row is all ``EMPTY`` and it is grouped by exact text only."""
     n = len(canonical_texts)
-    out = np.full((n, NUM_PERM), np.uint32(EMPTY), dtype=np.uint32)
-    rows = [i for i, text in enumerate(canonical_texts) if len(text) >= 2]
-    if not rows:
-        return out
-    lengths = np.array([len(canonical_texts[i]) for i in rows], dtype=np.int64)
-    codes = np.frombuffer("".join(canonical_texts[i] for i in rows).encode("utf-32-le"), dtype=np.uint32)
-    codes = codes.astype(np.uint64)
+    lengths = np.fromiter(map(len, canonical_texts), dtype=np.int64, count=n)
+    out = np.full((n + 1, NUM_PERM), np.uint32(EMPTY), dtype=np.uint32)  # row n: bigrams across two texts
+    if not (lengths >= 2).any():
+        return out[:n]
+    codes = np.frombuffer("".join(canonical_texts).encode("utf-32-le"), dtype=np.uint32).astype(np.uint64)
     # a bigram is one 42-bit number (two code points); one multiply-shift hashes it to 32 bits
-    pairs = (codes[:-1] << np.uint64(21)) | codes[1:]
-    keep = np.ones(len(pairs), dtype=bool)
-    keep[np.cumsum(lengths)[:-1] - 1] = False  # no bigram across two texts
-    hashed = ((pairs[keep] * _MIX) >> np.uint64(32)).astype(np.uint32)
-    owner = np.repeat(np.asarray(rows, dtype=np.int64), lengths - 1)
-    bins = (hashed >> np.uint32(32 - _BIN_BITS)).astype(np.int64)
-    np.minimum.at(out.reshape(-1), owner * NUM_PERM + bins, hashed & np.uint32(_VALUE_MASK))
-    empty = out == EMPTY
-    empty[np.setdiff1d(np.arange(n), rows)] = False  # rows without bigrams stay EMPTY
-    distance = 1
-    while distance < NUM_PERM and empty.any():
-        source = np.roll(out, -distance, axis=1)
-        take = empty & (source != EMPTY)
-        out[take] = source[take] + np.uint32(distance << (32 - _BIN_BITS))
-        empty &= ~take
-        distance += 1
+    hashed = ((((codes[:-1] << np.uint64(21)) | codes[1:]) * _MIX) >> np.uint64(32)).astype(np.uint32)
+    owner = np.repeat(np.arange(n, dtype=np.int64), lengths)[:-1]
+    ends = np.cumsum(lengths)[:-1] - 1
+    owner[ends[(ends >= 0) & (ends < len(owner))]] = n  # no bigram across two texts: the spare row takes it
+    slots = owner * NUM_PERM + (hashed >> np.uint32(32 - _BIN_BITS))
+    np.minimum.at(out.reshape(-1), slots, hashed & np.uint32(_VALUE_MASK))
+    out = out[:n]
+    # densification, all empty bins at once: the nearest filled bin to the right in the flat
+    # array, or (past the row's end) the row's first filled bin
+    full = out != EMPTY
+    empty = ~full
+    empty[~full.any(axis=1)] = False  # rows without bigrams stay EMPTY
+    gaps = np.flatnonzero(empty)
+    if len(gaps):
+        filled = np.flatnonzero(full)
+        flat = out.reshape(-1)
+        source = filled[np.minimum(np.searchsorted(filled, gaps), len(filled) - 1)]
+        row_start = gaps - gaps % NUM_PERM
+        wrap = (source < gaps) | (source >= row_start + NUM_PERM)
+        source[wrap] = filled[np.searchsorted(filled, row_start[wrap])]
+        distance = source - gaps + np.where(wrap, NUM_PERM, 0)
+        flat[gaps] = flat[source] + (distance.astype(np.uint32) << np.uint32(32 - _BIN_BITS))
     return out
 
 
