@@ -235,6 +235,18 @@ def test_bigram_rows_and_batch_intersections_agree_with_the_plain_jaccard():
     assert np.allclose(index._jaccards(a, b), expected)
 
 
+@pytest.mark.parametrize("extra", ["", "😀甲😀乙"])  # BMP only (sorted in 32 bits), or not
+def test_bigram_rows_of_texts_of_every_length_are_each_text_s_sorted_distinct_bigrams(extra):
+    from pipeline.intake.repeats import bigram_rows, bigrams
+
+    corpus = canonical("".join(t for pair in PAIRS for t in pair))
+    texts = ["", corpus[:700], "甲", "甲乙甲乙甲乙", "", corpus[:9], corpus[5:300] + extra, "乙" * 40, corpus, ""]
+    values, offsets = bigram_rows(texts)
+    assert values.dtype == np.uint64 and len(offsets) == len(texts) + 1
+    for i, text in enumerate(texts):
+        assert values[offsets[i]:offsets[i + 1]].tolist() == bigrams(text).tolist()
+
+
 def test_band_table_finds_every_entry_across_rehashes_and_stops_at_crowded_keys():
     import numpy as np
 

@@ -530,21 +530,49 @@ def _common_counts(values: np.ndarray, offsets: np.ndarray, a: np.ndarray, b: np
 
 def bigram_rows(canonical_texts: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
     """:func:`bigrams` of many texts at once: the values of all rows (each row sorted) and
-    the offsets of the rows (``len(texts) + 1``)."""
-    lengths = np.array([max(len(t) - 1, 0) for t in canonical_texts], dtype=np.int64)
-    offsets = np.zeros(len(canonical_texts) + 1, dtype=np.int64)
-    if not lengths.sum():
+    the offsets of the rows (``len(texts) + 1``). Each row is sorted on its own: rows of
+    about the same length are padded to one width (a power of two) and sorted along the
+    rows, many short sorts that are several times faster than one sort of the whole batch;
+    a batch of BMP characters only (the usual case) is sorted in 32 bits."""
+    n = len(canonical_texts)
+    lengths = np.fromiter(map(len, canonical_texts), dtype=np.int64, count=n)
+    counts = np.maximum(lengths - 1, 0)
+    offsets = np.zeros(n + 1, dtype=np.int64)
+    if not counts.any():
         return np.empty(0, dtype=np.uint64), offsets
-    joined = [t for t in canonical_texts if len(t) >= 2]
-    codes = np.frombuffer("".join(joined).encode("utf-32-le"), dtype=np.uint32).astype(np.uint64)
-    pairs = (codes[:-1] << np.uint64(21)) | codes[1:]
-    keep = np.ones(len(pairs), dtype=bool)
-    keep[np.cumsum([len(t) for t in joined])[:-1] - 1] = False  # no bigram across two texts
-    owner = np.repeat(np.arange(len(canonical_texts), dtype=np.uint64), lengths)
-    tagged = _distinct((owner << np.uint64(42)) | pairs[keep])
-    rows = (tagged >> np.uint64(42)).astype(np.int64)
-    offsets[1:] = np.cumsum(np.bincount(rows, minlength=len(canonical_texts)))
-    return tagged & np.uint64((1 << 42) - 1), offsets
+    codes = np.frombuffer("".join(canonical_texts).encode("utf-32-le"), dtype=np.uint32)
+    narrow = int(codes.max()) < 1 << 16
+    if narrow:
+        pairs = (codes[:-1] << np.uint32(16)) | codes[1:]
+    else:
+        wide = codes.astype(np.uint64)
+        pairs = (wide[:-1] << np.uint64(21)) | wide[1:]
+    pad = pairs.dtype.type(np.iinfo(pairs.dtype).max)
+    starts = np.cumsum(lengths) - lengths
+    widths = np.left_shift(1, np.ceil(np.log2(np.maximum(counts, 8))).astype(np.int64))
+    widths[counts == 0] = 0
+    padded = np.concatenate([pairs, np.full(int(widths.max()), pad)])
+    blocks = []
+    for width in np.unique(widths[widths > 0]).tolist():
+        rows = np.flatnonzero(widths == width)
+        block = np.lib.stride_tricks.sliding_window_view(padded, width)[starts[rows]]
+        block[np.arange(width) >= counts[rows, None]] = pad  # the next texts' bigrams
+        block.sort(axis=1)
+        first = np.empty(block.shape, dtype=bool)
+        first[:, 0] = True
+        np.not_equal(block[:, 1:], block[:, :-1], out=first[:, 1:])  # the first of equal bigrams
+        first &= np.arange(width) < counts[rows, None]  # not the padding (sorted last)
+        counts[rows] = first.sum(axis=1)
+        blocks.append((rows, block[first]))
+    offsets[1:] = np.cumsum(counts)
+    values = np.empty(int(offsets[-1]), dtype=pairs.dtype)
+    for rows, distinct in blocks:
+        of_row = counts[rows]
+        values[np.repeat(offsets[rows] - (np.cumsum(of_row) - of_row), of_row) + np.arange(len(distinct))] = distinct
+    if not narrow:
+        return values, offsets
+    wide = values.astype(np.uint64)  # to the 42-bit form of bigrams(): the order is the same
+    return ((wide >> np.uint64(16)) << np.uint64(21)) | (wide & np.uint64(0xFFFF)), offsets
 
 
 def bigrams(canonical_text: str) -> np.ndarray:
