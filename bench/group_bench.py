@@ -76,9 +76,10 @@ def run(texts: list[str], units: list[str],
     ``checkpoints`` (rows → 0), the traced memory after placing that many rows is filled in."""
     normalized = [normalize(t) for t in texts]
     keys = [text_hash(f"key {i}") for i in range(len(texts))]  # clue keys as triage makes them: 20 hex digits
-    # as in triage: only the latest clues stay in memory; clue ids and texts of older ones are
-    # read back when needed (here from a dict; triage reads them from the store)
-    stored = {key: (f"B{i}", text) for i, (key, text) in enumerate(zip(keys, texts, strict=True))}
+    # as in triage: only the latest clues stay in memory; clue ids and texts (raw and canonical)
+    # of older ones are read back when needed (here from a dict; triage reads them from the store)
+    stored = {key: (f"B{i}", text, canonical_of_normalized(norm))
+              for i, (key, text, norm) in enumerate(zip(keys, texts, normalized, strict=True))}
     if checkpoints is not None:
         tracemalloc.start()
     grouper = Grouper(lambda wanted: {k: stored[k] for k in wanted})

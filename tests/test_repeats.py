@@ -285,6 +285,31 @@ def test_a_grouper_reading_older_clues_back_groups_as_one_holding_everything(mon
     assert sum(bool(p.repeat_of) for p in kept) >= 20  # 19 of 20 paraphrases and the exact copy
 
 
+def test_the_store_keeps_canonical_texts_and_a_run_reads_them_back_without_normalising(model_home, tmp_path,
+                                                                                      monkeypatch):
+    """m024: triage stores each grouped clue's canonical text next to its signature; a later
+    run's exact checks read it back as it is; a clue stored before (NULL) is normalised."""
+    from pipeline.intake import repeats
+    from pipeline.intake.repeats import Grouper
+
+    firsts = [(f"X{i}", pair[0]) for i, pair in enumerate(PAIRS[:8])]
+    triage_file(model_home, _write(tmp_path / "a.csv", firsts), tmp_path / "a.out.csv", workers=1)
+    db = connect(model_home.db_path)
+    stored = db.execute("SELECT c.text, s.canon FROM clues c JOIN clue_signatures s USING (clue_key)").fetchall()
+    assert len(stored) == 8 and all(canon == canonical(text) for text, canon in stored)
+    clues = _clues([pair[1] for pair in PAIRS[:8]])
+    normalised: list[str] = []
+    monkeypatch.setattr(repeats, "canonical", lambda text: normalised.append(text) or canonical(text))
+
+    placed = Grouper.from_store(db).place(clues)
+    assert sum(p.repeat_of == f"X{i}" for i, p in enumerate(placed)) >= 7 and normalised == []
+
+    with db:
+        db.execute("UPDATE clue_signatures SET canon = NULL")  # a store grouped before m024
+    assert Grouper.from_store(db).place(clues) == placed and normalised
+    db.close()
+
+
 def test_a_key_twice_in_one_batch_is_one_clue_and_its_second_row_a_repeat():
     from pipeline.intake.repeats import Grouper
 

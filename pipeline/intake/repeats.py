@@ -13,11 +13,12 @@ template sentence about two units is two matters.
 Everything per clue is done with numpy for a whole batch at once: the signatures
 (:func:`signatures`, one hash per bigram), the LSH lookup (:class:`_Chains`, a chained hash
 table in flat arrays whose keys are recomputed from the signatures), the estimates, and the
-exact checks of all of a batch's uncertain pairs (:func:`bigram_rows`, one sort for the
-batch); Python only walks the batch once to give each clue its group. Per stored clue the
-index keeps numpy arrays only (about 350 bytes; ``bench/group_bench.py --memory``); texts
+exact checks of all of a batch's uncertain pairs (:func:`bigram_rows`, a few row-wise
+sorts for the batch); Python only walks the batch once to give each clue its group. Per
+stored clue the index keeps numpy arrays only (about 350 bytes; ``bench/group_bench.py --memory``); texts
 and clue ids of the latest :data:`TEXT_WINDOW` clues are kept, older ones are read from
-the store when an exact check or a repeat needs them. ``bench/group_bench.py`` measures the
+the store when an exact check or a repeat needs them (texts in canonical form, stored next
+to the signatures: not normalised again). ``bench/group_bench.py`` measures the
 speed. Signatures and groups are kept in the store so later runs group with earlier ones.
 Triage computes canonical texts and signatures in its workers and calls
 :meth:`Grouper.place` once per batch; :func:`group_texts` groups a plain list.
@@ -629,8 +630,10 @@ class Clue:
     text: str  # canonical form
 
 
-#: clue keys → (clue id, raw text) of clues the grouper no longer holds in memory
-Lookup = Callable[[list[str]], dict[str, tuple[str, str]]]
+#: clue keys → (clue id, raw text) or (clue id, raw text, canonical text or None) of clues
+#: the grouper no longer holds in memory: a canonical text given is used as it is, else the
+#: raw text is normalised (the store keeps canonical texts of clues grouped since m024)
+Lookup = Callable[[list[str]], dict[str, tuple[str, ...]]]
 
 
 class Grouper:
@@ -711,7 +714,7 @@ class Grouper:
         assert self.lookup is not None
         names = [self._name(i) for i in items]
         stored = self.lookup(names)
-        return [canonical(stored[name][1]) if name in stored else "" for name in names]
+        return [_canonical_of(stored[name]) if name in stored else "" for name in names]
 
     def place(self, clues: Sequence[Clue]) -> list[Placed]:
         """Group the classified rows of one batch, in input order."""
@@ -761,13 +764,20 @@ def _resized(array: np.ndarray, capacity: int, used: int) -> np.ndarray:
     return grown
 
 
-def _stored(db: sqlite3.Connection, keys: list[str]) -> dict[str, tuple[str, str]]:
-    """Clue id and text of stored clues, by clue key."""
-    out: dict[str, tuple[str, str]] = {}
+def _canonical_of(stored: tuple[str, ...]) -> str:
+    """The canonical text of a clue read back: stored, else computed from its raw text."""
+    return stored[2] if len(stored) > 2 and stored[2] is not None else canonical(stored[1])
+
+
+def _stored(db: sqlite3.Connection, keys: list[str]) -> dict[str, tuple[str, ...]]:
+    """Clue id, text and canonical text (None: not stored) of stored clues, by clue key."""
+    out: dict[str, tuple[str, ...]] = {}
     unique = list(dict.fromkeys(keys))
     for lo in range(0, len(unique), 500):
         chunk = unique[lo:lo + 500]
-        for key, clue_id, text in db.execute(f"SELECT clue_key, clue_id, text FROM clues WHERE clue_key IN "
-                                             f"({','.join('?' * len(chunk))})", chunk):
-            out[key] = (clue_id, text)
+        for key, clue_id, text, canon in db.execute(
+                f"SELECT c.clue_key, c.clue_id, c.text, s.canon FROM clues c "
+                f"LEFT JOIN clue_signatures s ON s.clue_key = c.clue_key "
+                f"WHERE c.clue_key IN ({','.join('?' * len(chunk))})", chunk):
+            out[key] = (clue_id, text, canon)
     return out
