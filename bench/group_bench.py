@@ -40,6 +40,7 @@ from pipeline.intake.repeats import (  # noqa: E402
     Clue,
     Grouper,
     canonical_of_normalized,
+    canonicals_of_normalized,
     signatures,
     text_hash,
 )
@@ -86,7 +87,7 @@ def run(texts: list[str], units: list[str],
     repeats, prepare, place, cpu = 0, 0.0, 0.0, 0.0
     for lo in range(0, len(normalized), BATCH):
         started, cpu_started = time.perf_counter(), time.process_time()
-        canon = [canonical_of_normalized(t) for t in normalized[lo:lo + BATCH]]
+        canon = canonicals_of_normalized(normalized[lo:lo + BATCH])
         sigs = signatures(canon)
         clues = [Clue(keys[lo + j], f"B{lo + j}", units[lo + j], text_hash(text), sigs[j], text)
                  for j, text in enumerate(canon)]

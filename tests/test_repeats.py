@@ -195,6 +195,15 @@ def _clues(texts, units=None):
             for i, (t, c) in enumerate(zip(texts, canon, strict=True))]
 
 
+def test_canonical_forms_of_a_batch_are_each_text_s_own():
+    from pipeline.intake.repeats import canonical_of_normalized, canonicals_of_normalized
+
+    every = "".join(map(chr, range(0x110000)))  # surrogates and astral code points included
+    texts = ["", A, " 甲，乙。 ", "a_b-c", "😀 ①Ⅻ𠀀", "", "\ud800x", "，", every, "甲"]
+    assert canonicals_of_normalized(texts) == [canonical_of_normalized(t) for t in texts]
+    assert canonicals_of_normalized([]) == [] and canonicals_of_normalized(["", "。"]) == ["", ""]
+
+
 def _plain_signature(text):
     """One-permutation MinHash of one text as :func:`signatures` defines it, one bigram at a time."""
     from pipeline.intake.repeats import EMPTY, NUM_PERM

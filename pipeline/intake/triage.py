@@ -85,7 +85,7 @@ from .repeats import (
     Clue,
     Grouper,
     Placed,
-    canonical_of_normalized,
+    canonicals_of_normalized,
     signatures,
     text_hash,
 )
@@ -237,7 +237,7 @@ def classify_texts(model: TwoHeadModel, texts: Sequence[str], units: Sequence[st
                     results[i] = Result("error", f"its unit could not be read ({exc.__class__.__name__})",
                                         needs_review=True)
         done = [i for i in todo if results[i].key]
-        canon = [canonical_of_normalized(screened[i][3]) for i in done]
+        canon = canonicals_of_normalized([screened[i][3] for i in done])
         sigs = signatures(canon)
         for j, i in enumerate(done):
             results[i].thash, results[i].sig, results[i].canon = text_hash(canon[j]), sigs[j].tobytes(), canon[j]
