@@ -319,6 +319,20 @@ def test_the_store_keeps_canonical_texts_and_a_run_reads_them_back_without_norma
     db.close()
 
 
+def test_group_names_of_a_batch_are_the_keys_of_indexed_first_clues_or_stored_group_keys():
+    from pipeline.intake.repeats import Grouper
+
+    grouper = Grouper()
+    clues = _clues([A, B, C])
+    grouper.place(clues)
+    foreign = grouper._group_numbers(["f" * 20, clues[1].key, "e" * 20]).tolist()
+    assert foreign[1] == 1 and foreign[0] < 0 and foreign[2] < 0
+    groups = [2, foreign[0], 0, foreign[2], 1, 2]
+    assert grouper._names(groups) == [
+        clues[2].key, "f" * 20, clues[0].key, "e" * 20, clues[1].key, clues[2].key]
+    assert grouper._names([]) == []
+
+
 def test_a_key_twice_in_one_batch_is_one_clue_and_its_second_row_a_repeat():
     from pipeline.intake.repeats import Grouper
 

@@ -697,7 +697,7 @@ class Grouper:
             grouper.index.groups[items] = grouper._group_numbers([r[2] or r[0] for r in rows])
         return grouper
 
-    def _add_keys(self, keys: Sequence[str], first: int) -> np.ndarray:
+    def _add_keys(self, keys: Sequence[str], first: int, key64: np.ndarray | None = None) -> np.ndarray:
         items = np.arange(first, first + len(keys), dtype=np.int64)
         size = first + len(keys)
         if size > len(self._key64):
@@ -706,7 +706,7 @@ class Grouper:
             self._key64 = _resized(self._key64, capacity, first)
             self._seen = _resized(self._seen, capacity, first)
         self._keys[items] = np.frombuffer(bytes.fromhex("".join(keys)), dtype=np.uint8).reshape(len(keys), 10)
-        self._key64[items] = _hash64s(keys)
+        self._key64[items] = _hash64s(keys) if key64 is None else key64
         self._known.reserve(size)
         self._known.link(items)
         return items
@@ -730,14 +730,15 @@ class Grouper:
             numbers[i] = -1 - self._foreign[group_keys[i]]
         return numbers.astype(np.int32)
 
-    def _name(self, group: int) -> str:
-        if group >= 0:
-            return self._keys[group].tobytes().hex()
-        return self._foreign_names[-1 - group]
+    def _names(self, groups: Sequence[int]) -> list[str]:
+        """The key of each group: its first clue's key, or a stored group key (one hexadecimal
+        conversion for the whole batch)."""
+        hexed = self._keys[np.asarray(groups, dtype=np.int64).clip(0)].tobytes().hex()
+        return [hexed[20 * k:20 * k + 20] if g >= 0 else self._foreign_names[-1 - g] for k, g in enumerate(groups)]
 
     def _fetch_texts(self, items: list[int]) -> list[str]:
         assert self.lookup is not None
-        names = [self._name(i) for i in items]
+        names = self._names(items)
         stored = self.lookup(names)
         return [_canonical_of(stored[name]) if name in stored else "" for name in names]
 
@@ -753,7 +754,7 @@ class Grouper:
             start = len(self.index)
             self.index.place_batch([clues[j].thash for j in fresh], [clues[j].unit_key for j in fresh],
                                    np.stack([clues[j].sig for j in fresh]), [clues[j].text for j in fresh])
-            placed = self._add_keys([clues[j].key for j in fresh], start)
+            placed = self._add_keys([clues[j].key for j in fresh], start, key64[fresh])
             self._seen[placed] = False
             self._ids.update(zip(placed.tolist(), (clues[j].clue_id for j in fresh), strict=True))
             if self.lookup is not None and len(self._ids) > TEXT_WINDOW + TEXT_WINDOW // 2:
@@ -765,7 +766,7 @@ class Grouper:
         groups = self.index.groups[items]
         distinct = sorted(set(groups.tolist()))
         ids = self._first_ids(distinct)
-        names = {g: self._name(g) for g in distinct}
+        names = dict(zip(distinct, self._names(distinct), strict=True))
         # a group starts at its first clue, the first time that clue is seen in this run
         seen = self._seen[items] | (_first_of_each(items) != np.arange(len(items)))
         self._seen[items] = True
@@ -778,8 +779,9 @@ class Grouper:
         out = {g: self._ids[g] for g in groups if g in self._ids}
         missing = [g for g in groups if g not in out]
         if missing and self.lookup is not None:
-            stored = self.lookup([self._name(g) for g in missing])
-            out.update((g, stored[self._name(g)][0]) for g in missing if self._name(g) in stored)
+            names = self._names(missing)
+            stored = self.lookup(names)
+            out.update((g, stored[name][0]) for g, name in zip(missing, names, strict=True) if name in stored)
         return out
 
 
