@@ -83,7 +83,8 @@ def run(texts: list[str], units: list[str],
               for i, (key, text, norm) in enumerate(zip(keys, texts, normalized, strict=True))}
     if checkpoints is not None:
         tracemalloc.start()
-    grouper = Grouper(lambda wanted: {k: stored[k] for k in wanted})
+    # each read gives new strings, as the store does (the grouper's read-back cache holds them)
+    grouper = Grouper(lambda wanted: {k: (*stored[k][:2], stored[k][2].encode().decode()) for k in wanted})
     repeats, prepare, place, cpu = 0, 0.0, 0.0, 0.0
     for lo in range(0, len(normalized), BATCH):
         started, cpu_started = time.perf_counter(), time.process_time()
