@@ -396,6 +396,15 @@ def test_candidate_pairs_are_packed_deduplicated_and_ordered(a_below, b_below):
     assert list(zip(pa.tolist(), pb.tolist(), strict=True)) == [(0, 2**20 - 1), (1, 2), (1, 7), (3, 5)]
 
 
+def test_the_stable_order_of_32_bit_keys_is_numpy_s():
+    from pipeline.intake.repeats import _stable_order
+
+    keys = np.random.default_rng(0).integers(0, 50, 5000).astype(np.uint64) << np.uint64(26)
+    keys[::3] = 2**32 - 1
+    for part in (keys, keys[:1], keys[:0], keys.astype(np.int64)):
+        assert (_stable_order(part) == np.argsort(part, kind="stable")).all()
+
+
 def test_a_key_is_found_crowded_through_its_filter_only_when_it_is():
     from pipeline.intake.repeats import BANDS, CROWDED, RepeatIndex
 
