@@ -195,6 +195,39 @@ def _clues(texts, units=None):
             for i, (t, c) in enumerate(zip(texts, canon, strict=True))]
 
 
+def test_canonical_forms_of_a_batch_are_each_text_s_own():
+    from pipeline.intake.repeats import canonical_of_normalized, canonicals_of_normalized
+
+    every = "".join(map(chr, range(0x110000)))  # surrogates and astral code points included
+    texts = ["", A, " 甲，乙。 ", "a_b-c", "😀 ①Ⅻ𠀀", "", "\ud800x", "，", every, "甲"]
+    assert canonicals_of_normalized(texts) == [canonical_of_normalized(t) for t in texts]
+    assert canonicals_of_normalized([]) == [] and canonicals_of_normalized(["", "。"]) == ["", ""]
+
+
+def _plain_signature(text):
+    """One-permutation MinHash of one text as :func:`signatures` defines it, one bigram at a time."""
+    from pipeline.intake.repeats import EMPTY, NUM_PERM
+
+    bins = [EMPTY] * NUM_PERM
+    for x, y in zip(text, text[1:], strict=False):
+        hashed = (((ord(x) << 21 | ord(y)) * 0x9E3779B97F4A7C15) % 2**64) >> 32
+        bins[hashed >> 26] = min(bins[hashed >> 26], hashed & (2**26 - 1))
+    if all(v == EMPTY for v in bins):
+        return bins
+    out = []
+    for j in range(NUM_PERM):  # an empty bin: the next filled one to its right, going round
+        distance = next(d for d in range(NUM_PERM) if bins[(j + d) % NUM_PERM] != EMPTY)
+        out.append(bins[(j + distance) % NUM_PERM] + (distance << 26))
+    return out
+
+
+def test_signatures_of_a_batch_are_each_text_s_own_one_permutation_minhash():
+    texts = ["", canonical(A), "甲", "甲乙", "", "甲乙丙甲乙", "😀😁x", "ab" * 40, canonical(PAIRS[2][1]), ""]
+    assert signatures(texts).tolist() == [_plain_signature(t) for t in texts]
+    assert signatures(["", "x"]).tolist() == [_plain_signature("")] * 2
+    assert signatures([]).shape == (0, 64)
+
+
 def test_bigram_rows_and_batch_intersections_agree_with_the_plain_jaccard():
     import numpy as np
 
@@ -209,6 +242,18 @@ def test_bigram_rows_and_batch_intersections_agree_with_the_plain_jaccard():
     a, b = np.array([0, 0, 2, 12, 5]), np.array([1, 3, 3, 1, 13])
     expected = [jaccard(bigrams(texts[i]), bigrams(texts[j])) for i, j in zip(a, b, strict=True)]
     assert np.allclose(index._jaccards(a, b), expected)
+
+
+@pytest.mark.parametrize("extra", ["", "😀甲😀乙"])  # BMP only (sorted in 32 bits), or not
+def test_bigram_rows_of_texts_of_every_length_are_each_text_s_sorted_distinct_bigrams(extra):
+    from pipeline.intake.repeats import bigram_rows, bigrams
+
+    corpus = canonical("".join(t for pair in PAIRS for t in pair))
+    texts = ["", corpus[:700], "甲", "甲乙甲乙甲乙", "", corpus[:9], corpus[5:300] + extra, "乙" * 40, corpus, ""]
+    values, offsets = bigram_rows(texts)
+    assert values.dtype == np.uint64 and len(offsets) == len(texts) + 1
+    for i, text in enumerate(texts):
+        assert values[offsets[i]:offsets[i + 1]].tolist() == bigrams(text).tolist()
 
 
 def test_band_table_finds_every_entry_across_rehashes_and_stops_at_crowded_keys():
@@ -247,6 +292,45 @@ def test_a_grouper_reading_older_clues_back_groups_as_one_holding_everything(mon
     assert read_back == kept and asked
     assert len(windowed._ids) <= 7 and len(windowed.index._texts) <= 7  # 1.5 windows, or one batch
     assert sum(bool(p.repeat_of) for p in kept) >= 20  # 19 of 20 paraphrases and the exact copy
+
+
+def test_the_store_keeps_canonical_texts_and_a_run_reads_them_back_without_normalising(model_home, tmp_path,
+                                                                                      monkeypatch):
+    """m024: triage stores each grouped clue's canonical text next to its signature; a later
+    run's exact checks read it back as it is; a clue stored before (NULL) is normalised."""
+    from pipeline.intake import repeats
+    from pipeline.intake.repeats import Grouper
+
+    firsts = [(f"X{i}", pair[0]) for i, pair in enumerate(PAIRS[:8])]
+    triage_file(model_home, _write(tmp_path / "a.csv", firsts), tmp_path / "a.out.csv", workers=1)
+    db = connect(model_home.db_path)
+    stored = db.execute("SELECT c.text, s.canon FROM clues c JOIN clue_signatures s USING (clue_key)").fetchall()
+    assert len(stored) == 8 and all(canon == canonical(text) for text, canon in stored)
+    clues = _clues([pair[1] for pair in PAIRS[:8]])
+    normalised: list[str] = []
+    monkeypatch.setattr(repeats, "canonical", lambda text: normalised.append(text) or canonical(text))
+
+    placed = Grouper.from_store(db).place(clues)
+    assert sum(p.repeat_of == f"X{i}" for i, p in enumerate(placed)) >= 7 and normalised == []
+
+    with db:
+        db.execute("UPDATE clue_signatures SET canon = NULL")  # a store grouped before m024
+    assert Grouper.from_store(db).place(clues) == placed and normalised
+    db.close()
+
+
+def test_group_names_of_a_batch_are_the_keys_of_indexed_first_clues_or_stored_group_keys():
+    from pipeline.intake.repeats import Grouper
+
+    grouper = Grouper()
+    clues = _clues([A, B, C])
+    grouper.place(clues)
+    foreign = grouper._group_numbers(["f" * 20, clues[1].key, "e" * 20]).tolist()
+    assert foreign[1] == 1 and foreign[0] < 0 and foreign[2] < 0
+    groups = [2, foreign[0], 0, foreign[2], 1, 2]
+    assert grouper._names(groups) == [
+        clues[2].key, "f" * 20, clues[0].key, "e" * 20, clues[1].key, clues[2].key]
+    assert grouper._names([]) == []
 
 
 def test_a_key_twice_in_one_batch_is_one_clue_and_its_second_row_a_repeat():
@@ -310,6 +394,15 @@ def test_candidate_pairs_are_packed_deduplicated_and_ordered(a_below, b_below):
     a, b = np.array([3, 1, 3, 0, 1]), np.array([5, 7, 5, 2**20 - 1, 2])
     pa, pb = _distinct_pairs(a, b, a_below, b_below)
     assert list(zip(pa.tolist(), pb.tolist(), strict=True)) == [(0, 2**20 - 1), (1, 2), (1, 7), (3, 5)]
+
+
+def test_the_stable_order_of_32_bit_keys_is_numpy_s():
+    from pipeline.intake.repeats import _stable_order
+
+    keys = np.random.default_rng(0).integers(0, 50, 5000).astype(np.uint64) << np.uint64(26)
+    keys[::3] = 2**32 - 1
+    for part in (keys, keys[:1], keys[:0], keys.astype(np.int64)):
+        assert (_stable_order(part) == np.argsort(part, kind="stable")).all()
 
 
 def test_a_key_is_found_crowded_through_its_filter_only_when_it_is():

@@ -85,7 +85,7 @@ from .repeats import (
     Clue,
     Grouper,
     Placed,
-    canonical_of_normalized,
+    canonicals_of_normalized,
     signatures,
     text_hash,
 )
@@ -237,7 +237,7 @@ def classify_texts(model: TwoHeadModel, texts: Sequence[str], units: Sequence[st
                     results[i] = Result("error", f"its unit could not be read ({exc.__class__.__name__})",
                                         needs_review=True)
         done = [i for i in todo if results[i].key]
-        canon = [canonical_of_normalized(screened[i][3]) for i in done]
+        canon = canonicals_of_normalized([screened[i][3] for i in done])
         sigs = signatures(canon)
         for j, i in enumerate(done):
             results[i].thash, results[i].sig, results[i].canon = text_hash(canon[j]), sigs[j].tobytes(), canon[j]
@@ -676,7 +676,7 @@ class _StoreWriter:
             self.clues.append((key, clue_id, written, resolved, row.values[cf.text_col], self.run_id,
                                placed.group if placed else None))
             if placed is not None:
-                self.signatures.append((key, res.thash, res.sig))
+                self.signatures.append((key, res.thash, res.sig, res.canon))
         self.predictions.append(
             (self.run_id, row.number, key, clue_id, res.status, res.attention or None, res.attention_conf,
              res.area or None, res.area_conf, res.margin, int(res.needs_review), *(fields[i] for i in _STORED_AT))
@@ -700,7 +700,8 @@ class _StoreWriter:
             self.db.executemany("INSERT INTO clues (clue_key, clue_id, unit, unit_key, text, first_run, group_key) "
                                 "VALUES (?, ?, ?, ?, ?, ?, ?)", self._new_clues())
             # derived data, not part of the audit trail: a clue stored before grouping gets its signature now
-            self.db.executemany("INSERT OR IGNORE INTO clue_signatures VALUES (?, ?, ?)", self.signatures)
+            self.db.executemany("INSERT OR IGNORE INTO clue_signatures (clue_key, text_hash, signature, canon) "
+                                "VALUES (?, ?, ?, ?)", self.signatures)
             self.db.executemany("INSERT INTO predictions VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                                 self.predictions)
         self.clues.clear()

@@ -519,6 +519,15 @@ def m023_assignments(db: sqlite3.Connection) -> None:
     )
 
 
+def m024_canonical_texts(db: sqlite3.Connection) -> None:
+    """The canonical form (:func:`pipeline.intake.repeats.canonical`) of each grouped clue's
+    text next to its signature, so a run that reads an older clue back for an exact check
+    does not normalise it again (a third of the time of those checks). Derived data like the
+    signature, about the size of the text again; NULL for clues grouped before (they are
+    normalised when read back, as before)."""
+    db.execute("ALTER TABLE clue_signatures ADD COLUMN canon TEXT")
+
+
 def m030_web_sessions(db: sqlite3.Connection) -> None:
     """Sign-in for the review page (``clue-triage serve``): one-time sign-in tokens and
     browser sessions, each stored as the sha256 of its secret so a copy of the database
@@ -572,7 +581,7 @@ def m031_review_leases(db: sqlite3.Connection) -> None:
 # (issue 11), m020_… the inspection workflow (issue 13), m030_… the review page (issue 14)
 MIGRATIONS: tuple[Callable[[sqlite3.Connection], None], ...] = (
     m001_initial, m002_override_guards, m010_identifier_keys, m011_audit_guards,
-    m020_units_and_recusal_ends, m021_rounds, m022_repeat_groups, m023_assignments,
+    m020_units_and_recusal_ends, m021_rounds, m022_repeat_groups, m023_assignments, m024_canonical_texts,
     m030_web_sessions, m031_review_leases,
 )
 
