@@ -28,7 +28,7 @@ from sklearn.svm import LinearSVC
 from ..labels import HEADS
 from ..text.features import Prepared, ScriptMap, display_term, is_shown
 from ..text.normalize import fold
-from .vectorize import Batch, Keys, Vocabulary, Words, batch_keys, word_pair_key
+from .vectorize import Batch, Counts, Keys, Vocabulary, Words, batch_keys, word_pair_key
 
 CLASSIFIERS = ("linsvc", "logreg")
 
@@ -272,10 +272,11 @@ class TwoHeadModel:
     # The three steps of :meth:`fit`, for callers that fit the members in worker processes
     # (:func:`pipeline.model.train.fit_and_calibrate`): each member fit is seeded on its own,
     # so where and in which order they run does not change the model.
-    def fit_vocabulary(self, keys: Keys) -> sparse.csr_matrix:
-        """Fit the vocabulary on ``keys``; return their TF-IDF matrix (the members' input)."""
+    def fit_vocabulary(self, keys: Keys, count: Counts | None = None) -> sparse.csr_matrix:
+        """Fit the vocabulary on ``keys``; return their TF-IDF matrix (the members' input).
+        ``count``: :func:`~pipeline.model.vectorize.counted` of ``keys``, if the caller has it."""
         self.vocab_ = Vocabulary(self.config.features, self.config.binary, self.config.min_df)
-        return self.vocab_.fit_transform(keys).matrix
+        return self.vocab_.fit_transform(keys, count).matrix
 
     def member_tasks(self) -> list[tuple[str, int]]:
         """(head, member number) of every member fit, in :meth:`fit`'s order."""

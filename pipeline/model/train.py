@@ -61,7 +61,7 @@ from .corpus import Clue, split
 from .evaluate import Evaluation, evaluate_predictions
 from .flags import has_alarm, needs_review
 from .model import DEFAULT_CONFIG, ModelConfig, TwoHeadModel, decide, fit_stacker, softmax
-from .vectorize import Keys, held_out_familiarity
+from .vectorize import Counts, Keys, counted, held_out_familiarity
 
 UNFLAGGED_ACCURACY = {"attention": 0.90, "area": 0.95}
 FURTHER_RECALL_FLOOR = 0.90
@@ -349,13 +349,15 @@ _JOB: dict[str, Any] = {}
 
 
 @contextmanager
-def _fit_pool(job: dict[str, Any]) -> Iterator[ProcessPoolExecutor | None]:
-    """Worker processes forked with ``job`` in their memory (no pickling of the feature keys),
-    or None when only one fit can run at a time."""
-    workers = fit_processes()
-    if workers < 2:
+def _fit_pool(job: dict[str, Any], workers: int | None = None) -> Iterator[ProcessPoolExecutor | None]:
+    """Worker processes (``workers``, default ``fit_processes()``) forked at the first
+    submit with ``job`` in their memory (no pickling of the feature keys), or None when only
+    one fit can run at a time."""
+    if fit_processes() < 2:
         yield None
         return
+    workers = workers or fit_processes()
+    _JOB.clear()
     _JOB.update(job)
     pool = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("fork"))
     try:
@@ -383,10 +385,11 @@ def _job_member(task: tuple[str, int], job: dict[str, Any] | None = None) -> tup
 
 def _job_floor(job: dict[str, Any] | None = None) -> float:
     j = _JOB if job is None else job
-    return familiarity_floor(j["all_keys"], j["config"], j["seed"])
+    return familiarity_floor(j["all_keys"], j["config"], j["seed"], count=j["count"])
 
 
-def familiarity_floor(keys: Keys, config: ModelConfig, seed: int, quantile: float = FAMILIARITY_QUANTILE) -> float:
+def familiarity_floor(keys: Keys, config: ModelConfig, seed: int, quantile: float = FAMILIARITY_QUANTILE,
+                      count: Counts | None = None) -> float:
     """Step 4: the familiarity below which a clue is stranger than ``1 - quantile`` of
     training clues, each measured against a vocabulary fitted without it (5 random folds)."""
     n = keys.n_docs
@@ -394,7 +397,7 @@ def familiarity_floor(keys: Keys, config: ModelConfig, seed: int, quantile: floa
     fold_of = np.zeros(n, dtype=np.int64)
     for f, fold in enumerate(np.array_split(order, 5)):
         fold_of[fold] = f
-    return float(np.quantile(held_out_familiarity(keys, fold_of, config.min_df), quantile))
+    return float(np.quantile(held_out_familiarity(keys, fold_of, config.min_df, count), quantile))
 
 
 @dataclass
@@ -558,10 +561,10 @@ def fit_and_calibrate(examples: Sequence[Example], *, seed: int = 0, config: Mod
     """Run the protocol in the module docstring and return the final model.
 
     Steps 1–4 use the examples at positions ``calibrate_on`` (default: every one; see
-    :func:`calibration_sample`), the final fit every example. The final fit (step 5), the
-    folds of step 1 and the familiarity folds of step 4 run side by side in
-    ``fit_processes()`` worker processes; the result does not depend on how many (each fit
-    is seeded on its own)."""
+    :func:`calibration_sample`), the final fit every example. The folds of step 1 run in
+    one worker process from the start; the final fit's members (step 5) and the familiarity
+    folds of step 4 in ``fit_processes()`` more, forked once the final vocabulary is fitted;
+    the result does not depend on how many (each fit is seeded on its own)."""
     config = config or DEFAULT_CONFIG
     docs = prepare([e.text for e in examples])
     keys = TwoHeadModel(config, seed).keys(docs)
@@ -574,22 +577,28 @@ def fit_and_calibrate(examples: Sequence[Example], *, seed: int = 0, config: Mod
     names = sorted(set(folds.tolist()), key=lambda n: (-int((folds == n).sum()), n))  # longest fits first
     final = TwoHeadModel(config, seed)
     job = {"examples": sample, "keys": sample_keys, "config": config, "seed": seed, "folds": folds,
-           "weights": review_weights(sample), "all_keys": keys, "truth": truth, "all_weights": review_weights(examples),
-           "final": final, "x": final.fit_vocabulary(keys)}  # the workers inherit the final fit's matrix
-    # longest first: members with a larger C take liblinear more passes (on 23,660 clues the
-    # two C = 2 members take about 30 CPU-s each, a C = 0.1 one 4), so they start at once
-    tasks = sorted(final.member_tasks(), key=lambda t: -config.heads[t[0]].members[t[1]].C)
-    with _fit_pool(job) as pool:
-        if pool is None:
-            members = {task: _job_member(task, job) for task in tasks}
-            results = [_job_fold(n, job) for n in names]
-            floor = _job_floor(job)
-        else:  # the final fit's members one by one, so that they too are spread over the workers
-            member_jobs = {task: pool.submit(_job_member, task) for task in tasks}
-            fold_jobs = [pool.submit(_job_fold, n) for n in names]
-            floor_job = pool.submit(_job_floor)
-            members = {task: f.result() for task, f in member_jobs.items()}
-            floor, results = floor_job.result(), [f.result() for f in fold_jobs]
+           "weights": review_weights(sample)}
+    # The folds need only their keys: one worker starts them at once, while this process
+    # fits the final vocabulary (a core would otherwise wait); then the final fit's members,
+    # one by one, and the floor go to workers forked with its matrix.
+    with _fit_pool(job, workers=1) as fold_pool:
+        fold_jobs = [fold_pool.submit(_job_fold, n) for n in names] if fold_pool is not None else []
+        count = counted(keys)  # once, for the final vocabulary and the familiarity floor
+        job = {**job, "all_keys": keys, "truth": truth, "all_weights": review_weights(examples), "final": final,
+               "x": final.fit_vocabulary(keys, count), "count": count}  # what the member workers inherit
+        # longest first: members with a larger C take liblinear more passes (on 23,660 clues
+        # the two C = 2 members take 12–16 CPU-s each, a C = 0.1 one 2), so they start at once
+        tasks = sorted(final.member_tasks(), key=lambda t: -config.heads[t[0]].members[t[1]].C)
+        with _fit_pool(job) as pool:
+            if pool is None:
+                members = {task: _job_member(task, job) for task in tasks}
+                floor = _job_floor(job)
+            else:
+                member_jobs = {task: pool.submit(_job_member, task) for task in tasks}
+                floor_job = pool.submit(_job_floor)
+                members = {task: f.result() for task, f in member_jobs.items()}
+                floor = floor_job.result()
+        results = [f.result() for f in fold_jobs] if fold_pool is not None else [_job_fold(n, job) for n in names]
     final.attach_members(truth, members)
     oog = _assemble(sample, config, [e.group for e in sample], results)
     cal = calibrate(sample, sample_keys, alarm, config, seed, oog, floor, reviewed_min=reviewed_min)

@@ -136,9 +136,14 @@ def batch_keys(docs: Sequence[Prepared], kind: str = "word+char") -> Keys:
     return Keys(np.concatenate(rows_parts), np.concatenate(keys_parts), n, words)
 
 
-def counted(keys: Keys) -> tuple[np.ndarray, np.ndarray, sparse.csr_matrix]:
+Counts = tuple[np.ndarray, np.ndarray, sparse.csr_matrix]  # what :func:`counted` returns
+
+
+def counted(keys: Keys) -> Counts:
     """(the distinct keys, sorted; each key's index among them; the count of each distinct
-    key in each document, documents × distinct keys, each row's columns sorted)."""
+    key in each document, documents × distinct keys, each row's columns sorted). The
+    costliest step of fitting a vocabulary: a caller that needs it for the same keys twice
+    (a vocabulary and :func:`held_out_familiarity`) passes it to both."""
     distinct = np.unique(keys.keys)
     at = np.searchsorted(distinct, keys.keys)
     counts = sparse.coo_matrix((np.ones(len(at)), (keys.rows, at)), shape=(keys.n_docs, max(len(distinct), 1))).tocsr()
@@ -146,13 +151,14 @@ def counted(keys: Keys) -> tuple[np.ndarray, np.ndarray, sparse.csr_matrix]:
     return distinct, at, counts
 
 
-def held_out_familiarity(keys: Keys, fold_of: np.ndarray, min_df: int = 1) -> np.ndarray:
+def held_out_familiarity(keys: Keys, fold_of: np.ndarray, min_df: int = 1, count: Counts | None = None) -> np.ndarray:
     """Each document's familiarity (see :attr:`Batch.familiarity`) against a vocabulary fitted
     on the documents of the other folds (``fold_of``: each document's fold, 0…k-1): the same
     values as fitting one :class:`Vocabulary` per fold, from one count of the keys. A key is
-    known to fold f's vocabulary when at least ``min_df`` documents outside f have it."""
+    known to fold f's vocabulary when at least ``min_df`` documents outside f have it.
+    ``count``: :func:`counted` of ``keys``, if the caller has it."""
     n = keys.n_docs
-    distinct, at, counts = counted(keys)
+    distinct, at, counts = count if count is not None else counted(keys)
     folds = int(fold_of.max()) + 1 if n else 1
     rows = np.repeat(np.arange(n), np.diff(counts.indptr))  # one entry per (document, key)
     df = np.bincount(counts.indices, minlength=len(distinct))
@@ -201,11 +207,11 @@ class Vocabulary:
         self._fit(keys)
         return self
 
-    def _fit(self, keys: Keys) -> tuple[np.ndarray, sparse.csr_matrix, bool]:
+    def _fit(self, keys: Keys, count: Counts | None = None) -> tuple[np.ndarray, sparse.csr_matrix, bool]:
         """Fit; return each key's column among the distinct keys, the counts per (document,
         column), and whether every distinct key was kept (then those are the vocabulary's
         columns and ``counts`` is what :meth:`transform` would count)."""
-        distinct, at, counts = counted(keys)
+        distinct, at, counts = count if count is not None else counted(keys)
         df = np.bincount(counts.indices, minlength=len(distinct))  # each (document, key) once
         keep = df >= self.min_df
         self.keys_ = distinct[keep]
@@ -213,9 +219,10 @@ class Vocabulary:
         self._buckets = None
         return at, counts, bool(keep.all()) and len(distinct) > 0
 
-    def fit_transform(self, keys: Keys) -> Batch:
-        """:meth:`fit` then :meth:`transform` of the same keys (the same matrix), counting once."""
-        at, counts, every = self._fit(keys)
+    def fit_transform(self, keys: Keys, count: Counts | None = None) -> Batch:
+        """:meth:`fit` then :meth:`transform` of the same keys (the same matrix), counting once
+        (``count``: :func:`counted` of ``keys``, if the caller has it)."""
+        at, counts, every = self._fit(keys, count)
         if not every:
             return self.transform(keys)
         n = keys.n_docs
