@@ -120,9 +120,14 @@ def _tree(pid: int) -> list[int]:
 
 
 class TreeSampler(threading.Thread):
-    """Peak PSS of a process and its descendants, sampled every ``interval`` seconds."""
+    """Peak PSS of a process and its descendants, sampled every ``interval`` seconds.
 
-    def __init__(self, pid: int, interval: float = 0.2) -> None:
+    Once a second: reading ``smaps_rollup`` walks a process's page tables (tens of ms for
+    a 1.3 GB fit worker), and at five samples a second the sampler took several seconds of
+    CPU from a one-minute retrain on 2 cores. Memory peaks in triage and retrain last
+    seconds, so a second's resolution finds them."""
+
+    def __init__(self, pid: int, interval: float = 1.0) -> None:
         super().__init__(daemon=True)
         self.pid, self.interval, self.peak_kb = pid, interval, 0
         self._stop_event = threading.Event()
