@@ -114,6 +114,7 @@ def test_manifest_says_what_the_model_is(model_home):
         assert len(manifest["data"][key]) == 64
     assert manifest["labels"] == {"attention": list(ATTENTION), "area": list(AREA)}
     assert {"scikit-learn", "jieba", "opencc", "python"} <= set(manifest["libraries"])
+    assert manifest["solver"] == {"linear_svc_tol": 1e-2}  # a fitting choice the config does not hold
     oor = manifest["metrics"]["out_of_register"]
     assert 0 <= oor["attention_ece"] < 0.1 and 0 <= oor["area_ece"] < 0.1
     assert {"attention", "area"} <= set(manifest["thresholds"]["needs_review"]) <= {"attention", "area", "possible_further"}
@@ -250,6 +251,40 @@ def test_fits_in_worker_processes_give_the_model_one_process_gives(office_model,
     monkeypatch.setattr(train, "fit_processes", lambda: 1)
     single = fit_and_calibrate(examples, seed=0, calibrate_on=calibration_sample(examples, cap=100), reviewed_min=100)
     docs = prepare([e.text for e in examples[:80]])
+    for head in ("attention", "area"):
+        assert np.array_equal(single.model.predict(docs)[head].proba, parallel.model.predict(docs)[head].proba)
+        assert np.array_equal(single.calibrated.proba[head], parallel.calibrated.proba[head])
+    assert single.manifest["thresholds"] == parallel.manifest["thresholds"]
+
+
+def _boom(*args, **kwargs):
+    raise RuntimeError("a fit failed")
+
+
+@pytest.mark.parametrize("failing", ["_job_member", "_job_fold"])
+def test_a_failed_fit_is_raised_and_leaves_no_fit_process_behind(monkeypatch, failing):
+    """A member fit failing in the pool, or a fold failing in the fold process, reaches the
+    caller as itself, and neither the pool's workers nor the fold process outlive the call
+    (they are forked after the patch, so they run the failing function too)."""
+    import multiprocessing
+
+    monkeypatch.setattr(train, "fit_processes", lambda: 2)  # the parallel path, even on one CPU
+    monkeypatch.setattr(train, failing, _boom)
+    examples = examples_from(split(load_corpus(), "train")[::10])
+    with pytest.raises(RuntimeError, match="a fit failed"):
+        fit_and_calibrate(examples, seed=0)
+    assert multiprocessing.active_children() == []
+
+
+def test_the_parallel_path_gives_the_one_process_model_whatever_the_cpus(monkeypatch):
+    """The fold process and the member pool (forced on, so this holds on a one-CPU runner
+    too) give exactly the model of one process."""
+    examples = examples_from(split(load_corpus(), "train")[::10])
+    docs = prepare([e.text for e in examples[:40]])
+    monkeypatch.setattr(train, "fit_processes", lambda: 2)
+    parallel = fit_and_calibrate(examples, seed=0)
+    monkeypatch.setattr(train, "fit_processes", lambda: 1)
+    single = fit_and_calibrate(examples, seed=0)
     for head in ("attention", "area"):
         assert np.array_equal(single.model.predict(docs)[head].proba, parallel.model.predict(docs)[head].proba)
         assert np.array_equal(single.calibrated.proba[head], parallel.calibrated.proba[head])

@@ -121,6 +121,7 @@ def test_model_card_lists_data_scores_and_weaknesses(model_home):
     card = Registry(model_home.models).model_card("v1")
     assert "model v1 (champion)" in card
     assert "attention/further" in card and "known weaknesses" in card
+    assert "liblinear tolerance 0.01" in card
 
 
 def test_a_changed_user_dictionary_is_reported_when_loading(model_home, tmp_path, monkeypatch):

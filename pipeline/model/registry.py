@@ -326,7 +326,8 @@ class Registry:
             f"model {version} ({self.status(version)}), created {m.get('created')}, parent {m.get('parent') or '-'}",
             f"artifact sha256 {m['artifact']['sha256']} ({m['artifact']['bytes']:,} bytes), format {m.get('format_version')}",
             f"segmenter {m.get('segmenter')}; libraries: "
-            + ", ".join(f"{k} {v}" for k, v in m.get("libraries", {}).items()),
+            + ", ".join(f"{k} {v}" for k, v in m.get("libraries", {}).items())
+            + "".join(f"; liblinear tolerance {t}" for t in [m.get("solver", {}).get("linear_svc_tol")] if t),
             f"data: {sizes.get('examples', 0)} examples in {sizes.get('groups', 0)} registers, "
             f"reviewed clues {sizes.get('reviewed', 0)}, "
             f"overrides used {m.get('data', {}).get('overrides_used', 0)}; examples sha256 {m.get('data', {}).get('examples_sha256', '')[:16]}…",

@@ -11,11 +11,12 @@ clues form a group of their own.
    scores, as if it came from a kind of text the model had never seen (the situation that
    matters: real intake is not our corpus); every reviewed clue gets *out-of-fold* scores
    from members trained on most of the corpus and the other reviewed folds (the office's
-   own intake, as the next clue will meet it). The folds are fitted side by side with the
-   members of the final fit of step 5 (each member a job of its own: six of them on every
-   example are the longest fits) and the familiarity folds of step 4, in forked worker
-   processes (one per CPU, at most ``MAX_FIT_PROCESSES``). Not threads: liblinear draws from one
-   random generator per process, so fits sharing a process would not be reproducible.
+   own intake, as the next clue will meet it). The folds are fitted one after another in a
+   forked process of their own, started as soon as the feature keys exist, side by side with
+   the members of the final fit of step 5 (each member a job of its own: six of them on
+   every example are the longest fits) and the familiarity folds of step 4 in a pool of
+   forked workers (one per CPU, at most ``MAX_FIT_PROCESSES``). Not threads: liblinear draws
+   from one random generator per process, so fits sharing a process would not be reproducible.
 2. Fit each head's stacker (multinomial logistic regression over the members' scores) on
    those out-of-register scores: this is the calibration.
 3. On the calibrated out-of-register probabilities choose the `further` threshold (best
@@ -60,7 +61,15 @@ from ..text.segment import current_segmenter
 from .corpus import Clue, split
 from .evaluate import Evaluation, evaluate_predictions
 from .flags import has_alarm, needs_review
-from .model import DEFAULT_CONFIG, ModelConfig, TwoHeadModel, decide, fit_stacker, softmax
+from .model import (
+    DEFAULT_CONFIG,
+    LINEAR_SVC_TOL,
+    ModelConfig,
+    TwoHeadModel,
+    decide,
+    fit_stacker,
+    softmax,
+)
 from .vectorize import Counts, Keys, counted, held_out_familiarity
 
 UNFLAGGED_ACCURACY = {"attention": 0.90, "area": 0.95}
@@ -96,8 +105,9 @@ REVIEWED_THRESHOLD_MIN = 200
 #: thousand, more reviewed clues add little to the out-of-fold evidence and thresholds but
 #: make each of the five fold fits slower. The final fit always uses every one.
 REVIEWED_CALIBRATION_MAX = 3000
-#: At most this many fits run at once, each in its own process with its own feature matrix
-#: (about 250 MB each for 24,000 training clues).
+#: At most this many workers fit the final members at once, each in its own process with its
+#: own copy of liblinear's input (about 250 MB each for 24,000 training clues); the fold
+#: process runs beside them (about 150 MB: its folds hold the calibration sample only).
 MAX_FIT_PROCESSES = 3
 
 
@@ -349,28 +359,69 @@ _JOB: dict[str, Any] = {}
 
 
 @contextmanager
-def _fit_pool(job: dict[str, Any], workers: int | None = None) -> Iterator[ProcessPoolExecutor | None]:
-    """Worker processes (``workers``, default ``fit_processes()``) forked at the first
-    submit with ``job`` in their memory (no pickling of the feature keys), or None when only
-    one fit can run at a time."""
-    if fit_processes() < 2:
+def _fit_pool(job: dict[str, Any]) -> Iterator[ProcessPoolExecutor | None]:
+    """``fit_processes()`` worker processes, forked at the first submit with ``job`` in their
+    memory (no pickling of the feature keys), or None when only one fit can run at a time."""
+    workers = fit_processes()
+    if workers < 2:
         yield None
         return
-    workers = workers or fit_processes()
-    _JOB.clear()
     _JOB.update(job)
     pool = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("fork"))
     try:
         yield pool
     except BaseException:  # Ctrl-C, SIGTERM, a failed fit: stop the workers now, not after their fits
-        for process in list((getattr(pool, "_processes", None) or {}).values()):
+        processes = list((getattr(pool, "_processes", None) or {}).values())
+        for process in processes:
             process.kill()  # SIGKILL: a worker inside liblinear handles SIGTERM only when its fit returns
         pool.shutdown(wait=False, cancel_futures=True)
+        for process in processes:
+            process.join(timeout=5)  # reaped now, not whenever the interpreter next looks
         raise
     else:
         pool.shutdown()
     finally:
         _JOB.clear()
+
+
+class _FoldProcess:
+    """The calibration folds, one after another, in one forked process that sends their
+    scores back through a pipe. A bare process and not a one-worker pool: a pool keeps
+    threads in this process (its manager and queue feeder), and the member pool forked while
+    they run could inherit a lock one of them holds (CPython gh-90622)."""
+
+    def __init__(self, job: dict[str, Any], names: Sequence[str]) -> None:
+        context = multiprocessing.get_context("fork")
+        self._receive, send = context.Pipe(duplex=False)
+        self._process = context.Process(target=_run_folds, args=(job, list(names), send), daemon=True)
+        self._process.start()
+        send.close()  # the child's end: this process keeps only the one it reads
+
+    def results(self) -> list[FoldScores]:
+        try:
+            ok, payload = self._receive.recv()
+        except EOFError:  # the process died without a word (killed, out of memory)
+            self._process.join()
+            raise RuntimeError(f"the calibration fold process ended with exit code {self._process.exitcode}") from None
+        self._process.join()
+        if not ok:
+            raise payload
+        return payload
+
+    def kill(self) -> None:
+        if self._process.is_alive():
+            self._process.kill()
+        self._process.join()
+        self._receive.close()
+
+
+def _run_folds(job: dict[str, Any], names: list[str], send: Any) -> None:
+    try:
+        result: tuple[bool, Any] = (True, [_job_fold(n, job) for n in names])
+    except BaseException as exc:  # noqa: BLE001 - sent to the parent, which raises it
+        result = (False, exc)
+    send.send(result)
+    send.close()
 
 
 def _job_fold(name: str, job: dict[str, Any] | None = None) -> FoldScores:
@@ -562,9 +613,10 @@ def fit_and_calibrate(examples: Sequence[Example], *, seed: int = 0, config: Mod
 
     Steps 1–4 use the examples at positions ``calibrate_on`` (default: every one; see
     :func:`calibration_sample`), the final fit every example. The folds of step 1 run in
-    one worker process from the start; the final fit's members (step 5) and the familiarity
-    folds of step 4 in ``fit_processes()`` more, forked once the final vocabulary is fitted;
-    the result does not depend on how many (each fit is seeded on its own)."""
+    a process of their own from the start; the final fit's members (step 5) and the
+    familiarity folds of step 4 in ``fit_processes()`` workers, forked once the final
+    vocabulary is fitted; the result does not depend on how many (each fit is seeded on its
+    own), and with one CPU everything runs in this process."""
     config = config or DEFAULT_CONFIG
     docs = prepare([e.text for e in examples])
     keys = TwoHeadModel(config, seed).keys(docs)
@@ -574,15 +626,15 @@ def fit_and_calibrate(examples: Sequence[Example], *, seed: int = 0, config: Mod
     sample_keys = keys if calibrate_on is None else subset(keys, index)
     alarm = [has_alarm(docs[i].text) for i in index.tolist()]
     folds = np.asarray(calibration_folds(sample, CALIBRATION_FOLDS, seed))
-    names = sorted(set(folds.tolist()), key=lambda n: (-int((folds == n).sum()), n))  # longest fits first
+    names = sorted(set(folds.tolist()))
     final = TwoHeadModel(config, seed)
     job = {"examples": sample, "keys": sample_keys, "config": config, "seed": seed, "folds": folds,
            "weights": review_weights(sample)}
-    # The folds need only their keys: one worker starts them at once, while this process
-    # fits the final vocabulary (a core would otherwise wait); then the final fit's members,
-    # one by one, and the floor go to workers forked with its matrix.
-    with _fit_pool(job, workers=1) as fold_pool:
-        fold_jobs = [fold_pool.submit(_job_fold, n) for n in names] if fold_pool is not None else []
+    # The folds need only their keys: a process of their own starts them at once, while this
+    # one fits the final vocabulary (a core would otherwise wait); then the final fit's
+    # members, one by one, and the floor go to a pool of workers forked with its matrix.
+    fold_process = _FoldProcess(job, names) if fit_processes() > 1 else None
+    try:
         count = counted(keys)  # once, for the final vocabulary and the familiarity floor
         job = {**job, "all_keys": keys, "truth": truth, "all_weights": review_weights(examples), "final": final,
                "x": final.fit_vocabulary(keys, count), "count": count}  # what the member workers inherit
@@ -598,7 +650,11 @@ def fit_and_calibrate(examples: Sequence[Example], *, seed: int = 0, config: Mod
                 floor_job = pool.submit(_job_floor)
                 members = {task: f.result() for task, f in member_jobs.items()}
                 floor = floor_job.result()
-        results = [f.result() for f in fold_jobs] if fold_pool is not None else [_job_fold(n, job) for n in names]
+        results = fold_process.results() if fold_process is not None else [_job_fold(n, job) for n in names]
+    except BaseException:  # Ctrl-C, SIGTERM, a failed fit: stop the fold process now too
+        if fold_process is not None:
+            fold_process.kill()
+        raise
     final.attach_members(truth, members)
     oog = _assemble(sample, config, [e.group for e in sample], results)
     cal = calibrate(sample, sample_keys, alarm, config, seed, oog, floor, reviewed_min=reviewed_min)
@@ -626,6 +682,7 @@ def fit_and_calibrate(examples: Sequence[Example], *, seed: int = 0, config: Mod
         "config": final.config_dict(),
         "segmenter": current_segmenter(),
         "libraries": library_versions(),
+        "solver": {"linear_svc_tol": LINEAR_SVC_TOL},  # changes the fitted weights, not the config
         "data": {
             "sizes": sizes,
             "examples_sha256": data_fingerprint(examples),
