@@ -274,6 +274,28 @@ def test_band_table_finds_every_entry_across_rehashes_and_stops_at_crowded_keys(
     assert counts.tolist() == [17]  # a crowded key: the search stops after limit + 1
 
 
+def test_a_rehash_a_chunk_at_a_time_builds_the_chains_of_one_rehash_of_everything(monkeypatch):
+    """The band table relinks its entries a chunk at a time when its slots double (no
+    temporaries of 8 bytes per entry): the chains are the same as relinking all at once."""
+    import numpy as np
+
+    from pipeline.intake.repeats import _Chains
+
+    rng = np.random.default_rng(0)
+    keys = rng.integers(0, 500, 20_000).astype(np.uint64)
+    linked = (rng.random(len(keys)) < 0.9) | (np.arange(len(keys)) % 300 < 100)  # some entries never linked
+    tables = []
+    for chunk in (1 << 30, 77):
+        monkeypatch.setattr(_Chains, "REHASH_CHUNK", chunk)
+        table = _Chains(lambda entries: keys[entries], bits=2)
+        table.reserve(len(keys))
+        for lo in range(0, len(keys), 100):
+            table.link(np.flatnonzero(linked[lo:lo + 100]) + lo)
+        tables.append(table)
+    assert len(tables[0].head) > 4 and np.array_equal(tables[0].head, tables[1].head)
+    assert np.array_equal(tables[0].next, tables[1].next)
+
+
 def test_a_grouper_reading_older_clues_back_groups_as_one_holding_everything(monkeypatch):
     """Only the latest clues' texts and ids stay in memory; the rest are read back (the store
     in triage) with the same groups and the same first ids."""

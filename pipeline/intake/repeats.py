@@ -151,6 +151,7 @@ class _Chains:
 
     UNLINKED = -2
     LOAD = 4  # entries per slot before the slots double
+    REHASH_CHUNK = 1 << 20  # entries rehashed at a time
 
     def __init__(self, key_of: Callable[[np.ndarray], np.ndarray], bits: int = 12) -> None:
         self.key_of = key_of
@@ -195,9 +196,13 @@ class _Chains:
         while self.linked > self.LOAD * size:
             size *= 2
         self.head = np.full(size, -1, dtype=np.int32)
-        entries = np.flatnonzero(self.next != self.UNLINKED)
-        if len(entries):
-            self._link(entries, self.key_of(entries))
+        # a chunk of entries at a time, in ascending order: the same chains as linking all of
+        # them at once, without temporaries of 8 bytes per linked entry (a 500 MB peak at
+        # 600,000 clues: 32 band entries each)
+        for lo in range(0, len(self.next), self.REHASH_CHUNK):
+            entries = np.flatnonzero(self.next[lo:lo + self.REHASH_CHUNK] != self.UNLINKED) + lo
+            if len(entries):
+                self._link(entries, self.key_of(entries))
 
     def find(self, keys: np.ndarray, limit: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """(query position, entry) of the entries with each query's key, and the number found
