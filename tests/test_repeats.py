@@ -378,6 +378,21 @@ def test_the_index_keeps_a_few_hundred_bytes_per_clue():
     assert per_clue < 400, per_clue
 
 
+def test_the_index_grows_by_a_quarter_and_leaves_little_room_empty():
+    """Arrays that fill up grow by GROWTH (1.25), not twice: at most a quarter of their rows
+    (and of the band table's entries) are empty room."""
+    from pipeline.intake.repeats import BANDS, RepeatIndex
+
+    texts = [f"第{i}号线索反映某单位问题" for i in range(6000)]
+    index = RepeatIndex()
+    for lo in range(0, len(texts), 500):
+        part = texts[lo:lo + 500]
+        index.place_batch([text_hash(t) for t in part], [""] * len(part), signatures(part), part)
+        for rows in (len(index._sigs), len(index.groups), len(index._hashes), len(index._exact.next)):
+            assert len(index) <= rows <= max(1024, 1.25 * len(index)), (rows, len(index))  # 1024 to start with
+        assert len(index._bands.next) <= 1.25 * BANDS * len(index)
+
+
 def test_a_crowded_band_key_is_remembered_and_no_longer_linked():
     from pipeline.intake.repeats import BANDS, CROWDED, RepeatIndex
 

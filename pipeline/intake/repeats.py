@@ -51,6 +51,9 @@ TEXT_WINDOW = 20_000  # texts of the latest clues kept in memory (older ones are
 READ_BACK_CACHE = 4096
 #: slots of the band table to start with (4 MB): no rehash before 4M band entries (125,000 clues)
 BAND_SLOT_BITS = 20
+#: arrays that fill up grow by a quarter (not double): less room left empty, and a smaller
+#: spike while the old and the new array are both held
+GROWTH = 1.25
 _CROWDED_BITS = 20  # a 1 MB filter in front of the crowded keys: most keys are not, and are not searched
 SURE, FLOOR = 0.60, 0.25  # estimates above SURE are taken as they are, below FLOOR dropped; between, checked exactly
 _MIX = np.uint64(0x9E3779B97F4A7C15)  # multiply-shift hash of a bigram to 32 bits
@@ -162,7 +165,7 @@ class _Chains:
     def reserve(self, entries: int) -> None:
         """Room for entry numbers below ``entries``."""
         if entries > len(self.next):
-            grown = np.full(max(entries, 2 * len(self.next)), self.UNLINKED, dtype=np.int32)
+            grown = np.full(_capacity(entries, len(self.next)), self.UNLINKED, dtype=np.int32)
             grown[:len(self.next)] = self.next
             self.next = grown
 
@@ -360,8 +363,7 @@ class RepeatIndex:
         first = self.size
         capacity = len(self._sigs)
         if first + n > capacity:
-            while first + n > capacity:
-                capacity *= 2
+            capacity = _capacity(first + n, capacity)
             for name in ("_sigs", "_has", "_units", "_hashes", "groups"):
                 old = getattr(self, name)
                 grown = np.empty((capacity, *old.shape[1:]), dtype=old.dtype)
@@ -716,7 +718,7 @@ class Grouper:
         items = np.arange(first, first + len(keys), dtype=np.int64)
         size = first + len(keys)
         if size > len(self._key64):
-            capacity = max(size, 2 * len(self._key64))
+            capacity = _capacity(size, len(self._key64))
             self._keys = _resized(self._keys, capacity, first)
             self._key64 = _resized(self._key64, capacity, first)
             self._seen = _resized(self._seen, capacity, first)
@@ -798,6 +800,11 @@ class Grouper:
             stored = self.lookup(names)
             out.update((g, stored[name][0]) for g, name in zip(missing, names, strict=True) if name in stored)
         return out
+
+
+def _capacity(needed: int, current: int) -> int:
+    """Rows to give an array that must hold ``needed`` and holds ``current``: :data:`GROWTH` times more."""
+    return max(needed, int(current * GROWTH))
 
 
 def _resized(array: np.ndarray, capacity: int, used: int) -> np.ndarray:
