@@ -165,7 +165,7 @@ class _Chains:
 
     UNLINKED = -2
     LOAD = 4  # entries per slot before the slots double
-    REHASH_CHUNK = 1 << 20  # entries rehashed at a time
+    REHASH_CHUNK = 1 << 18  # entries rehashed at a time (temporaries of about 15 MB)
 
     def __init__(self, key_of: Callable[[np.ndarray], np.ndarray], bits: int = 12) -> None:
         self.key_of = key_of
