@@ -229,7 +229,8 @@ class _Chains:
             part = self.next[lo:lo + self.REHASH_CHUNK]
             self.next[lo - below:lo - below + len(part)] = _renumbered(part, below)
         self.next[max(size - below, 0):] = self.UNLINKED
-        self.head = _renumbered(self.head, below)
+        for lo in range(0, len(self.head), self.REHASH_CHUNK):
+            self.head[lo:lo + self.REHASH_CHUNK] = _renumbered(self.head[lo:lo + self.REHASH_CHUNK], below)
         self.linked = int(np.count_nonzero(self.next != self.UNLINKED))
 
     def find(self, keys: np.ndarray, limit: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
