@@ -120,7 +120,8 @@ def _tree(pid: int) -> list[int]:
 
 
 class TreeSampler(threading.Thread):
-    """Peak PSS of a process and its descendants, sampled every ``interval`` seconds.
+    """Peak PSS of a process and its descendants, sampled every ``interval`` seconds, and
+    the share of the process itself in that peak (the rest is its workers').
 
     Once a second: reading ``smaps_rollup`` walks a process's page tables (tens of ms for
     a 1.3 GB fit worker), and at five samples a second the sampler took several seconds of
@@ -129,12 +130,15 @@ class TreeSampler(threading.Thread):
 
     def __init__(self, pid: int, interval: float = 1.0) -> None:
         super().__init__(daemon=True)
-        self.pid, self.interval, self.peak_kb = pid, interval, 0
+        self.pid, self.interval, self.peak_kb, self.peak_own_kb = pid, interval, 0, 0
         self._stop_event = threading.Event()
 
     def run(self) -> None:
         while not self._stop_event.is_set():
-            self.peak_kb = max(self.peak_kb, sum(_pss_kb(p) for p in _tree(self.pid)))
+            own = _pss_kb(self.pid)
+            total = own + sum(_pss_kb(p) for p in _tree(self.pid) if p != self.pid)
+            if total > self.peak_kb:
+                self.peak_kb, self.peak_own_kb = total, own
             self._stop_event.wait(self.interval)
 
     def stop(self) -> None:
@@ -193,7 +197,7 @@ def run_triage(home: Home, src: Path, out: Path, workers: int | None) -> dict:
     child.join()
     sampler.stop()
     result["process_seconds"] = time.perf_counter() - started
-    result["tree_pss_kb"] = sampler.peak_kb
+    result["tree_pss_kb"], result["tree_pss_own_kb"] = sampler.peak_kb, sampler.peak_own_kb
     if child.exitcode:
         raise SystemExit(f"triage process failed with exit code {child.exitcode}")
     return result
@@ -271,6 +275,8 @@ def main(argv: list[str] | None = None) -> int:
         ("peak RSS, triage process (RUSAGE_SELF)", f"{result['rss_self_kb'] / mb:,.0f} MB"),
         ("peak RSS, largest worker (RUSAGE_CHILDREN)", f"{result['rss_children_kb'] / mb:,.0f} MB"),
         ("peak PSS, whole process tree", f"{result['tree_pss_kb'] / mb:,.0f} MB (target < {TARGET_RSS_MB} MB)"),
+        ("  of which triage process / workers", f"{result['tree_pss_own_kb'] / mb:,.0f} / "
+                                                f"{(result['tree_pss_kb'] - result['tree_pss_own_kb']) / mb:,.0f} MB"),
         ("statuses", ", ".join(f"{k} {v:,}" for k, v in sorted(result["statuses"].items()))),
     ]
     width = max(len(k) for k, _ in lines)

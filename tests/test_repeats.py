@@ -167,6 +167,78 @@ def test_groups_across_runs_in_review_and_hand_over(model_home, tmp_path):
     db.close()
 
 
+def _distinct_corpus_texts(count: int, apart_from: list[str]) -> list[str]:
+    """Corpus texts that are neither repeats of each other nor of ``apart_from``."""
+    rows = [json.loads(line) for line in CORPUS_PATH.read_text(encoding="utf-8").splitlines() if line.strip()]
+    texts = apart_from + [r["text"] for r in rows]
+    groups = group_texts(texts)
+    taken = set(groups[:len(apart_from)])
+    out = []
+    for text, group in zip(texts[len(apart_from):], groups[len(apart_from):], strict=True):
+        if group not in taken:
+            taken.add(group)
+            out.append(text)
+    return out[:count]
+
+
+def test_a_window_of_the_latest_clues_groups_recent_repeats_as_one_holding_everything():
+    """Dropping the older generation of the window renumbers the index, its chains and the
+    groups in place: repeats of clues still in the window are placed as before, and the
+    index never holds more than the window."""
+    from pipeline.intake.repeats import Grouper
+
+    filler = _distinct_corpus_texts(5 * len(PAIRS), [t for pair in PAIRS for t in pair])
+    texts = [t for i, (a, b) in enumerate(PAIRS) for t in (a, *filler[5 * i:5 * i + 3], b, *filler[5 * i + 3:5 * i + 5])]
+    clues = _clues(texts + texts[:3])  # and exact copies of the first (new clue keys)
+    everything, windowed = Grouper(), Grouper(window=30)
+    kept, dropped, held = [], [], []
+    for lo in range(0, len(clues), 7):
+        kept += everything.place(clues[lo:lo + 7])
+        dropped += windowed.place(clues[lo:lo + 7])
+        held.append(len(windowed.index))
+    assert dropped[:len(texts)] == kept[:len(texts)] and sum(bool(p.repeat_of) for p in kept[:len(texts)]) >= 19
+    assert max(held) <= 30 and len(everything.index) == len(clues)
+    # without a store, an exact copy of a clue the window dropped is a new matter
+    assert all(not p.repeat_of for p in dropped[len(texts):]) and all(p.repeat_of for p in kept[len(texts):])
+
+
+def test_near_repeats_are_found_in_a_window_of_the_latest_clues_exact_repeats_in_the_whole_store(
+        model_home, tmp_path, monkeypatch):
+    """WINDOW: the index holds the latest clues only (here 50). A near repeat of a clue inside
+    the window is grouped with it, of a clue older than the window is not (the documented
+    trade-off); an exact repeat of an older clue is found in the store (m025: by text hash),
+    in one run and across runs, and a stored clue that comes again keeps its stored group."""
+    from pipeline.intake import repeats, triage
+    from pipeline.intake.repeats import Grouper
+
+    monkeypatch.setattr(repeats, "WINDOW", 50)
+    monkeypatch.setattr(triage, "BATCH_SIZE", 10)
+    monkeypatch.setattr(triage, "STORE_EVERY", 1)  # every batch stored (runs store every 5,000 rows)
+    old, near_old, recent = PAIRS[0], PAIRS[1], PAIRS[2]
+    filler = _distinct_corpus_texts(75, [t for pair in PAIRS for t in pair])
+    assert len(filler) == 75
+    first = [("X0", old[0]), ("X1", near_old[0]), *[(f"F{i}", t) for i, t in enumerate(filler[:60])],
+             ("E1", " ".join(old[0]) + "！"),  # the same canonical text as X0, another clue key
+             ("N1", near_old[1]),  # a near repeat of X1, which is older than the window
+             ("W0", recent[0]), *[(f"G{i}", t) for i, t in enumerate(filler[60:70])], ("W1", recent[1])]
+    triage_file(model_home, _write(tmp_path / "a.csv", first), tmp_path / "a.out.csv", workers=1)
+    rows = {r["编号"]: r for r in _read(tmp_path / "a.out.csv")}
+    assert rows["E1"]["repeat_of"] == "X0" and rows["E1"]["group_id"] == rows["X0"]["group_id"]
+    assert rows["N1"]["repeat_of"] == "" and rows["N1"]["group_id"] != rows["X1"]["group_id"]
+    assert rows["W1"]["repeat_of"] == "W0" and rows["W1"]["group_id"] == rows["W0"]["group_id"]
+    assert sum(bool(r["repeat_of"]) for r in rows.values()) == 2
+
+    db = connect(model_home.db_path)
+    assert "signatures_by_text_hash" in {r[1] for r in db.execute("PRAGMA index_list(clue_signatures)")}
+    assert len(Grouper.from_store(db).index) == 50  # the latest 50 of 75 grouped clues
+    db.close()
+    second = [("E2", old[0] + "。。"), ("H0", filler[70]), ("X0", old[0])]
+    triage_file(model_home, _write(tmp_path / "b.csv", second), tmp_path / "b.out.csv", workers=1)
+    rows2 = {r["编号"]: r for r in _read(tmp_path / "b.out.csv")}
+    assert rows2["E2"]["repeat_of"] == "X0" and rows2["E2"]["group_id"] == rows["X0"]["group_id"]  # across runs
+    assert rows2["X0"]["group_id"] == rows["X0"]["group_id"]  # stored before the window: its stored group
+
+
 def test_history_of_an_id_stored_with_and_without_a_unit(model_home, tmp_path):
     """The same clue in two files, once with its unit and once without: two clues of one
     matter; `history ID` shows both instead of refusing."""
@@ -274,6 +346,28 @@ def test_band_table_finds_every_entry_across_rehashes_and_stops_at_crowded_keys(
     assert counts.tolist() == [17]  # a crowded key: the search stops after limit + 1
 
 
+def test_a_rehash_a_chunk_at_a_time_builds_the_chains_of_one_rehash_of_everything(monkeypatch):
+    """The band table relinks its entries a chunk at a time when its slots double (no
+    temporaries of 8 bytes per entry): the chains are the same as relinking all at once."""
+    import numpy as np
+
+    from pipeline.intake.repeats import _Chains
+
+    rng = np.random.default_rng(0)
+    keys = rng.integers(0, 500, 20_000).astype(np.uint64)
+    linked = (rng.random(len(keys)) < 0.9) | (np.arange(len(keys)) % 300 < 100)  # some entries never linked
+    tables = []
+    for chunk in (1 << 30, 77):
+        monkeypatch.setattr(_Chains, "REHASH_CHUNK", chunk)
+        table = _Chains(lambda entries: keys[entries], bits=2)
+        table.reserve(len(keys))
+        for lo in range(0, len(keys), 100):
+            table.link(np.flatnonzero(linked[lo:lo + 100]) + lo)
+        tables.append(table)
+    assert len(tables[0].head) > 4 and np.array_equal(tables[0].head, tables[1].head)
+    assert np.array_equal(tables[0].next, tables[1].next)
+
+
 def test_a_grouper_reading_older_clues_back_groups_as_one_holding_everything(monkeypatch):
     """Only the latest clues' texts and ids stay in memory; the rest are read back (the store
     in triage) with the same groups and the same first ids."""
@@ -354,6 +448,21 @@ def test_the_index_keeps_a_few_hundred_bytes_per_clue():
     # the band table's slots are allocated up front (BAND_SLOT_BITS), so they are not counted per clue
     per_clue = (index.nbytes() - index._bands.head.nbytes) / len(index)
     assert per_clue < 400, per_clue
+
+
+def test_the_index_grows_by_a_quarter_and_leaves_little_room_empty():
+    """Arrays that fill up grow by GROWTH (1.25), not twice: at most a quarter of their rows
+    (and of the band table's entries) are empty room."""
+    from pipeline.intake.repeats import BANDS, RepeatIndex
+
+    texts = [f"第{i}号线索反映某单位问题" for i in range(6000)]
+    index = RepeatIndex()
+    for lo in range(0, len(texts), 500):
+        part = texts[lo:lo + 500]
+        index.place_batch([text_hash(t) for t in part], [""] * len(part), signatures(part), part)
+        for rows in (len(index._sigs), len(index.groups), len(index._hashes), len(index._exact.next)):
+            assert len(index) <= rows <= max(1024, 1.25 * len(index)), (rows, len(index))  # 1024 to start with
+        assert len(index._bands.next) <= 1.25 * BANDS * len(index)
 
 
 def test_a_crowded_band_key_is_remembered_and_no_longer_linked():

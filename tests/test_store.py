@@ -46,7 +46,7 @@ TRIGGERS = {"overrides_no_update", "overrides_no_delete", "overrides_known_label
               for verb in ("update", "delete", "replace")),
             "recusal_log_no_update", "recusal_log_no_delete", "runs_round_fixed"}
 #: the tables of later migrations are checked in the tests of their modules
-#: (m020_…: tests/test_units.py; m021_…: tests/test_rounds.py; m022_…, m024_…: tests/test_repeats.py)
+#: (m020_…: tests/test_units.py; m021_…: tests/test_rounds.py; m022_…, m024_…, m025_…: tests/test_repeats.py)
 
 
 @pytest.fixture
@@ -83,7 +83,8 @@ def test_schema_after_migrations(db):
                                                   "m010_identifier_keys", "m011_audit_guards",
                                                   "m020_units_and_recusal_ends", "m021_rounds",
                                                   "m022_repeat_groups", "m023_assignments",
-                                                  "m024_canonical_texts", "m030_web_sessions", "m031_review_leases"]
+                                                  "m024_canonical_texts", "m025_signatures_by_text_hash",
+                                                  "m030_web_sessions", "m031_review_leases"]
 
 
 def test_migrations_apply_once(home, db):

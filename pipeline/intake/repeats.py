@@ -20,6 +20,14 @@ and clue ids of the latest :data:`TEXT_WINDOW` clues are kept, older ones are re
 the store when an exact check or a repeat needs them (texts in canonical form, stored next
 to the signatures: not normalised again). ``bench/group_bench.py`` measures the
 speed. Signatures and groups are kept in the store so later runs group with earlier ones.
+
+The index holds the latest :data:`WINDOW` clues at most (:class:`Grouper`: two generations
+of ``WINDOW // 2``; when a batch does not fit, the older one is dropped), so its memory is
+bounded (about 100 MB) however large the store grows. The trade-off: **a near repeat of a
+clue older than the latest** ``WINDOW // 2`` **to** ``WINDOW`` **clues is not grouped with
+it** (250,000 clues are years of an inspection office's intake). Exact repeats (the same
+canonical text) are always grouped: a text not in the index is looked up in the store by
+its hash, and a stored clue that comes again keeps its stored group.
 Triage computes canonical texts and signatures in its workers and calls
 :meth:`Grouper.place` once per batch; :func:`group_texts` groups a plain list.
 """
@@ -45,12 +53,18 @@ THRESHOLD = 0.40  # Jaccard of the bigram sets from which two clues are one matt
 #: a band bucket shared by more clues than this is made of very common bigrams and says
 #: nothing (a pair at the threshold shares about 5 of 32 bands); it is no longer searched
 CROWDED = 16
+#: clues the index holds for near-repeat search: two generations of WINDOW // 2, the older
+#: dropped when the window is full (about 100 MB; exact repeats are found in the store)
+WINDOW = 250_000
 TEXT_WINDOW = 20_000  # texts of the latest clues kept in memory (older ones are read from the store)
 #: texts of older clues kept after they were read back (the least recently used go first):
 #: the clues that match often are read and normalised once
 READ_BACK_CACHE = 4096
 #: slots of the band table to start with (4 MB): no rehash before 4M band entries (125,000 clues)
 BAND_SLOT_BITS = 20
+#: arrays that fill up grow by a quarter (not double): less room left empty, and a smaller
+#: spike while the old and the new array are both held
+GROWTH = 1.25
 _CROWDED_BITS = 20  # a 1 MB filter in front of the crowded keys: most keys are not, and are not searched
 SURE, FLOOR = 0.60, 0.25  # estimates above SURE are taken as they are, below FLOOR dropped; between, checked exactly
 _MIX = np.uint64(0x9E3779B97F4A7C15)  # multiply-shift hash of a bigram to 32 bits
@@ -151,6 +165,7 @@ class _Chains:
 
     UNLINKED = -2
     LOAD = 4  # entries per slot before the slots double
+    REHASH_CHUNK = 1 << 18  # entries rehashed at a time (temporaries of about 15 MB)
 
     def __init__(self, key_of: Callable[[np.ndarray], np.ndarray], bits: int = 12) -> None:
         self.key_of = key_of
@@ -158,10 +173,10 @@ class _Chains:
         self.next = np.full(1024, self.UNLINKED, dtype=np.int32)
         self.linked = 0
 
-    def reserve(self, entries: int) -> None:
-        """Room for entry numbers below ``entries``."""
+    def reserve(self, entries: int, most: int | None = None) -> None:
+        """Room for entry numbers below ``entries`` (and, growing, for no more than ``most``)."""
         if entries > len(self.next):
-            grown = np.full(max(entries, 2 * len(self.next)), self.UNLINKED, dtype=np.int32)
+            grown = np.full(_capacity(entries, len(self.next), most), self.UNLINKED, dtype=np.int32)
             grown[:len(self.next)] = self.next
             self.next = grown
 
@@ -195,9 +210,28 @@ class _Chains:
         while self.linked > self.LOAD * size:
             size *= 2
         self.head = np.full(size, -1, dtype=np.int32)
-        entries = np.flatnonzero(self.next != self.UNLINKED)
-        if len(entries):
-            self._link(entries, self.key_of(entries))
+        # a chunk of entries at a time, in ascending order: the same chains as linking all of
+        # them at once, without temporaries of 8 bytes per linked entry (a 500 MB peak at
+        # 600,000 clues: 32 band entries each)
+        for lo in range(0, len(self.next), self.REHASH_CHUNK):
+            entries = np.flatnonzero(self.next[lo:lo + self.REHASH_CHUNK] != self.UNLINKED) + lo
+            if len(entries):
+                self._link(entries, self.key_of(entries))
+
+    def drop(self, below: int) -> None:
+        """Forget the entries below ``below``; entry ``e`` becomes ``e - below``. A chain runs
+        from newer to older entries (entries are linked in ascending order), so a chain that
+        reaches a forgotten entry ends there. In place, a chunk at a time."""
+        if below <= 0:
+            return
+        size = len(self.next)
+        for lo in range(below, size, self.REHASH_CHUNK):
+            part = self.next[lo:lo + self.REHASH_CHUNK]
+            self.next[lo - below:lo - below + len(part)] = _renumbered(part, below)
+        self.next[max(size - below, 0):] = self.UNLINKED
+        for lo in range(0, len(self.head), self.REHASH_CHUNK):
+            self.head[lo:lo + self.REHASH_CHUNK] = _renumbered(self.head[lo:lo + self.REHASH_CHUNK], below)
+        self.linked = int(np.count_nonzero(self.next != self.UNLINKED))
 
     def find(self, keys: np.ndarray, limit: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """(query position, entry) of the entries with each query's key, and the number found
@@ -241,6 +275,12 @@ class _Chains:
         if not found_q:
             return np.empty(0, dtype=np.int64), np.empty(0, dtype=np.int64)
         return np.concatenate(found_q), np.concatenate(found_e)
+
+
+def _renumbered(links: np.ndarray, below: int) -> np.ndarray:
+    """Links of a :class:`_Chains` with entries below ``below`` forgotten: later entries
+    renumbered, forgotten ones the end of their chain (``-1``), ``UNLINKED`` kept."""
+    return np.where(links >= below, links - below, np.minimum(links, -1)).astype(np.int32)
 
 
 def _band_keys(values: np.ndarray, bands: np.ndarray) -> np.ndarray:
@@ -336,6 +376,10 @@ class RepeatIndex:
         self._crowded_bits = np.zeros(1 << _CROWDED_BITS, dtype=bool)  # by the keys' top bits: maybe crowded
         self._texts: dict[int, str] = {}
         self._read_back: OrderedDict[int, str] = OrderedDict()  # LRU of texts from ``fetch``
+        #: text hashes → group numbers of clues no longer (or not) in the index, asked for the
+        #: texts that are not in it (set by a grouper whose window has dropped clues)
+        self.older: Callable[[list[str]], dict[str, int]] | None = None
+        self.most: int | None = None  # the most items it will hold, when known: arrays grow no further
 
     def __len__(self) -> int:
         return self.size
@@ -355,17 +399,39 @@ class RepeatIndex:
         first = self.size
         capacity = len(self._sigs)
         if first + n > capacity:
-            while first + n > capacity:
-                capacity *= 2
+            capacity = _capacity(first + n, capacity, self.most)
             for name in ("_sigs", "_has", "_units", "_hashes", "groups"):
                 old = getattr(self, name)
                 grown = np.empty((capacity, *old.shape[1:]), dtype=old.dtype)
                 grown[:first] = old[:first]
                 setattr(self, name, grown)
         self.size = first + n
-        self._bands.reserve(self.size * BANDS)
-        self._exact.reserve(self.size)
+        self._bands.reserve(self.size * BANDS, self.most * BANDS if self.most else None)
+        self._exact.reserve(self.size, self.most)
         return np.arange(first, first + n, dtype=np.int64)
+
+    def drop(self, below: int, groups: np.ndarray) -> None:
+        """Forget the items below ``below``: item ``i`` becomes ``i - below``, and the groups
+        of the remaining items become ``groups`` (numbered after the drop: a group whose first
+        clue is forgotten is a foreign number). Arrays are moved in place, a chunk at a time."""
+        if below <= 0:
+            return
+        left = self.size - below
+        for name in ("_sigs", "_has", "_units", "_hashes"):
+            array = getattr(self, name)
+            for lo in range(0, left, below):  # chunks no longer than the shift: no overlap
+                array[lo:min(lo + below, left)] = array[below + lo:below + min(lo + below, left)]
+        self.groups[:left] = groups
+        self.size = left
+        self._bands.drop(below * BANDS)
+        # the exact table links the first item of each text: built again, so that a text
+        # whose first item was dropped is found at its first remaining one
+        capacity = len(self._exact.next)
+        self._exact = _Chains(lambda items: self._hashes[items])
+        self._exact.reserve(capacity)
+        self._exact.link(np.flatnonzero(_first_of_each(self._hashes[:left]) == np.arange(left)))
+        self._texts = {i - below: t for i, t in self._texts.items() if i >= below}
+        self._read_back = OrderedDict((i - below, t) for i, t in self._read_back.items() if i >= below)
 
     def _unit_numbers(self, units: Sequence[str]) -> list[int]:
         return [self._unit_ids.setdefault(u, len(self._unit_ids)) for u in units]
@@ -461,6 +527,17 @@ class RepeatIndex:
             self._texts = {i: t for i, t in self._texts.items() if i > oldest}
         q, cand = self._candidates(items)
         best, similarity = self._best(items, q, cand)
+        # the same text as a clue outside the index (older than the window): its stored group
+        outside = np.zeros(n, dtype=bool)
+        outside_group = np.zeros(n, dtype=np.int64)
+        if self.older is not None and (same < 0).any():
+            ask = np.flatnonzero(same < 0).tolist()
+            found = self.older([thashes[i] for i in ask])
+            for i in ask:
+                group = found.get(thashes[i])
+                if group is not None:
+                    outside[i], outside_group[i] = True, group
+            best[outside] = -1
         # each clue joins the group of an earlier item (same text, else the most similar) or
         # starts its own; an earlier item of this batch is followed to the clue it joined
         joins = np.where(same >= 0, same, np.where(best >= 0, best, items))
@@ -474,7 +551,7 @@ class RepeatIndex:
             root = further
         end = joins[root]
         groups = np.where(end >= items[0], items[root], self.groups[np.minimum(end, items[0] - 1).clip(0)])
-        groups = groups.astype(np.int32)
+        groups = np.where(outside[root], outside_group[root], groups).astype(np.int32)
         self.groups[items] = groups
         return groups, sims
 
@@ -672,18 +749,30 @@ Lookup = Callable[[list[str]], dict[str, tuple[str, ...]]]
 
 
 class Grouper:
-    """Groups the clues of a triage run with each other and with every clue in the store.
+    """Groups the clues of a triage run with each other and with the clues in the store.
 
     Load once per run (:meth:`from_store`); call :meth:`place` with the classified rows of
     each batch, in input order. Per clue it keeps numpy arrays only (the clue key, 10
     bytes; a flag; the index's arrays); the clue ids and texts of the latest
     :data:`TEXT_WINDOW` clues are kept, older ones are read through ``lookup`` (the
     store). Without ``lookup`` everything is kept (a plain list of clues).
+
+    The index holds at most the latest ``window`` clues (:data:`WINDOW`, two generations of
+    ``window // 2``): when a batch would not fit, the older generation is dropped, so near
+    repeats are found among at least the latest ``window // 2`` clues and at most the latest
+    ``window``. With the store (``db``), an exact repeat of an older clue is still found
+    there (by text hash), and a stored clue that comes again keeps its stored group; without
+    it, clues the window dropped are forgotten. Triage writes its clues to the store every
+    ``STORE_EVERY`` rows, far fewer than ``window // 2``: every clue dropped is in the store.
     """
 
-    def __init__(self, lookup: Lookup | None = None) -> None:
+    def __init__(self, lookup: Lookup | None = None, window: int | None = None,
+                 db: sqlite3.Connection | None = None) -> None:
         self.lookup = lookup
+        self.window = WINDOW if window is None else window
+        self.db = db
         self.index = RepeatIndex(self._fetch_texts if lookup is not None else None)
+        self.index.most = self.window
         self._keys = np.empty((1024, 10), dtype=np.uint8)  # clue key of each item (20 hex digits)
         self._key64 = np.empty(1024, dtype=np.uint64)
         self._seen = np.empty(1024, dtype=bool)  # seen in this run
@@ -691,33 +780,92 @@ class Grouper:
         self._ids: dict[int, str] = {}  # clue id of the latest items
         self._foreign: dict[str, int] = {}  # stored group keys whose first clue is not in the index
         self._foreign_names: list[str] = []
+        self._partial = False  # the store holds grouped clues the index does not
 
     @classmethod
-    def from_store(cls, db: sqlite3.Connection, chunk: int = 50_000) -> Grouper:
-        """The grouper of a run: every grouped clue in the store, read ``chunk`` rows at a time."""
-        grouper = cls(lambda keys: _stored(db, keys))
-        cursor = db.execute("SELECT c.clue_key, c.unit_key, c.group_key, s.text_hash, s.signature "
-                            "FROM clue_signatures s JOIN clues c ON c.clue_key = s.clue_key ORDER BY c.rowid")
+    def from_store(cls, db: sqlite3.Connection, chunk: int = 50_000, window: int | None = None) -> Grouper:
+        """The grouper of a run: the latest ``window`` grouped clues in the store, read
+        ``chunk`` rows at a time (older ones are looked up in the store when needed)."""
+        grouper = cls(lambda keys: _stored(db, keys), window, db)
+        since = db.execute("SELECT c.rowid FROM clue_signatures s JOIN clues c ON c.clue_key = s.clue_key "
+                           "ORDER BY c.rowid DESC LIMIT 1 OFFSET ?", (grouper.window - 1,)).fetchone()
+        if since is not None and db.execute("SELECT 1 FROM clue_signatures s JOIN clues c ON c.clue_key = s.clue_key "
+                                            "WHERE c.rowid < ? LIMIT 1", since).fetchone():
+            grouper._outside_the_index()
+        cursor = db.execute(f"SELECT {_SIGNATURE_COLUMNS} FROM clue_signatures s JOIN clues c ON c.clue_key = s.clue_key "
+                            "WHERE c.rowid >= ? ORDER BY c.rowid", (since[0] if since else 0,))
         while rows := cursor.fetchmany(chunk):
-            sigs = np.frombuffer(b"".join(r[4] for r in rows), dtype=np.uint32).reshape(len(rows), NUM_PERM)
-            first = len(grouper.index)
-            grouper.index.load([r[3] for r in rows], [r[1] for r in rows], sigs, np.zeros(len(rows), dtype=np.int32))
-            items = grouper._add_keys([r[0] for r in rows], first)
-            grouper._seen[items] = False
-            grouper.index.groups[items] = grouper._group_numbers([r[2] or r[0] for r in rows])
+            grouper._load(rows)
         return grouper
+
+    def _load(self, rows: list[tuple]) -> None:
+        """Add stored clues (rows of :data:`_SIGNATURE_COLUMNS`) with their stored groups."""
+        sigs = np.frombuffer(b"".join(r[4] for r in rows), dtype=np.uint32).reshape(len(rows), NUM_PERM)
+        first = len(self.index)
+        self.index.load([r[3] for r in rows], [r[1] for r in rows], sigs, np.zeros(len(rows), dtype=np.int32))
+        items = self._add_keys([r[0] for r in rows], first)
+        self._seen[items] = False
+        self.index.groups[items] = self._group_numbers([r[2] or r[0] for r in rows])
+
+    def _outside_the_index(self) -> None:
+        """From now on, look clues not in the index up in the store (if there is one)."""
+        self._partial = self.db is not None
+        if self._partial:
+            self.index.older = self._older_groups
+
+    def _older_groups(self, thashes: list[str]) -> dict[str, int]:
+        """Group numbers of the earliest stored clue with each text hash, where there is one."""
+        assert self.db is not None
+        found: dict[str, str] = {}
+        for lo in range(0, len(thashes), 500):
+            chunk = thashes[lo:lo + 500]
+            found.update((thash, group) for thash, group, _ in self.db.execute(
+                f"SELECT s.text_hash, COALESCE(c.group_key, c.clue_key), MIN(c.rowid) FROM clue_signatures s "
+                f"JOIN clues c ON c.clue_key = s.clue_key WHERE s.text_hash IN ({','.join('?' * len(chunk))}) "
+                f"GROUP BY s.text_hash", chunk))
+        if not found:
+            return {}
+        return dict(zip(found, self._group_numbers(list(found.values())).tolist(), strict=True))
+
+    def _forget(self, below: int) -> None:
+        """Drop the items below ``below`` (the older generation of the window): later items
+        are renumbered, a group whose first clue is dropped is named by its key (a foreign
+        group), and foreign names no longer used are forgotten."""
+        size = len(self.index)
+        groups = self.index.groups[below:size].astype(np.int64)
+        gone = (groups >= 0) & (groups < below)
+        if gone.any():
+            firsts = _distinct(groups[gone])
+            numbers = self._foreign_numbers(self._names(firsts.tolist()))
+            groups[gone] = numbers[np.searchsorted(firsts, groups[gone])]
+        groups[groups >= below] -= below
+        foreign = groups < 0
+        used = _distinct(-1 - groups[foreign])
+        renumber = np.full(len(self._foreign_names), -1, dtype=np.int64)
+        renumber[used] = np.arange(len(used))
+        groups[foreign] = -1 - renumber[-1 - groups[foreign]]
+        self._foreign_names = [self._foreign_names[i] for i in used.tolist()]
+        self._foreign = {name: i for i, name in enumerate(self._foreign_names)}
+        self.index.drop(below, groups.astype(np.int32))
+        left = size - below
+        for array in (self._keys, self._key64, self._seen):
+            for lo in range(0, left, below):  # chunks no longer than the shift: no overlap
+                array[lo:min(lo + below, left)] = array[below + lo:below + min(lo + below, left)]
+        self._known.drop(below)
+        self._ids = {i - below: v for i, v in self._ids.items() if i >= below}
+        self._outside_the_index()
 
     def _add_keys(self, keys: Sequence[str], first: int, key64: np.ndarray | None = None) -> np.ndarray:
         items = np.arange(first, first + len(keys), dtype=np.int64)
         size = first + len(keys)
         if size > len(self._key64):
-            capacity = max(size, 2 * len(self._key64))
+            capacity = _capacity(size, len(self._key64), self.window)
             self._keys = _resized(self._keys, capacity, first)
             self._key64 = _resized(self._key64, capacity, first)
             self._seen = _resized(self._seen, capacity, first)
         self._keys[items] = np.frombuffer(bytes.fromhex("".join(keys)), dtype=np.uint8).reshape(len(keys), 10)
         self._key64[items] = _hash64s(keys) if key64 is None else key64
-        self._known.reserve(size)
+        self._known.reserve(size, self.window)
         self._known.link(items)
         return items
 
@@ -733,12 +881,17 @@ class Grouper:
 
     def _group_numbers(self, group_keys: Sequence[str]) -> np.ndarray:
         numbers = self._items_of(group_keys)
-        for i in np.flatnonzero(numbers < 0).tolist():
-            if group_keys[i] not in self._foreign:
-                self._foreign[group_keys[i]] = len(self._foreign_names)
-                self._foreign_names.append(group_keys[i])
-            numbers[i] = -1 - self._foreign[group_keys[i]]
+        missing = np.flatnonzero(numbers < 0)
+        numbers[missing] = self._foreign_numbers([group_keys[i] for i in missing.tolist()])
         return numbers.astype(np.int32)
+
+    def _foreign_numbers(self, names: Sequence[str]) -> np.ndarray:
+        """Group numbers of groups named by key whose first clue is not in the index."""
+        for name in names:
+            if name not in self._foreign:
+                self._foreign[name] = len(self._foreign_names)
+                self._foreign_names.append(name)
+        return np.array([-1 - self._foreign[name] for name in names], dtype=np.int64)
 
     def _names(self, groups: Sequence[int]) -> list[str]:
         """The key of each group: its first clue's key, or a stored group key (one hexadecimal
@@ -754,8 +907,17 @@ class Grouper:
 
     def place(self, clues: Sequence[Clue]) -> list[Placed]:
         """Group the classified rows of one batch, in input order."""
+        if len(self.index) + len(clues) > self.window:
+            self._forget(len(self.index) - min(len(self.index), self.window // 2))
         key64 = _hash64s([c.key for c in clues])
         items = self._items_of_hashes(key64)
+        if self._partial and (items < 0).any():  # clues stored before the window: their stored groups
+            assert self.db is not None
+            missing = np.flatnonzero(items < 0)
+            rows = _signature_rows(self.db, list(dict.fromkeys(clues[j].key for j in missing.tolist())))
+            if rows:
+                self._load(rows)
+                items[missing] = self._items_of_hashes(key64[missing])
         new = np.flatnonzero(items < 0)
         if len(new):
             first = _first_of_each(key64[new])
@@ -795,6 +957,13 @@ class Grouper:
         return out
 
 
+def _capacity(needed: int, current: int, most: int | None = None) -> int:
+    """Rows to give an array that must hold ``needed`` and holds ``current``: :data:`GROWTH`
+    times more, but no more than ``most`` (the most it will hold, when known)."""
+    grown = int(current * GROWTH)
+    return max(needed, grown if most is None else min(grown, most))
+
+
 def _resized(array: np.ndarray, capacity: int, used: int) -> np.ndarray:
     grown = np.empty((capacity, *array.shape[1:]), dtype=array.dtype)
     grown[:used] = array[:used]
@@ -804,6 +973,21 @@ def _resized(array: np.ndarray, capacity: int, used: int) -> np.ndarray:
 def _canonical_of(stored: tuple[str, ...]) -> str:
     """The canonical text of a clue read back: stored, else computed from its raw text."""
     return stored[2] if len(stored) > 2 and stored[2] is not None else canonical(stored[1])
+
+
+#: what :meth:`Grouper._load` reads of a stored clue
+_SIGNATURE_COLUMNS = "c.clue_key, c.unit_key, c.group_key, s.text_hash, s.signature"
+
+
+def _signature_rows(db: sqlite3.Connection, keys: list[str]) -> list[tuple]:
+    """Rows of :data:`_SIGNATURE_COLUMNS` of the grouped clues among ``keys``, in stored order."""
+    rows: list[tuple] = []
+    for lo in range(0, len(keys), 500):
+        chunk = keys[lo:lo + 500]
+        rows.extend(db.execute(f"SELECT c.rowid, {_SIGNATURE_COLUMNS} FROM clue_signatures s "
+                               f"JOIN clues c ON c.clue_key = s.clue_key "
+                               f"WHERE c.clue_key IN ({','.join('?' * len(chunk))})", chunk))
+    return [row[1:] for row in sorted(rows)]
 
 
 def _stored(db: sqlite3.Connection, keys: list[str]) -> dict[str, tuple[str, ...]]:

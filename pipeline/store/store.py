@@ -577,11 +577,19 @@ def m031_review_leases(db: sqlite3.Connection) -> None:
     )
 
 
+def m025_signatures_by_text_hash(db: sqlite3.Connection) -> None:
+    """Grouped clues by the hash of their canonical text: a run keeps only the latest clues'
+    signatures in memory (:data:`pipeline.intake.repeats.WINDOW`) and finds an exact repeat
+    of an older clue in the store, one indexed lookup per batch."""
+    db.execute("CREATE INDEX signatures_by_text_hash ON clue_signatures(text_hash)")
+
+
 # keep sorted by name: the store applies them in this order. m001_… schema, m010_… hardening
 # (issue 11), m020_… the inspection workflow (issue 13), m030_… the review page (issue 14)
 MIGRATIONS: tuple[Callable[[sqlite3.Connection], None], ...] = (
     m001_initial, m002_override_guards, m010_identifier_keys, m011_audit_guards,
     m020_units_and_recusal_ends, m021_rounds, m022_repeat_groups, m023_assignments, m024_canonical_texts,
+    m025_signatures_by_text_hash,
     m030_web_sessions, m031_review_leases,
 )
 
