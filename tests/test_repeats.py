@@ -512,6 +512,9 @@ def test_the_stable_order_of_32_bit_keys_is_numpy_s():
     keys[::3] = 2**32 - 1
     for part in (keys, keys[:1], keys[:0], keys.astype(np.int64)):
         assert (_stable_order(part) == np.argsort(part, kind="stable")).all()
+    wide = keys.copy()
+    wide[::5] = 2**40 + 7  # wider than 32 bits: packing would mix key and position bits
+    assert (_stable_order(wide) == np.argsort(wide, kind="stable")).all()
 
 
 def test_a_key_is_found_crowded_through_its_filter_only_when_it_is():
