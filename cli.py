@@ -221,6 +221,7 @@ def triage(
     workers: Annotated[int | None, typer.Option(min=1, help="Worker processes (default: the CPUs available).")] = None,
     model: Annotated[str | None, typer.Option(help="Model version (default: the champion).")] = None,
     round_name: Annotated[str | None, typer.Option("--round", help="The round this file belongs to (default: the open round).")] = None,
+    headers: Annotated[str | None, typer.Option("--headers", help="Added columns' headers: zh (Chinese, 是/否; default for .xlsx) or en (column codes, yes/no; default for .csv and .jsonl).")] = None,
     quiet: QuietOption = False,
 ) -> None:
     """Classify every clue of a file; write every row, in order, with labels and hand-over.
@@ -233,7 +234,7 @@ def triage(
     try:
         summary = triage_file(home_of(ctx), input, output, text_col=text_col, id_col=id_col, unit_col=unit_col,
                               workers=workers, version=model, round_name=round_name, on_start=progress.start,
-                              progress=progress.advance)
+                              progress=progress.advance, headers=headers)
     finally:
         progress.stop()
     if not quiet:

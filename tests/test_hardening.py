@@ -633,8 +633,8 @@ def test_a_cell_cut_in_xlsx_output_is_said(model_home, tmp_path):
     source = write_csv(tmp_path / "long.csv", ["线索内容"], [[long_text], [CLUES[1][2]]])
     triage_file(model_home, source, tmp_path / "long.xlsx", workers=1)
     sheet = load_workbook(tmp_path / "long.xlsx").active
-    header = [c.value for c in sheet[1]]
-    detail = [row[header.index("status_detail")] for row in sheet.iter_rows(min_row=2, values_only=True)]
+    header = [c.value for c in sheet[1]]  # a workbook: Chinese headers
+    detail = [row[header.index("状态说明")] for row in sheet.iter_rows(min_row=2, values_only=True)]
     assert "cut at 32,767 characters" in detail[0] and "cut" not in (detail[1] or "")
 
 

@@ -20,6 +20,7 @@ from pipeline.errors import InputError
 from pipeline.fsutil import sha256_file
 from pipeline.intake.triage import (
     ADDED_COLUMNS,
+    ADDED_HEADERS_ZH,
     MAX_CHARS,
     TriageStart,
     classify_batches,
@@ -218,9 +219,31 @@ def test_other_output_formats(model_home, tmp_path, suffix):
     else:
         body = [json.loads(line) for line in out.read_text(encoding="utf-8").splitlines()]
         header = list(body[0])
-    assert header == ["编号", "被巡察单位", "线索内容", *ADDED_COLUMNS]
+    if suffix == ".xlsx":  # a workbook: Chinese headers, 是/否
+        assert header == ["编号", "被巡察单位", "线索内容", *(ADDED_HEADERS_ZH[c] for c in ADDED_COLUMNS)]
+        assert {b["需复核"] for b in body} == {"是", "否"}
+    else:
+        assert header == ["编号", "被巡察单位", "线索内容", *ADDED_COLUMNS]
+        assert {b["needs_review"] for b in body} == {"yes", "no"}
     assert [b["编号"] for b in body] == [r[0] for r in rows]
     assert [b["线索内容"] or "" for b in body] == [r[2] for r in rows]
+
+
+def test_headers_are_a_choice_and_a_chinese_one_the_input_has_keeps_the_code(model_home, tmp_path):
+    """--headers en keeps the codes in a workbook, zh gives a CSV Chinese ones; an added
+    header the input already has (关键词 here) keeps its code rather than appear twice."""
+    rows = mixed_rows(6)
+    src = write_csv(tmp_path / "clues.csv", ["编号", "线索内容", "关键词"], [[r[0], r[2], ""] for r in rows])
+    triage_file(model_home, src, tmp_path / "en.xlsx", workers=1, headers="en")
+    header = [c.value for c in next(load_workbook(tmp_path / "en.xlsx", read_only=True).active.iter_rows(max_row=1))]
+    assert header[3:] == list(ADDED_COLUMNS)
+    triage_file(model_home, src, tmp_path / "zh.csv", workers=1, headers="zh")
+    with open(tmp_path / "zh.csv", encoding="utf-8-sig", newline="") as handle:
+        table = list(csv.DictReader(handle))
+    assert "key_terms" in table[0] and list(table[0])[3] == "线索编号" and "关键词" in table[0]
+    assert {t["需复核"] for t in table} <= {"是", "否"}
+    with pytest.raises(InputError, match="header style"):
+        triage_file(model_home, src, tmp_path / "x.csv", workers=1, headers="fr")
 
 
 @pytest.mark.parametrize(

@@ -108,6 +108,17 @@ ADDED_COLUMNS = (
     "group_id", "repeat_of",
 )
 DETAIL_AT, GROUP_AT = ADDED_COLUMNS.index("status_detail"), ADDED_COLUMNS.index("group_id")  # in a row's fields
+NEEDS_AT = ADDED_COLUMNS.index("needs_review")
+#: the Chinese header of each added column (``headers="zh"``, the default for .xlsx output;
+#: ``"en"``, the default for .csv and .jsonl, keeps the codes scripts read)
+ADDED_HEADERS_ZH = {
+    "id": "线索编号", "attention": "关注类别代码", "attention_name": "关注类别", "attention_confidence": "关注类别置信度",
+    "area": "领域代码", "area_name": "领域", "area_confidence": "领域置信度", "needs_review": "需复核",
+    "familiarity": "熟悉度", "key_terms": "关键词", "handover": "建议移交", "model_version": "模型版本",
+    "status": "状态", "status_detail": "状态说明", "group_id": "同一问题组", "repeat_of": "首次反映编号",
+}
+YES_NO_ZH = {"yes": "是", "no": "否"}
+HEADER_STYLES = ("zh", "en")
 #: where a row's fields hold the last three columns of ``predictions``: key_terms, handover, model_version
 _STORED_AT = tuple(ADDED_COLUMNS.index(c) for c in ("key_terms", "handover", "model_version"))
 
@@ -480,6 +491,7 @@ def triage_file(
     round_name: str | None = None,
     on_start: Callable[[TriageStart], None] | None = None,
     progress: Callable[[int], None] | None = None,
+    headers: str | None = None,
 ) -> TriageSummary:
     """Triage a clue file into an output file and record the run in the store.
 
@@ -498,14 +510,20 @@ def triage_file(
         Called once with a :class:`TriageStart` when the work begins (row count, encoding).
     progress : callable, optional
         Called with the number of rows done after each batch.
+    headers : {"zh", "en"}, optional
+        Headers of the added columns: Chinese, with needs-review as 是/否 (the default for
+        .xlsx output), or the column codes with yes/no (the default for .csv and .jsonl).
 
     Example
     -------
     >>> summary = triage_file(resolve_home(), "clues.csv", "clues.triaged.xlsx")  # doctest: +SKIP
     """
     started = time.perf_counter()
+    if headers is not None and headers not in HEADER_STYLES:
+        raise InputError(f"unknown header style {headers!r}; use zh (Chinese) or en (column codes)")
     cf = open_clue_file(input_path, text_col=text_col, id_col=id_col, unit_col=unit_col)
     output = Path(output_path) if output_path else default_output(cf.path)
+    chinese = headers == "zh" if headers is not None else output_format(output) == "xlsx"
     _check_output(cf, output)
     loaded: LoadedModel = Registry(home.models).load(version)
     routing = routing or load_routing()
@@ -535,7 +553,7 @@ def triage_file(
                            (now(), summary.rows, run_id))
 
         try:
-            _run(db, cf, loaded, routing, summary, on_start, progress, complete)
+            _run(db, cf, loaded, routing, summary, on_start, progress, complete, chinese)
             summary.seconds = time.perf_counter() - started
         except BaseException as exc:
             status = "interrupted" if isinstance(exc, KeyboardInterrupt | SystemExit) else "failed"
@@ -559,10 +577,13 @@ def _run(
     on_start: Callable[[TriageStart], None] | None,
     progress: Callable[[int], None] | None,
     complete: Callable[[], None] | None = None,
+    chinese: bool = False,
 ) -> None:
     columns = list(cf.columns)
     own_id = cf.id_col == "id"  # the input's id column is the output's: filled, not repeated
     added = [f"triage_{c}" if c in columns else c for c in ADDED_COLUMNS if not (c == "id" and own_id)]
+    if chinese:  # a Chinese header the input already has keeps the code
+        added = [ADDED_HEADERS_ZH[c] if ADDED_HEADERS_ZH.get(c, c) not in columns else c for c in added]
     id_at = columns.index("id") if own_id else None
     pending: deque[list[Row]] = deque()
     store = _StoreWriter(db, summary.run_id, load_directory(db))
@@ -612,11 +633,15 @@ def _run(
                     if cut:
                         note = f"column {', '.join(cut)} cut at {EXCEL_CELL_LIMIT:,} characters (the .xlsx cell limit)"
                         fields[DETAIL_AT] = f"{fields[DETAIL_AT]}; {note}" if fields[DETAIL_AT] else note
+                shown = fields
+                if chinese:
+                    shown = fields.copy()
+                    shown[NEEDS_AT] = YES_NO_ZH.get(shown[NEEDS_AT], shown[NEEDS_AT])
                 if id_at is not None:
-                    values[id_at] = fields[0]
-                    writer.write_values(values + fields[1:])
+                    values[id_at] = shown[0]
+                    writer.write_values(values + shown[1:])
                 else:
-                    writer.write_values(values + fields)
+                    writer.write_values(values + shown)
                 store.add(cf, row, res, fields, unit, placed)
                 _tally(summary, res, unit, placed)
             store.flush(force=False)
