@@ -27,6 +27,7 @@ from pipeline.intake.triage import (
     classify_texts,
     triage_file,
 )
+from pipeline.labels import SHORT_NAMES
 from pipeline.model.registry import Registry
 from pipeline.store.store import clue_key, unit_key
 
@@ -192,6 +193,7 @@ def test_every_row_once_in_order(model_home, tmp_path, monkeypatch, workers):
         assert bool(r["attention"]) == classified, r
         if classified:
             assert r["attention_name"] and r["area_name"] and r["handover"]
+            assert r["area_name"] == SHORT_NAMES[r["area"]]  # the names of the sheets and the summary
             assert 0 < float(r["attention_confidence"]) <= 1 and r["needs_review"] in ("yes", "no")
         else:
             assert r["status_detail"] and r["needs_review"] == "no"

@@ -662,7 +662,7 @@ def _fields(cf: ClueFile, row: Row, res: Result, version: str, routing: Routing)
         display_name(res.attention),
         round(res.attention_conf, 4) if res.attention_conf is not None else "",
         res.area,
-        display_name(res.area),
+        display_name(res.area, short=True),  # the short names of the sheets and the summary
         round(res.area_conf, 4) if res.area_conf is not None else "",
         "yes" if res.needs_review else "no",
         round(res.familiarity, 3) if res.familiarity is not None else "",
