@@ -777,6 +777,9 @@ class Grouper:
         self._keys = np.empty((1024, 10), dtype=np.uint8)  # clue key of each item (20 hex digits)
         self._key64 = np.empty(1024, dtype=np.uint64)
         self._seen = np.empty(1024, dtype=bool)  # seen in this run
+        #: 64-bit key hashes (sorted) of clues seen in this run that the window dropped: a
+        #: clue that comes again after that is read back from the store, and is still a repeat
+        self._seen_gone = np.zeros(0, dtype=np.uint64)
         self._known = _Chains(lambda items: self._key64[items])
         self._ids: dict[int, str] = {}  # clue id of the latest items
         self._foreign: dict[str, int] = {}  # stored group keys whose first clue is not in the index
@@ -833,6 +836,7 @@ class Grouper:
         are renumbered, a group whose first clue is dropped is named by its key (a foreign
         group), and foreign names no longer used are forgotten."""
         size = len(self.index)
+        self._seen_gone = np.union1d(self._seen_gone, self._key64[:below][self._seen[:below]])
         groups = self.index.groups[below:size].astype(np.int64)
         gone = (groups >= 0) & (groups < below)
         if gone.any():
@@ -919,6 +923,10 @@ class Grouper:
             if rows:
                 self._load(rows)
                 items[missing] = self._items_of_hashes(key64[missing])
+                back = items[missing]
+                back = back[back >= 0]
+                if len(back) and len(self._seen_gone):  # seen earlier in this run, before the window dropped it
+                    self._seen[back] |= _member(self._seen_gone, self._key64[back])
         new = np.flatnonzero(items < 0)
         if len(new):
             first = _first_of_each(key64[new])

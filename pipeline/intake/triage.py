@@ -588,6 +588,11 @@ def _run(
     pending: deque[list[Row]] = deque()
     store = _StoreWriter(db, summary.run_id, load_directory(db))
     grouper = Grouper.from_store(db)
+    if STORE_EVERY + BATCH_SIZE > grouper.window // 2:
+        # the window drops its older half at once; an exact repeat of a dropped clue is found
+        # in the store only if that clue was written first
+        raise RuntimeError(f"STORE_EVERY ({STORE_EVERY}) + BATCH_SIZE ({BATCH_SIZE}) must be at most half the "
+                           f"repeat window ({grouper.window})")
     summary.unit_column, summary.directory_units = cf.unit_col, len(store.directory.units)
     text_col, unit_col = cf.text_col, cf.unit_col
 
