@@ -45,6 +45,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ..store.store import rows_in
 from ..text.normalize import normalize
 
 NUM_PERM = 64
@@ -820,13 +821,9 @@ class Grouper:
     def _older_groups(self, thashes: list[str]) -> dict[str, int]:
         """Group numbers of the earliest stored clue with each text hash, where there is one."""
         assert self.db is not None
-        found: dict[str, str] = {}
-        for lo in range(0, len(thashes), 500):
-            chunk = thashes[lo:lo + 500]
-            found.update((thash, group) for thash, group, _ in self.db.execute(
-                f"SELECT s.text_hash, COALESCE(c.group_key, c.clue_key), MIN(c.rowid) FROM clue_signatures s "
-                f"JOIN clues c ON c.clue_key = s.clue_key WHERE s.text_hash IN ({','.join('?' * len(chunk))}) "
-                f"GROUP BY s.text_hash", chunk))
+        found = {thash: group for thash, group, _ in rows_in(
+            self.db, "SELECT s.text_hash, COALESCE(c.group_key, c.clue_key), MIN(c.rowid) FROM clue_signatures s "
+            "JOIN clues c ON c.clue_key = s.clue_key WHERE s.text_hash IN ({}) GROUP BY s.text_hash", thashes)}
         if not found:
             return {}
         return dict(zip(found, self._group_numbers(list(found.values())).tolist(), strict=True))
@@ -990,24 +987,13 @@ _SIGNATURE_COLUMNS = "c.clue_key, c.unit_key, c.group_key, s.text_hash, s.signat
 
 def _signature_rows(db: sqlite3.Connection, keys: list[str]) -> list[tuple]:
     """Rows of :data:`_SIGNATURE_COLUMNS` of the grouped clues among ``keys``, in stored order."""
-    rows: list[tuple] = []
-    for lo in range(0, len(keys), 500):
-        chunk = keys[lo:lo + 500]
-        rows.extend(db.execute(f"SELECT c.rowid, {_SIGNATURE_COLUMNS} FROM clue_signatures s "
-                               f"JOIN clues c ON c.clue_key = s.clue_key "
-                               f"WHERE c.clue_key IN ({','.join('?' * len(chunk))})", chunk))
+    rows = rows_in(db, f"SELECT c.rowid, {_SIGNATURE_COLUMNS} FROM clue_signatures s "
+                       "JOIN clues c ON c.clue_key = s.clue_key WHERE c.clue_key IN ({})", keys)
     return [row[1:] for row in sorted(rows)]
 
 
 def _stored(db: sqlite3.Connection, keys: list[str]) -> dict[str, tuple[str, ...]]:
     """Clue id, text and canonical text (None: not stored) of stored clues, by clue key."""
-    out: dict[str, tuple[str, ...]] = {}
-    unique = list(dict.fromkeys(keys))
-    for lo in range(0, len(unique), 500):
-        chunk = unique[lo:lo + 500]
-        for key, clue_id, text, canon in db.execute(
-                f"SELECT c.clue_key, c.clue_id, c.text, s.canon FROM clues c "
-                f"LEFT JOIN clue_signatures s ON s.clue_key = c.clue_key "
-                f"WHERE c.clue_key IN ({','.join('?' * len(chunk))})", chunk):
-            out[key] = (clue_id, text, canon)
-    return out
+    return {key: (clue_id, text, canon) for key, clue_id, text, canon in rows_in(
+        db, "SELECT c.clue_key, c.clue_id, c.text, s.canon FROM clues c "
+        "LEFT JOIN clue_signatures s ON s.clue_key = c.clue_key WHERE c.clue_key IN ({})", list(dict.fromkeys(keys)))}

@@ -64,6 +64,7 @@ from ..store.store import (
     key_of_normalized,
     now,
     process_token,
+    rows_in,
     store_error,
     transaction,
 )
@@ -715,12 +716,8 @@ class _StoreWriter:
     def _new_clues(self) -> list[tuple[Any, ...]]:
         """This batch's clues not yet in the store, once each (the store refuses a key twice)."""
         fresh = {c[0]: c for c in reversed(self.clues)}  # the first row of a clue wins
-        keys = list(fresh)
-        for i in range(0, len(keys), 500):
-            chunk = keys[i:i + 500]
-            for (key,) in self.db.execute(f"SELECT clue_key FROM clues WHERE clue_key IN ({','.join('?' * len(chunk))})",
-                                          chunk):
-                fresh.pop(key, None)
+        for (key,) in rows_in(self.db, "SELECT clue_key FROM clues WHERE clue_key IN ({})", list(fresh)):
+            fresh.pop(key, None)
         return [c for c in self.clues if fresh.get(c[0]) is c]
 
     def flush(self, force: bool) -> None:

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING
 
 from ..errors import InputError
 from ..intake.rounds import Scope
-from ..store.store import now, transaction
+from ..store.store import now, rows_in, transaction
 from .review import (
     ClueState,
     Eligibility,
@@ -137,11 +137,8 @@ def page_share(db: sqlite3.Connection, reviewer_id: str, candidates: list[Candid
     reviewer_id = eligible.reviewer_id
     keys = [c.clue_key for c in candidates]
     group: dict[str, str] = {}
-    for i in range(0, len(keys), 500):
-        chunk = keys[i:i + 500]
-        for row in db.execute(f"SELECT clue_key, COALESCE(group_key, clue_key) FROM clues "
-                              f"WHERE clue_key IN ({','.join('?' * len(chunk))})", chunk):
-            group[row[0]] = row[1]
+    for row in rows_in(db, "SELECT clue_key, COALESCE(group_key, clue_key) FROM clues WHERE clue_key IN ({})", keys):
+        group[row[0]] = row[1]
     units = group_units(db)
     firsts, seen = [], set()
     for c in candidates:

@@ -652,6 +652,21 @@ class Store(sqlite3.Connection):
     path: Path = Path()
 
 
+#: values bound per ``IN (…)`` query (SQLite limits the parameters of one statement)
+IN_CHUNK = 500
+
+
+def rows_in(db: sqlite3.Connection, query: str, values: Sequence[Any]) -> Iterator[Any]:
+    """The rows of ``query`` for every one of ``values``: its ``IN ({})`` is filled with up to
+    :data:`IN_CHUNK` placeholders at a time, one query per chunk.
+
+    >>> rows_in(db, "SELECT clue_key FROM clues WHERE clue_key IN ({})", keys)  # doctest: +SKIP
+    """
+    for lo in range(0, len(values), IN_CHUNK):
+        chunk = values[lo:lo + IN_CHUNK]
+        yield from db.execute(query.format(",".join("?" * len(chunk))), chunk)
+
+
 def connect(path: str | os.PathLike[str], *, create: bool = True) -> sqlite3.Connection:
     """Open (creating owner-only if new, unless ``create`` is false) and migrate the store.
 
