@@ -403,10 +403,7 @@ class RepeatIndex:
         if first + n > capacity:
             capacity = _capacity(first + n, capacity, self.most)
             for name in ("_sigs", "_has", "_units", "_hashes", "groups"):
-                old = getattr(self, name)
-                grown = np.empty((capacity, *old.shape[1:]), dtype=old.dtype)
-                grown[:first] = old[:first]
-                setattr(self, name, grown)
+                setattr(self, name, _resized(getattr(self, name), capacity, first))
         self.size = first + n
         self._bands.reserve(self.size * BANDS, self.most * BANDS if self.most else None)
         self._exact.reserve(self.size, self.most)
@@ -420,9 +417,7 @@ class RepeatIndex:
             return
         left = self.size - below
         for name in ("_sigs", "_has", "_units", "_hashes"):
-            array = getattr(self, name)
-            for lo in range(0, left, below):  # chunks no longer than the shift: no overlap
-                array[lo:min(lo + below, left)] = array[below + lo:below + min(lo + below, left)]
+            _shift_down(getattr(self, name), below, left)
         self.groups[:left] = groups
         self.size = left
         self._bands.drop(below * BANDS)
@@ -851,8 +846,7 @@ class Grouper:
         self.index.drop(below, groups.astype(np.int32))
         left = size - below
         for array in (self._keys, self._key64, self._seen):
-            for lo in range(0, left, below):  # chunks no longer than the shift: no overlap
-                array[lo:min(lo + below, left)] = array[below + lo:below + min(lo + below, left)]
+            _shift_down(array, below, left)
         self._known.drop(below)
         self._ids = {i - below: v for i, v in self._ids.items() if i >= below}
         self._outside_the_index()
@@ -968,6 +962,13 @@ def _capacity(needed: int, current: int, most: int | None = None) -> int:
     times more, but no more than ``most`` (the most it will hold, when known)."""
     grown = int(current * GROWTH)
     return max(needed, grown if most is None else min(grown, most))
+
+
+def _shift_down(array: np.ndarray, below: int, left: int) -> None:
+    """Move rows ``below … below + left`` of ``array`` to ``0 … left``, in place, in chunks
+    no longer than the shift (so no chunk overlaps the one it is copied to)."""
+    for lo in range(0, left, below):
+        array[lo:min(lo + below, left)] = array[below + lo:below + min(lo + below, left)]
 
 
 def _resized(array: np.ndarray, capacity: int, used: int) -> np.ndarray:
