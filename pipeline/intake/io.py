@@ -786,6 +786,16 @@ class TableWriter(AbstractContextManager["TableWriter"]):
             raise self._cannot_write(err) from None
 
 
+#: header styles of the tables the tool writes: Chinese headers, or the column codes
+HEADER_STYLES = ("zh", "en")
+
+
+def check_header_style(headers: str) -> None:
+    """Refuse a header style other than :data:`HEADER_STYLES` (``--headers``)."""
+    if headers not in HEADER_STYLES:
+        raise InputError(f"unknown header style {headers!r}; use zh (Chinese) or en (column codes)")
+
+
 def check_output_folder(path: Path) -> None:
     """An output goes into a folder that exists: a mistyped folder is named, not created."""
     folder = path.parent

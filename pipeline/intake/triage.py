@@ -78,6 +78,7 @@ from .io import (
     ClueFile,
     Row,
     TableWriter,
+    check_header_style,
     check_output_folder,
     open_clue_file,
     output_format,
@@ -119,7 +120,6 @@ ADDED_HEADERS_ZH = {
     "status": "状态", "status_detail": "状态说明", "group_id": "同一问题组", "repeat_of": "首次反映编号",
 }
 YES_NO_ZH = {"yes": "是", "no": "否"}
-HEADER_STYLES = ("zh", "en")
 #: where a row's fields hold the last three columns of ``predictions``: key_terms, handover, model_version
 _STORED_AT = tuple(ADDED_COLUMNS.index(c) for c in ("key_terms", "handover", "model_version"))
 
@@ -520,8 +520,8 @@ def triage_file(
     >>> summary = triage_file(resolve_home(), "clues.csv", "clues.triaged.xlsx")  # doctest: +SKIP
     """
     started = time.perf_counter()
-    if headers is not None and headers not in HEADER_STYLES:
-        raise InputError(f"unknown header style {headers!r}; use zh (Chinese) or en (column codes)")
+    if headers is not None:
+        check_header_style(headers)
     cf = open_clue_file(input_path, text_col=text_col, id_col=id_col, unit_col=unit_col)
     output = Path(output_path) if output_path else default_output(cf.path)
     chinese = headers == "zh" if headers is not None else output_format(output) == "xlsx"

@@ -25,7 +25,7 @@ from typing import Any
 
 from ..errors import InputError, ValidationError
 from ..fsutil import atomic_path, sha256_file
-from ..intake.io import check_output_folder, check_workbook_xml, xml_text
+from ..intake.io import check_header_style, check_output_folder, check_workbook_xml, xml_text
 from ..intake.routing import Routing, load_routing
 from ..labels import AREA, ATTENTION, SHORT_NAMES, parse_label
 from ..store.store import chain_overrides, insert_chained, transaction, unit_key
@@ -62,7 +62,6 @@ HEADERS_ZH = {
     "origin": "来源", "head": "维度", "given": "现有标注", "suggested": "建议标注", "p_given": "现有标注概率",
     "p_suggested": "建议标注概率", "second_look": "复查结论",
 }
-HEADER_STYLES = ("zh", "en")
 PENDING_SHEET = "待复核或有争议"
 HEAD_NAMES = {"attention": "关注类别", "area": "领域"}
 SOURCE_NAMES = {"predicted": "模型预测", "reviewed": "复核确认", "adjudicated": "争议裁决", "disputed": "有争议"}
@@ -92,8 +91,7 @@ def _put(sheet: Any, row: int, column: int, value: Any) -> Any:
 
 
 def _header_names(headers: str) -> dict[str, str]:
-    if headers not in HEADER_STYLES:
-        raise InputError(f"unknown header style {headers!r}; use zh (Chinese) or en (column codes)")
+    check_header_style(headers)
     return HEADERS_ZH if headers == "zh" else {}
 
 
