@@ -403,6 +403,8 @@ class _FoldProcess:
         except EOFError:  # the process died without a word (killed, out of memory)
             self._process.join()
             raise RuntimeError(f"the calibration fold process ended with exit code {self._process.exitcode}") from None
+        finally:
+            self._receive.close()
         self._process.join()
         if not ok:
             raise payload
@@ -424,9 +426,8 @@ def _run_folds(job: dict[str, Any], names: list[str], send: Any) -> None:
     send.close()
 
 
-def _job_fold(name: str, job: dict[str, Any] | None = None) -> FoldScores:
-    j = _JOB if job is None else job
-    return _fold_scores(j["examples"], j["keys"], j["config"], j["seed"], j["folds"], j["weights"], name)
+def _job_fold(name: str, job: dict[str, Any]) -> FoldScores:  # in the fold process, or in this one
+    return _fold_scores(job["examples"], job["keys"], job["config"], job["seed"], job["folds"], job["weights"], name)
 
 
 def _job_member(task: tuple[str, int], job: dict[str, Any] | None = None) -> tuple[np.ndarray, np.ndarray]:

@@ -528,6 +528,13 @@ def m024_canonical_texts(db: sqlite3.Connection) -> None:
     db.execute("ALTER TABLE clue_signatures ADD COLUMN canon TEXT")
 
 
+def m025_signatures_by_text_hash(db: sqlite3.Connection) -> None:
+    """Grouped clues by the hash of their canonical text: a run keeps only the latest clues'
+    signatures in memory (:data:`pipeline.intake.repeats.WINDOW`) and finds an exact repeat
+    of an older clue in the store, one indexed lookup per batch."""
+    db.execute("CREATE INDEX signatures_by_text_hash ON clue_signatures(text_hash)")
+
+
 def m030_web_sessions(db: sqlite3.Connection) -> None:
     """Sign-in for the review page (``clue-triage serve``): one-time sign-in tokens and
     browser sessions, each stored as the sha256 of its secret so a copy of the database
@@ -575,13 +582,6 @@ def m031_review_leases(db: sqlite3.Connection) -> None:
         );
         """
     )
-
-
-def m025_signatures_by_text_hash(db: sqlite3.Connection) -> None:
-    """Grouped clues by the hash of their canonical text: a run keeps only the latest clues'
-    signatures in memory (:data:`pipeline.intake.repeats.WINDOW`) and finds an exact repeat
-    of an older clue in the store, one indexed lookup per batch."""
-    db.execute("CREATE INDEX signatures_by_text_hash ON clue_signatures(text_hash)")
 
 
 # keep sorted by name: the store applies them in this order. m001_… schema, m010_… hardening
