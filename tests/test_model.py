@@ -416,7 +416,7 @@ def test_held_out_familiarity_is_that_of_a_vocabulary_fitted_without_the_fold(mi
 
 @pytest.mark.parametrize("size", [0, 1, 7, 5000])
 def test_vocabulary_columns_match_a_binary_search(size):
-    """columns_of looks keys up through buckets of their top bits: it must find what a
+    """columns_of looks keys up in a hash table: it must find what a
     binary search over the sorted keys finds, for known keys, unknown ones and the extremes."""
     rng = np.random.default_rng(size)
     keys = np.unique(rng.integers(0, 2**64, size, dtype=np.uint64, endpoint=False))

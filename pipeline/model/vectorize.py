@@ -5,9 +5,8 @@ adjacent characters — becomes a 64-bit key: words through a keyed BLAKE2b dige
 (memoised: a clue's words repeat across a batch), characters and pairs through integer
 mixing in numpy, so a batch of clues turns into keys without building one string per
 character n-gram. :class:`Vocabulary` keeps the sorted keys seen in training and maps a
-batch onto its columns through buckets of its top bits (keys are uniform hashes, so a bucket
-holds about one key): two or three memory reads per key instead of the ~18 dependent ones of
-a binary search over the whole vocabulary.
+batch onto its columns through a hash table (a pandas index of the keys): a probe or two per
+key instead of the ~18 dependent memory reads of a binary search over the whole vocabulary.
 
 Why a fitted vocabulary and not a plain hashing trick (what the first release did with
 ``FeatureHasher(2**18)``):
@@ -33,6 +32,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
+import pandas as pd
 from scipy import sparse
 
 from ..text.features import Prepared, char_source
@@ -196,7 +196,7 @@ class Vocabulary:
         self.min_df = min_df
         self.keys_: np.ndarray = np.zeros(0, np.uint64)
         self.idf_: np.ndarray = np.zeros(0)
-        self._buckets: tuple[int, np.ndarray] | None = None
+        self._index: pd.Index | None = None
 
     @property
     def size(self) -> int:
@@ -216,7 +216,7 @@ class Vocabulary:
         keep = df >= self.min_df
         self.keys_ = distinct[keep]
         self.idf_ = np.log((1.0 + keys.n_docs) / (1.0 + df[keep])) + 1.0
-        self._buckets = None
+        self._index = None
         return at, counts, bool(keep.all()) and len(distinct) > 0
 
     def fit_transform(self, keys: Keys, count: Counts | None = None) -> Batch:
@@ -230,36 +230,20 @@ class Vocabulary:
         familiarity = np.divide(total, total, out=np.zeros(n), where=total > 0)
         return self._tfidf(counts, familiarity, at)
 
-    def _bucket_index(self) -> tuple[int, np.ndarray]:
-        """(bits, start): the keys whose top ``bits`` bits are ``b`` are
-        ``keys_[start[b]:start[b + 1]]`` (``keys_`` is sorted, so each bucket is one run).
-        Four to eight buckets per key (4 MB for 173,000 keys), so that most unknown keys
-        meet an empty bucket; built once, before workers fork, so they share it."""
-        if self._buckets is None:
-            bits = max(1, min(26, int(np.ceil(np.log2(max(self.size, 1) * 4)))))
-            top = (self.keys_ >> np.uint64(64 - bits)).astype(np.intp)
-            start = np.zeros((1 << bits) + 1, dtype=np.int32 if self.size < 2**31 else np.int64)
-            np.cumsum(np.bincount(top, minlength=1 << bits), out=start[1:])
-            self._buckets = (bits, start)
-        return self._buckets
+    def _lookup(self) -> pd.Index:
+        """The vocabulary's keys as a pandas index: its hash table (pandas' khash, built on
+        first use) finds a key's column in one probe or two. Built once, before workers
+        fork, so they share it; twice as fast as the sorted-bucket search it replaced."""
+        if self._index is None:
+            self._index = pd.Index(self.keys_, dtype=np.uint64, copy=False)
+            self._index.get_indexer(self.keys_[:1])  # builds the hash table now
+        return self._index
 
     def columns_of(self, keys: np.ndarray) -> np.ndarray:
         """Column of each key, or -1 where the vocabulary does not know it."""
-        cols = np.full(len(keys), -1, dtype=np.int64)
         if not self.size or not len(keys):
-            return cols
-        bits, start = self._bucket_index()
-        bucket = (keys >> np.uint64(64 - bits)).astype(np.intp)
-        lo, hi = start[bucket].astype(np.int64), start[bucket + 1]
-        todo = np.flatnonzero(hi > lo)
-        at = lo[todo]
-        while todo.size:  # one round per position in a bucket (buckets hold a few keys)
-            hit = self.keys_[at] == keys[todo]
-            cols[todo[hit]] = at[hit]
-            more = ~hit
-            more[more] = at[more] + 1 < hi[todo[more]]
-            todo, at = todo[more], at[more] + 1
-        return cols
+            return np.full(len(keys), -1, dtype=np.int64)
+        return self._lookup().get_indexer(keys).astype(np.int64, copy=False)
 
     def transform(self, keys: Keys) -> Batch:
         """TF-IDF rows over the known keys; unknown keys are dropped (and counted)."""
@@ -297,5 +281,5 @@ class Vocabulary:
         vocab = cls(str(config["kind"]), bool(config["binary"]), int(config["min_df"]))  # type: ignore[call-overload]
         vocab.keys_ = np.asarray(arrays[f"{prefix}keys"], dtype=np.uint64)
         vocab.idf_ = np.asarray(arrays[f"{prefix}idf"], dtype=float)
-        vocab._bucket_index()
+        vocab._lookup()
         return vocab
