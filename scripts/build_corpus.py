@@ -8,20 +8,21 @@ are never reassigned, and new clues are appended with new ids.
 
 Usage: python scripts/build_corpus.py [--force]
        python scripts/build_corpus.py --append data/batches/batch_09.jsonl
-       python scripts/build_corpus.py --wave2 SECOND_LABELS_DIR DECISIONS_DIR
+       python scripts/build_corpus.py --wave N SECOND_LABELS_DIR DECISIONS_DIR
 
 ``--append`` adds a checked batch to the existing corpus: new ids continue the numbering,
 splits are drawn per attention × area cell of the batch with the same shares, and no
 existing id, label or split changes.
 
-``--wave2`` adds the wave-2 batches (``data/batches/wave2_w*.jsonl``, issue 9) after a
-second labeler labeled every item blind (``labels_*.jsonl`` in SECOND_LABELS_DIR, lines
+``--wave N`` adds the batches of wave N (``data/batches/waveN_*.jsonl``: wave 2, issue 9;
+wave 3, issue 10) after a second labeler labeled every item blind (``labels_*.jsonl`` in
+SECOND_LABELS_DIR, lines
 ``{"id", "attention", "area"}`` keyed by the staging id ``nNNNN`` = position in writer order)
 and an adjudicator decided every disagreement (``decided_*.jsonl`` in DECISIONS_DIR, with a
 reason). Clues grounded in a public page get their split from a hash of the page address, so
 all clues restated from one page share a split; the others are split per attention × area
 cell as above. Every line of the corpus gets ``register``, ``source_url`` and ``counter``;
-``data/wave2_agreement.jsonl`` records both labelers' labels, the final ones and the reason.
+``data/waveN_agreement.jsonl`` records both labelers' labels, the final ones and the reason.
 """
 
 from __future__ import annotations
@@ -91,13 +92,13 @@ def read_jsonl(paths: list[Path]) -> list[dict]:
     return [json.loads(line) for p in paths for line in p.read_text(encoding="utf-8").splitlines() if line.strip()]
 
 
-def wave2(second_dir: Path, decisions_dir: Path, target: Path) -> int:
+def add_wave(wave: int, second_dir: Path, decisions_dir: Path, target: Path) -> int:
     existing = read_jsonl([target])
     for row in existing:
         row.setdefault("register", REGISTER_OF_SOURCE[row["source"]])
         row.setdefault("source_url", "")
         row.setdefault("counter", "")
-    staged = read_jsonl(sorted((ROOT / "data" / "batches").glob("wave2_w*.jsonl")))
+    staged = read_jsonl(sorted((ROOT / "data" / "batches").glob(f"wave{wave}_*.jsonl")))
     second = {r["id"]: r for r in read_jsonl(sorted(second_dir.glob("labels_*.jsonl")))}
     decided = {r["id"]: r for r in read_jsonl(sorted(decisions_dir.glob("decided_*.jsonl")))}
     number = max(int(r["id"][1:]) for r in existing)
@@ -123,18 +124,18 @@ def wave2(second_dir: Path, decisions_dir: Path, target: Path) -> int:
     with open(target, "w", encoding="utf-8", newline="\n") as handle:
         for row in [*existing, *staged]:
             handle.write(json.dumps({f: row[f] for f in FIELDS}, ensure_ascii=False) + "\n")
-    with open(ROOT / "data" / "wave2_agreement.jsonl", "w", encoding="utf-8", newline="\n") as handle:
+    with open(ROOT / "data" / f"wave{wave}_agreement.jsonl", "w", encoding="utf-8", newline="\n") as handle:
         for rec in record:
             handle.write(json.dumps(rec, ensure_ascii=False) + "\n")
-    print(f"appended {len(staged)} wave-2 clues ({staged[0]['id']}..{staged[-1]['id']}); "
+    print(f"appended {len(staged)} wave-{wave} clues ({staged[0]['id']}..{staged[-1]['id']}); "
           f"{sum(not r['agreed'] for r in record)} adjudicated")
     return 0
 
 
 def main(argv: list[str]) -> int:
     target = ROOT / "data" / "clues.jsonl"
-    if argv[:1] == ["--wave2"] and len(argv) == 3:
-        return wave2(Path(argv[1]), Path(argv[2]), target)
+    if argv[:1] == ["--wave"] and len(argv) == 4:
+        return add_wave(int(argv[1]), Path(argv[2]), Path(argv[3]), target)
     if argv[:1] == ["--append"] and len(argv) == 2:
         return append(Path(argv[1]), target)
     if target.exists() and "--force" not in argv:

@@ -70,7 +70,7 @@ def load(path: Path) -> tuple[list[dict], list[str]]:
             problems.append(f"{where}: unit missing")
         if not 15 <= len(text) <= MAX_LEN:
             problems.append(f"{where}: length {len(text)} outside 15-{MAX_LEN}")
-        if "register" in obj or path.name.startswith("wave2"):
+        if "register" in obj or path.name.startswith("wave"):
             register = obj.get("register")
             if register not in REGISTERS:
                 problems.append(f"{where}: register {register!r}")

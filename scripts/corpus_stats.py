@@ -67,29 +67,40 @@ def tables() -> str:
     return "\n".join(lines)
 
 
+#: the waves whose every clue a second labeler labeled blind (data/waveN_agreement.jsonl)
+WAVES = {2: "issue 9", 3: "issue 10"}
+
+
 def agreement_table() -> list[str]:
-    """Second labeler against the writer, per register and head, on the wave-2 clues."""
+    """Second labeler against the writer, per register and head, for each labeled wave."""
     import json
 
     from sklearn.metrics import cohen_kappa_score
 
-    path = README.parent / "wave2_agreement.jsonl"
-    records = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
-    lines = ["Wave 2: a second labeler labeled every clue blind; agreement with the writer and Cohen's κ "
-             "(before adjudication; every disagreement was adjudicated, `wave2_agreement.jsonl`).", "",
-             "| register | clues | attention agreement | attention κ | area agreement | area κ | adjudicated |",
-             "|---|---:|---:|---:|---:|---:|---:|"]
-    groups: dict[str, list[dict]] = {}
-    for r in records:
-        groups.setdefault(r["register"], []).append(r)
-    for name, mine in [*sorted(groups.items()), ("all", records)]:
-        cells = []
-        for head in ("attention", "area"):
-            a = [r["first"][head] for r in mine]
-            b = [r["second"][head] for r in mine]
-            cells += [f"{sum(x == y for x, y in zip(a, b, strict=True)) / len(a):.2f}",
-                      f"{cohen_kappa_score(a, b):.2f}" if len(set(a) | set(b)) > 1 else "n/a"]
-        lines.append(f"| {name} | {len(mine)} | " + " | ".join(cells) + f" | {sum(not r['agreed'] for r in mine)} |")
+    lines: list[str] = []
+    for wave, issue in WAVES.items():
+        path = README.parent / f"wave{wave}_agreement.jsonl"
+        if not path.exists():
+            continue
+        records = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+        lines += [*([""] if lines else []),
+                  f"Wave {wave} ({issue}): a second labeler labeled every clue blind; agreement with the writer "
+                  f"and Cohen's κ (before adjudication; every disagreement was adjudicated, "
+                  f"`wave{wave}_agreement.jsonl`).", "",
+                  "| register | clues | attention agreement | attention κ | area agreement | area κ | adjudicated |",
+                  "|---|---:|---:|---:|---:|---:|---:|"]
+        groups: dict[str, list[dict]] = {}
+        for r in records:
+            groups.setdefault(r["register"], []).append(r)
+        for name, mine in [*sorted(groups.items()), ("all", records)]:
+            cells = []
+            for head in ("attention", "area"):
+                a = [r["first"][head] for r in mine]
+                b = [r["second"][head] for r in mine]
+                cells += [f"{sum(x == y for x, y in zip(a, b, strict=True)) / len(a):.2f}",
+                          f"{cohen_kappa_score(a, b):.2f}" if len(set(a) | set(b)) > 1 else "n/a"]
+            lines.append(f"| {name} | {len(mine)} | " + " | ".join(cells)
+                         + f" | {sum(not r['agreed'] for r in mine)} |")
     return lines
 
 

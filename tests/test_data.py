@@ -27,9 +27,11 @@ from pipeline.text.normalize import is_traditional, to_simplified
 from pipeline.text.segment import read_userdict
 
 CLUES = load_corpus()
-#: the first release's clues (c0001-c2072) and the wave-2 clues of issue 9
+#: the first release's clues (c0001-c2072), the wave-2 clues of issue 9 (c2073-c4308) and the
+#: wave-3 clues of issue 10
 FIRST = [c for c in CLUES if int(c.id[1:]) <= 2072]
-WAVE2 = [c for c in CLUES if int(c.id[1:]) > 2072]
+WAVE2 = [c for c in CLUES if 2072 < int(c.id[1:]) <= 4308]
+WAVE3 = [c for c in CLUES if int(c.id[1:]) > 4308]
 
 
 def test_every_line_is_a_json_object_with_the_fields_and_closed_label_sets():
@@ -160,13 +162,17 @@ def test_suggestions_and_dates_do_not_give_the_attention_away():
     assert SHORTCUTS["dated"].purity <= 0.60
 
 
-def test_every_wave2_clue_was_labeled_twice_and_every_disagreement_adjudicated():
+@pytest.mark.parametrize("wave", [2, 3])
+def test_every_wave_clue_was_labeled_twice_and_every_disagreement_adjudicated(wave):
     from pipeline.paths import DATA_DIR
 
-    records = [json.loads(line) for line in (DATA_DIR / "wave2_agreement.jsonl").read_text(encoding="utf-8").splitlines()]
+    clues = {2: WAVE2, 3: WAVE3}[wave]
+    assert clues
+    path = DATA_DIR / f"wave{wave}_agreement.jsonl"
+    records = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()]
     by_id = {r["id"]: r for r in records}
-    assert set(by_id) == {c.id for c in WAVE2}
-    for clue in WAVE2:
+    assert set(by_id) == {c.id for c in clues}
+    for clue in clues:
         rec = by_id[clue.id]
         assert rec["final"] == {"attention": clue.attention, "area": clue.area}, clue.id
         assert rec["agreed"] == (rec["first"] == rec["second"])
