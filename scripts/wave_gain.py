@@ -1,0 +1,77 @@
+"""Does a wave of new corpus text help on text no model here was trained on?
+
+Two measurements, both by the shipped protocol (``fit_and_calibrate`` on ``train`` + ``dev``,
+seed 0) and scored like ``scripts/transfer.py``:
+
+1. the wave's ``test`` split and the earlier ``test`` split, by a model trained without the
+   wave against one trained with it;
+2. all of the wave's clues in two halves by a hash of their page address: the model without
+   the wave scores both; a model trained with the other half's ``train`` + ``dev`` clues
+   scores each half; the figures of the two halves are averaged, weighted by clues.
+
+Usage: .venv/bin/python scripts/wave_gain.py [--first-id 4309]   (wave 3: c4309 on)
+"""
+
+from __future__ import annotations
+
+import hashlib
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from transfer import score  # noqa: E402
+
+from pipeline.model.corpus import load_corpus, split  # noqa: E402
+from pipeline.model.train import examples_from, fit_and_calibrate  # noqa: E402
+
+COLUMNS = ("attention", "area", "further_recall", "flagged", "attention_unflagged", "area_unflagged", "further_unseen")
+HEADER = ("| clues | model | n | attention macro-F1 | area macro-F1 | further recall | flagged | unflagged attention acc "
+          "| unflagged area acc | further missed unflagged |\n|---|---|---:|---:|---:|---:|---:|---:|---:|---:|")
+
+
+def line(clues: str, model: str, n: int, row: dict[str, float]) -> str:
+    cells = [f"{row[c]:.0%}" if c == "flagged" else f"{row[c]:.3f}" for c in COLUMNS]
+    return f"| {clues} | {model} | {n} | " + " | ".join(cells) + " |"
+
+
+def half(url: str) -> int:
+    return int(hashlib.sha256(url.encode()).hexdigest()[:8], 16) % 2
+
+
+def main(argv: list[str]) -> None:
+    first = int(argv[argv.index("--first-id") + 1]) if "--first-id" in argv else 4309
+    clues = load_corpus()
+    before = [c for c in split(clues, "train", "dev") if int(c.id[1:]) < first]
+    wave = [c for c in clues if int(c.id[1:]) >= first]
+    base = fit_and_calibrate(examples_from(before), seed=0).model
+    full = fit_and_calibrate(examples_from(split(clues, "train", "dev")), seed=0).model
+    print(HEADER)
+    tests = {"wave `test`": [c for c in wave if c.split == "test"],
+             "earlier `test`": [c for c in split(clues, "test") if int(c.id[1:]) < first]}
+    for name, held in tests.items():
+        for model_name, model in (("without the wave", base), ("with the wave", full)):
+            print(line(name, model_name, len(held), score(model, examples_from(held))))
+    print()
+    print(HEADER.replace("| clues |", "| register |"))
+    parts: dict[tuple[str, str], list[tuple[int, dict[str, float]]]] = {}
+    for h in (0, 1):
+        held = [c for c in wave if half(c.source_url) == h]
+        added = [c for c in wave if half(c.source_url) != h and c.split in ("train", "dev")]
+        with_half = fit_and_calibrate(examples_from(before + added), seed=0).model
+        for model_name, model in (("without the wave", base), ("with the other half", with_half)):
+            for register in [*sorted({c.register for c in held}), "all"]:
+                mine = [c for c in held if register in ("all", c.register)]
+                parts.setdefault((register, model_name), []).append((len(mine), score(model, examples_from(mine))))
+    for model_name in ("without the wave", "with the other half"):
+        for register in sorted({r for r, _ in parts}, key=lambda r: (r == "all", r)):
+            got = parts[(register, model_name)]
+            n = sum(k for k, _ in got)
+            mean = {c: sum(k * r[c] for k, r in got if r[c] == r[c]) / max(sum(k for k, r in got if r[c] == r[c]), 1)
+                    for c in COLUMNS}
+            print(line(register, model_name, n, mean))
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])
