@@ -65,6 +65,15 @@ def test_key_terms_are_shown_in_the_script_the_user_wrote():
     assert display_term(("收受", "购物卡"), script) == "收受購物卡"
 
 
+@pytest.mark.parametrize("folded", ["反映，縣裡的企業", "反映，县里的企业"])
+def test_a_word_pair_the_user_did_not_write_together_is_not_a_key_term(folded):
+    """Adjacent tokens are not always adjacent text (punctuation and stop words fall between
+    them): such a pair was shown joined (反映县里), in Simplified even in a Traditional clue."""
+    script = ScriptMap("反映，县里的企业", folded)
+    assert display_term(("反映", "县里"), script) is None
+    assert display_term(("县里",), script) == folded[3:5]
+
+
 def test_traditional_and_simplified_forms_get_the_same_prediction(model_home):
     from pipeline.text.normalize import to_simplified
 

@@ -437,7 +437,7 @@ class TwoHeadModel:
                 folded = doc.folded or (fold(originals[i]) if originals is not None else doc.text)
                 script = scripts[i] = ScriptMap(doc.text, folded)
             shown = display_term((tokens[at], tokens[at + 1]) if is_pair else (tokens[at],), script)
-            if not any(shown in t or t in shown for t in terms):
+            if shown is not None and not any(shown in t or t in shown for t in terms):
                 terms.append(shown)
         return out
 

@@ -80,7 +80,13 @@ def is_shown(token: str) -> bool:
 _CLASS_TOKEN_SET = frozenset(CLASS_TOKENS.values())
 
 
-def display_term(words: tuple[str, ...], script: ScriptMap) -> str:
-    """A word or an adjacent word pair as the user wrote it (in the clue's own script)."""
+def display_term(words: tuple[str, ...], script: ScriptMap) -> str | None:
+    """A word or an adjacent word pair as the user wrote it (in the clue's own script).
+
+    A pair of tokens that the text does not hold side by side (punctuation or a stop word
+    fell between them) is ``None``: it is not something the user wrote, and shown joined it
+    would be a made-up word, in Simplified even in a Traditional clue."""
     joined = "".join(words)
+    if len(words) > 1 and script.normalized.find(joined) < 0:
+        return None
     return script.original_form(joined) or joined
