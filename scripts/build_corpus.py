@@ -22,7 +22,8 @@ and an adjudicator decided every disagreement (``decided_*.jsonl`` in DECISIONS_
 reason). Clues grounded in a public page get their split from a hash of the page address, so
 all clues restated from one page share a split; the others are split per attention × area
 cell as above. Every line of the corpus gets ``register``, ``source_url`` and ``counter``;
-``data/waveN_agreement.jsonl`` records both labelers' labels, the final ones and the reason.
+``data/waveN_agreement.jsonl`` records both labelers' labels, the final ones and the reason
+(a wave added in several rounds adds each round's records to it).
 """
 
 from __future__ import annotations
@@ -92,6 +93,27 @@ def read_jsonl(paths: list[Path]) -> list[dict]:
     return [json.loads(line) for p in paths for line in p.read_text(encoding="utf-8").splitlines() if line.strip()]
 
 
+def _staging_problem(existing: list[dict], staged: list[dict], second: dict[str, dict],
+                     decided: dict[str, dict]) -> str:
+    """Why a round cannot be added ('' when it can): every staged clue (staging ids n0001 … in
+    batch order) has exactly one second label, every disagreement exactly one decision, and
+    no staged text is already in the corpus (a batch merged twice, or last round's labels)."""
+    if not staged:
+        return "no batch to add"
+    ids = [f"n{n:04d}" for n in range(1, len(staged) + 1)]
+    if set(second) != set(ids):
+        return f"second labels for {len(second)} staged ids, expected exactly {ids[0]}..{ids[-1]}"
+    disagree = {tid for tid, row in zip(ids, staged, strict=True)
+                if (row["attention"], row["area"]) != (second[tid]["attention"], second[tid]["area"])}
+    if set(decided) != disagree:
+        return f"decisions for {len(decided)} ids, but {len(disagree)} disagreements"
+    known = {row["text"] for row in existing}
+    again = sum(row["text"] in known for row in staged)
+    if again:
+        return f"{again} staged texts are already in the corpus"
+    return ""
+
+
 def add_wave(wave: int, second_dir: Path, decisions_dir: Path, target: Path) -> int:
     existing = read_jsonl([target])
     for row in existing:
@@ -101,6 +123,10 @@ def add_wave(wave: int, second_dir: Path, decisions_dir: Path, target: Path) -> 
     staged = read_jsonl(sorted((ROOT / "data" / "batches").glob(f"wave{wave}_*.jsonl")))
     second = {r["id"]: r for r in read_jsonl(sorted(second_dir.glob("labels_*.jsonl")))}
     decided = {r["id"]: r for r in read_jsonl(sorted(decisions_dir.glob("decided_*.jsonl")))}
+    problem = _staging_problem(existing, staged, second, decided)
+    if problem:
+        print(f"nothing written: {problem}")
+        return 1
     number = max(int(r["id"][1:]) for r in existing)
     record, unpaged = [], []
     for n, row in enumerate(staged, 1):
@@ -124,8 +150,10 @@ def add_wave(wave: int, second_dir: Path, decisions_dir: Path, target: Path) -> 
     with open(target, "w", encoding="utf-8", newline="\n") as handle:
         for row in [*existing, *staged]:
             handle.write(json.dumps({f: row[f] for f in FIELDS}, ensure_ascii=False) + "\n")
-    with open(ROOT / "data" / f"wave{wave}_agreement.jsonl", "w", encoding="utf-8", newline="\n") as handle:
-        for rec in record:
+    agreement = ROOT / "data" / f"wave{wave}_agreement.jsonl"
+    earlier = read_jsonl([agreement]) if agreement.exists() else []  # a wave added in rounds keeps every round
+    with open(agreement, "w", encoding="utf-8", newline="\n") as handle:
+        for rec in [*earlier, *record]:
             handle.write(json.dumps(rec, ensure_ascii=False) + "\n")
     print(f"appended {len(staged)} wave-{wave} clues ({staged[0]['id']}..{staged[-1]['id']}); "
           f"{sum(not r['agreed'] for r in record)} adjudicated")

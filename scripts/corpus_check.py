@@ -7,7 +7,7 @@ without id and split) and run::
     python scripts/corpus_check.py                                # the corpus and every batch
 
 Reports: malformed lines, unknown labels, lengths outside 15-1600 characters, a missing `register` or
-(for grounded registers) `source_url` in wave-2 batches, a `script`
+(for grounded registers) `source_url` in wave batches (wave 2 on), a `script`
 field that disagrees with the text, any 20-character substring shared by two texts
 (compared after NFKC + Traditional->Simplified), and pairs whose character 5-gram Jaccard
 similarity is 0.5 or more. Exit code 1 when anything is reported.

@@ -27,7 +27,11 @@ from pipeline.model.train import examples_from, fit_and_calibrate  # noqa: E402
 
 
 def score(model, held):  # type: ignore[no-untyped-def]
-    results = classify_texts(model, [e.text for e in held])
+    return score_results(held, classify_texts(model, [e.text for e in held]))
+
+
+def score_results(held, results):  # type: ignore[no-untyped-def]
+    """The table's figures for examples ``held`` and their triage ``results``, in order."""
     row = {"n": len(held)}
     flagged = np.array([r.needs_review for r in results])
     for h in HEADS:

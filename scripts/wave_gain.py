@@ -6,8 +6,9 @@ seed 0) and scored like ``scripts/transfer.py``:
 1. the wave's ``test`` split and the earlier ``test`` split, by a model trained without the
    wave against one trained with it;
 2. all of the wave's clues in two halves by a hash of their page address: the model without
-   the wave scores both; a model trained with the other half's ``train`` + ``dev`` clues
-   scores each half; the figures of the two halves are averaged, weighted by clues.
+   the wave scores every clue; a model trained with the other half's ``train`` + ``dev`` clues
+   scores each half, and the figures are computed once over all clues (each clue predicted
+   by the model that did not see its half: pooled, not an average of the halves).
 
 Usage: .venv/bin/python scripts/wave_gain.py [--first-id 4309]   (wave 3: c4309 on)
 """
@@ -21,8 +22,10 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from transfer import score  # noqa: E402
+from build_corpus import page_key  # noqa: E402
+from transfer import score, score_results  # noqa: E402
 
+from pipeline.intake.triage import classify_texts  # noqa: E402
 from pipeline.model.corpus import load_corpus, split  # noqa: E402
 from pipeline.model.train import examples_from, fit_and_calibrate  # noqa: E402
 
@@ -32,12 +35,13 @@ HEADER = ("| clues | model | n | attention macro-F1 | area macro-F1 | further re
 
 
 def line(clues: str, model: str, n: int, row: dict[str, float]) -> str:
-    cells = [f"{row[c]:.0%}" if c == "flagged" else f"{row[c]:.3f}" for c in COLUMNS]
+    cells = ["—" if row[c] != row[c] else f"{row[c]:.0%}" if c == "flagged" else f"{row[c]:.3f}" for c in COLUMNS]
     return f"| {clues} | {model} | {n} | " + " | ".join(cells) + " |"
 
 
 def half(url: str) -> int:
-    return int(hashlib.sha256(url.encode()).hexdigest()[:8], 16) % 2
+    """0 or 1 by the page (as splits are: one page, one half)."""
+    return int(hashlib.sha256(page_key(url).encode()).hexdigest()[:8], 16) % 2
 
 
 def main(argv: list[str]) -> None:
@@ -55,22 +59,18 @@ def main(argv: list[str]) -> None:
             print(line(name, model_name, len(held), score(model, examples_from(held))))
     print()
     print(HEADER.replace("| clues |", "| register |"))
-    parts: dict[tuple[str, str], list[tuple[int, dict[str, float]]]] = {}
+    without = dict(zip((c.id for c in wave), classify_texts(base, [c.text for c in wave]), strict=True))
+    within = {}
     for h in (0, 1):
         held = [c for c in wave if half(c.source_url) == h]
         added = [c for c in wave if half(c.source_url) != h and c.split in ("train", "dev")]
+        print(f"half {h}: {len(held)} clues scored, {len(added)} of the other half trained on", file=sys.stderr)
         with_half = fit_and_calibrate(examples_from(before + added), seed=0).model
-        for model_name, model in (("without the wave", base), ("with the other half", with_half)):
-            for register in [*sorted({c.register for c in held}), "all"]:
-                mine = [c for c in held if register in ("all", c.register)]
-                parts.setdefault((register, model_name), []).append((len(mine), score(model, examples_from(mine))))
-    for model_name in ("without the wave", "with the other half"):
-        for register in sorted({r for r, _ in parts}, key=lambda r: (r == "all", r)):
-            got = parts[(register, model_name)]
-            n = sum(k for k, _ in got)
-            mean = {c: sum(k * r[c] for k, r in got if r[c] == r[c]) / max(sum(k for k, r in got if r[c] == r[c]), 1)
-                    for c in COLUMNS}
-            print(line(register, model_name, n, mean))
+        within.update(zip((c.id for c in held), classify_texts(with_half, [c.text for c in held]), strict=True))
+    for model_name, results in (("without the wave", without), ("with the other half", within)):
+        for register in [*sorted({c.register for c in wave}), "all"]:
+            mine = [c for c in wave if register in ("all", c.register)]
+            print(line(register, model_name, len(mine), score_results(examples_from(mine), [results[c.id] for c in mine])))
 
 
 if __name__ == "__main__":

@@ -96,7 +96,7 @@ def test_split_shares_and_minimums():
 
 
 def test_splits_are_stratified_on_attention_by_area():
-    """Clues not split by page (the first release, unpaged wave-2 clues) are stratified."""
+    """Clues not split by page (the first release, unpaged clues of later waves) are stratified."""
     unpaged = [c for c in CLUES if not c.source_url]
     for att in ATTENTION:
         for area in AREA:
@@ -171,6 +171,7 @@ def test_every_wave_clue_was_labeled_twice_and_every_disagreement_adjudicated(wa
     path = DATA_DIR / f"wave{wave}_agreement.jsonl"
     records = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()]
     by_id = {r["id"]: r for r in records}
+    assert len(by_id) == len(records)  # a round added twice would repeat its records
     assert set(by_id) == {c.id for c in clues}
     for clue in clues:
         rec = by_id[clue.id]
@@ -180,6 +181,29 @@ def test_every_wave_clue_was_labeled_twice_and_every_disagreement_adjudicated(wa
             assert rec["reason"].strip(), clue.id
         else:
             assert rec["final"] == rec["first"]
+
+
+def test_a_wave_round_is_refused_unless_every_clue_has_its_second_label_and_decision():
+    """scripts/build_corpus.py --wave N: staging ids restart at n0001 each round, so last
+    round's labels, a missing decision or a batch merged twice must stop it, not slip in."""
+    import importlib.util
+
+    from pipeline.paths import PROJECT_ROOT
+
+    spec = importlib.util.spec_from_file_location("build_corpus", PROJECT_ROOT / "scripts" / "build_corpus.py")
+    assert spec and spec.loader
+    build = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(build)
+    staged = [{"text": "甲", "attention": "further", "area": "policy"},
+              {"text": "乙", "attention": "aware", "area": "policy"}]
+    second = {"n0001": {"attention": "further", "area": "policy"}, "n0002": {"attention": "further", "area": "policy"}}
+    decided = {"n0002": {"attention": "aware", "area": "policy", "reason": "pattern"}}
+    assert build._staging_problem([], staged, second, decided) == ""
+    assert "no batch" in build._staging_problem([], [], {}, {})
+    assert "second labels" in build._staging_problem([], staged, {**second, "n0003": second["n0001"]}, decided)
+    assert "decisions" in build._staging_problem([], staged, second, {})
+    assert "decisions" in build._staging_problem([], staged, second, {**decided, "n0001": decided["n0002"]})
+    assert "already in the corpus" in build._staging_problem([{"text": "乙"}], staged, second, decided)
 
 
 def test_every_source_is_represented():

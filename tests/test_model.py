@@ -429,7 +429,7 @@ def test_vocabulary_columns_match_a_binary_search(size):
     binary search over the sorted keys finds, for known keys, unknown ones and the extremes."""
     rng = np.random.default_rng(size)
     keys = np.unique(rng.integers(0, 2**64, size, dtype=np.uint64, endpoint=False))
-    if size > 100:  # crowded buckets: runs of neighbouring keys
+    if size > 100:  # runs of neighbouring keys
         keys = np.unique(np.concatenate([keys, keys[:50] + np.uint64(1), np.arange(20, dtype=np.uint64)]))
     vocab = Vocabulary()
     vocab.keys_, vocab.idf_ = keys, np.ones(len(keys))
