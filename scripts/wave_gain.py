@@ -23,10 +23,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from build_corpus import page_key  # noqa: E402
-from transfer import score, score_results  # noqa: E402
+from transfer import score_results  # noqa: E402
 
-from pipeline.intake.triage import classify_texts  # noqa: E402
-from pipeline.model.corpus import load_corpus, split  # noqa: E402
+from pipeline.intake.triage import Result, classify_texts  # noqa: E402
+from pipeline.labels import HEADS  # noqa: E402
+from pipeline.model.corpus import Clue, load_corpus, split  # noqa: E402
+from pipeline.model.retrain import paired_bootstrap  # noqa: E402
 from pipeline.model.train import examples_from, fit_and_calibrate  # noqa: E402
 
 COLUMNS = ("attention", "area", "further_recall", "flagged", "attention_unflagged", "area_unflagged", "further_unseen")
@@ -54,9 +56,15 @@ def main(argv: list[str]) -> None:
     print(HEADER)
     tests = {"wave `test`": [c for c in wave if c.split == "test"],
              "earlier `test`": [c for c in split(clues, "test") if int(c.id[1:]) < first]}
+    gains = []
     for name, held in tests.items():
+        got = {}
         for model_name, model in (("without the wave", base), ("with the wave", full)):
-            print(line(name, model_name, len(held), score(model, examples_from(held))))
+            got[model_name] = classify_texts(model, [c.text for c in held])
+            print(line(name, model_name, len(held), score_results(examples_from(held), got[model_name])))
+        gains.append(f"{name}: " + interval(held, got["without the wave"], got["with the wave"]))
+    print()
+    print("Gain with the wave, and its paired bootstrap 95 % interval: " + "; ".join(gains) + ".")
     print()
     print(HEADER.replace("| clues |", "| register |"))
     without = dict(zip((c.id for c in wave), classify_texts(base, [c.text for c in wave]), strict=True))
@@ -71,6 +79,19 @@ def main(argv: list[str]) -> None:
         for register in [*sorted({c.register for c in wave}), "all"]:
             mine = [c for c in wave if register in ("all", c.register)]
             print(line(register, model_name, len(mine), score_results(examples_from(mine), [results[c.id] for c in mine])))
+    print()
+    print("Gain with the other half, all clues: "
+          + interval(wave, [without[c.id] for c in wave], [within[c.id] for c in wave]) + ".")
+
+
+def interval(held: list[Clue], before: list[Result], after: list[Result]) -> str:
+    """Macro-F1 gain of each head (after minus before) with its paired bootstrap 95 % interval."""
+    parts = []
+    for head in HEADS:
+        diff, lo, hi = paired_bootstrap([c.label(head) for c in held], [getattr(r, head) for r in before],
+                                        [getattr(r, head) for r in after], "macro_f1", HEADS[head])
+        parts.append(f"{head} {diff:+.3f} [{lo:+.3f}, {hi:+.3f}]")
+    return ", ".join(parts)
 
 
 if __name__ == "__main__":
