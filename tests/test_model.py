@@ -72,6 +72,7 @@ def test_a_word_pair_the_user_did_not_write_together_is_not_a_key_term(folded):
     script = ScriptMap("反映，县里的企业", folded)
     assert display_term(("反映", "县里"), script) is None
     assert display_term(("县里",), script) == folded[3:5]
+    assert display_term(("ppp", "项目"), ScriptMap("违规PPP项目", "违规PPP项目")) == "ppp项目"  # tokens are lower-cased
 
 
 def test_traditional_and_simplified_forms_get_the_same_prediction(model_home):

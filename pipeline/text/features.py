@@ -87,6 +87,6 @@ def display_term(words: tuple[str, ...], script: ScriptMap) -> str | None:
     fell between them) is ``None``: it is not something the user wrote, and shown joined it
     would be a made-up word, in Simplified even in a Traditional clue."""
     joined = "".join(words)
-    if len(words) > 1 and script.normalized.find(joined) < 0:
+    if len(words) > 1 and joined not in script.normalized.lower():  # tokens are lower-cased
         return None
     return script.original_form(joined) or joined
