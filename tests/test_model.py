@@ -455,3 +455,19 @@ def test_folded_scoring_follows_a_refitted_stacker(model_home):
     after = model.predict(docs)["attention"].proba
     assert np.allclose(after, head.proba(head.scores(model.batch(docs).matrix)), atol=1e-12)
     assert not np.allclose(after, before)
+
+
+def test_a_model_loaded_to_predict_drops_its_member_weights_and_predicts_the_same(model_home):
+    """Triage only needs the folded weights: the members' own (as large again) are dropped on
+    loading for prediction, which keeps a 1,000,000-row triage under 600 MB. Such a model
+    predicts exactly as the full one and refuses what needs the members (saving it)."""
+    full = Registry(model_home.models).load().model
+    lean = Registry(model_home.models).load(predict_only=True).model
+    assert all(not h.coef and not h.intercept for h in lean.heads_.values())
+    texts = ["局长违规提拔亲属，收受红包", "建議加強監測站人員培訓", "部分乡镇对散乱污企业整治不彻底"]
+    a = full.predict(prepare(texts), explain=3, originals=texts)
+    b = lean.predict(prepare(texts), explain=3, originals=texts)
+    for head in ("attention", "area"):
+        assert np.array_equal(a[head].proba, b[head].proba) and a[head].terms == b[head].terms
+    with pytest.raises(ValueError, match="prediction only"):
+        lean.to_arrays()

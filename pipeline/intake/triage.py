@@ -526,7 +526,7 @@ def triage_file(
     output = Path(output_path) if output_path else default_output(cf.path)
     chinese = headers == "zh" if headers is not None else output_format(output) == "xlsx"
     _check_output(cf, output)
-    loaded: LoadedModel = Registry(home.models).load(version)
+    loaded: LoadedModel = Registry(home.models).load(version, predict_only=True)
     routing = routing or load_routing()
     workers = max(1, workers or available_cpus())
     if cf.row_count is not None:

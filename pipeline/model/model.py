@@ -385,8 +385,10 @@ class TwoHeadModel:
     def _scoring(self) -> _Scoring:
         """Both heads' folded weights side by side (:meth:`Head.folded`), made once per set of
         fitted heads (``from_arrays`` makes it before workers fork, so they share it)."""
-        made_of = tuple(a for h in self.heads_.values() for a in (h, h.stack_w, h.stack_b, *h.coef, *h.intercept))
         cached: _Scoring | None = self.__dict__.get("_scoring_cache")
+        if cached is not None and self.__dict__.get("_prediction_only"):
+            return cached  # the members are gone (release_members): the folded weights are final
+        made_of = tuple(a for h in self.heads_.values() for a in (h, h.stack_w, h.stack_b, *h.coef, *h.intercept))
         if cached is None or len(cached.made_of) != len(made_of) or any(
                 a is not b for a, b in zip(cached.made_of, made_of, strict=True)):
             folded = {head: h.folded() for head, h in self.heads_.items()}
@@ -442,8 +444,21 @@ class TwoHeadModel:
         return out
 
     # -- arrays, for a model file that cannot run code ---------------------------------
+    def release_members(self) -> TwoHeadModel:
+        """Keep only what prediction uses: the folded weights (:meth:`_scoring`), the classes
+        and the stackers; drop the members' own weights, as large again as the folded ones
+        (37 MB for the default model), which triage never reads. The model then predicts
+        exactly as before and cannot be saved or refitted."""
+        self._scoring()
+        self.__dict__["_prediction_only"] = True
+        for h in self.heads_.values():
+            h.coef, h.intercept = [], []
+        return self
+
     def to_arrays(self) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
         """(JSON-able description, named arrays): everything needed to predict."""
+        if self.__dict__.get("_prediction_only"):
+            raise ValueError("this model was loaded for prediction only (its members' weights were released)")
         arrays = self.vocab_.to_arrays("vocab/")
         heads: dict[str, Any] = {}
         for name, h in self.heads_.items():

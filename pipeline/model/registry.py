@@ -276,8 +276,9 @@ class Registry:
             )
         return manifest
 
-    def load(self, version: str | None = None) -> LoadedModel:
-        """Verify then load a version (default: the champion)."""
+    def load(self, version: str | None = None, predict_only: bool = False) -> LoadedModel:
+        """Verify then load a version (default: the champion); with ``predict_only``, without
+        the members' own weights (:meth:`TwoHeadModel.release_members`: what triage needs)."""
         version = version or self.champion()
         if not version:
             raise NoModelError(
@@ -290,6 +291,9 @@ class Registry:
                 arrays = {name: stored[name] for name in stored.files}
             spec = json.loads(arrays.pop(_SPEC).tobytes().decode("utf-8"))
             model = TwoHeadModel.from_arrays(spec, arrays)
+            del arrays  # the members' weights are then held by the model alone, and freed with release_members
+            if predict_only:
+                model.release_members()
         except (ValueError, KeyError, TypeError, OSError, json.JSONDecodeError) as exc:
             raise ModelIntegrityError(f"model {version}: artifact is not a clue-triage model ({exc.__class__.__name__})") from None
         return LoadedModel(model, manifest, _input_drift(manifest))
