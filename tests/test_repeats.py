@@ -239,6 +239,26 @@ def test_near_repeats_are_found_in_a_window_of_the_latest_clues_exact_repeats_in
     assert rows2["X0"]["group_id"] == rows["X0"]["group_id"]  # stored before the window: its stored group
 
 
+def test_several_stored_clues_older_than_the_window_come_again_in_one_batch(model_home, tmp_path, monkeypatch):
+    """Re-triaging a file larger than the window into the store that holds it: a batch meets
+    several clues stored before the window. Their stored groups are read back (sorted by
+    stored order; sqlite3.Row does not compare, so sorting the rows themselves failed as
+    soon as a batch held two of them)."""
+    from pipeline.intake import repeats, triage
+
+    monkeypatch.setattr(repeats, "WINDOW", 50)
+    monkeypatch.setattr(triage, "BATCH_SIZE", 10)
+    monkeypatch.setattr(triage, "STORE_EVERY", 1)
+    filler = _distinct_corpus_texts(75, [t for pair in PAIRS for t in pair])
+    rows = [(f"F{i}", t) for i, t in enumerate(filler)]
+    triage_file(model_home, _write(tmp_path / "a.csv", rows), tmp_path / "a.out.csv", workers=1)
+    first = {r["编号"]: r for r in _read(tmp_path / "a.out.csv")}
+    triage_file(model_home, _write(tmp_path / "b.csv", rows[:5]), tmp_path / "b.out.csv", workers=1)
+    again = _read(tmp_path / "b.out.csv")
+    assert [r["status"] for r in again] == ["ok"] * 5
+    assert all(r["group_id"] == first[r["编号"]]["group_id"] for r in again)
+
+
 def test_a_clue_twice_in_one_run_is_a_repeat_even_when_the_window_dropped_its_first_copy(
         model_home, tmp_path, monkeypatch):
     """The same row twice in one file is flagged as a repeat of itself (issue 13); that holds

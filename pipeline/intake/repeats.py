@@ -990,7 +990,7 @@ def _signature_rows(db: sqlite3.Connection, keys: list[str]) -> list[tuple]:
     """Rows of :data:`_SIGNATURE_COLUMNS` of the grouped clues among ``keys``, in stored order."""
     rows = rows_in(db, f"SELECT c.rowid, {_SIGNATURE_COLUMNS} FROM clue_signatures s "
                        "JOIN clues c ON c.clue_key = s.clue_key WHERE c.clue_key IN ({})", keys)
-    return [row[1:] for row in sorted(rows)]
+    return [tuple(row)[1:] for row in sorted(rows, key=lambda row: row[0])]  # sqlite3.Row does not compare
 
 
 def _stored(db: sqlite3.Connection, keys: list[str]) -> dict[str, tuple[str, ...]]:
