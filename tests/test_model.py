@@ -471,3 +471,10 @@ def test_a_model_loaded_to_predict_drops_its_member_weights_and_predicts_the_sam
         assert np.array_equal(a[head].proba, b[head].proba) and a[head].terms == b[head].terms
     with pytest.raises(ValueError, match="prediction only"):
         lean.to_arrays()
+    import gc
+    import weakref
+
+    member = weakref.ref(full.heads_["attention"].coef[0])
+    full.release_members()
+    gc.collect()
+    assert member() is None  # freed, not only unlinked (the scoring cache held it too)

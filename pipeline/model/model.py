@@ -449,7 +449,7 @@ class TwoHeadModel:
         and the stackers; drop the members' own weights, as large again as the folded ones
         (37 MB for the default model), which triage never reads. The model then predicts
         exactly as before and cannot be saved or refitted."""
-        self._scoring()
+        self._scoring().made_of = ()  # it held the members' arrays, to notice a refit
         self.__dict__["_prediction_only"] = True
         for h in self.heads_.values():
             h.coef, h.intercept = [], []
