@@ -588,12 +588,6 @@ def _run(
     id_at = columns.index("id") if own_id else None
     pending: deque[list[Row]] = deque()
     store = _StoreWriter(db, summary.run_id, load_directory(db))
-    grouper = Grouper.from_store(db)
-    if STORE_EVERY + BATCH_SIZE > grouper.window // 2:
-        # the window drops its older half at once; an exact repeat of a dropped clue is found
-        # in the store only if that clue was written first
-        raise RuntimeError(f"STORE_EVERY ({STORE_EVERY}) + BATCH_SIZE ({BATCH_SIZE}) must be at most half the "
-                           f"repeat window ({grouper.window})")
     summary.unit_column, summary.directory_units = cf.unit_col, len(store.directory.units)
     text_col, unit_col = cf.text_col, cf.unit_col
 
@@ -614,6 +608,14 @@ def _run(
                                 "to these clues; name the column with --unit-col")
             on_start(TriageStart(summary.run_id, cf.path, summary.output, cf.encoding, cf.row_count,
                                  loaded.version, summary.workers, loaded.warnings, notices))
+        # read after the workers are forked: they do not need it, and pages inherited from it
+        # would stay mapped in them as the run changes it (a second copy of the window)
+        grouper = Grouper.from_store(db)
+        if STORE_EVERY + BATCH_SIZE > grouper.window // 2:
+            # the window drops its older half at once; an exact repeat of a dropped clue is found
+            # in the store only if that clue was written first
+            raise RuntimeError(f"STORE_EVERY ({STORE_EVERY}) + BATCH_SIZE ({BATCH_SIZE}) must be at most half "
+                               f"the repeat window ({grouper.window})")
         for results in classifier.map(work()):
             batch = pending.popleft()
             for row, res in zip(batch, results, strict=True):
