@@ -1,7 +1,7 @@
 """Speed work must not change a prediction (issue 10).
 
 ``tests/fixtures/predictions_before.json`` was recorded by the code *before* the triage
-speed-up (recorded again at commit 6718bd8, main with the possible-`further` flag and before the speed-up was merged, again when training changed to liblinear tolerance 1e-2, and again when the corpus grew by wave 3 (issue 10, once per round added): each changed the model, not the prediction code; and once when key terms stopped showing a word pair the text does not hold side by side, which changed the terms of 14 texts and nothing else, checked text by text) on a fixed set of texts: 300 corpus test clues, 60 clues made of
+speed-up (recorded again at commit 6718bd8, main with the possible-`further` flag and before the speed-up was merged, again when training changed to liblinear tolerance 1e-2, and again when the corpus grew by wave 3 (issue 10, once per round added): each changed the model, not the prediction code; and once when key terms stopped showing a word pair the text does not hold side by side, which changed the terms of 14 texts and nothing else, checked text by text; and when terms kept the user's case and a pair written with a quotation mark between its words counted again, 5 texts, terms only) on a fixed set of texts: 300 corpus test clues, 60 clues made of
 two of them joined (the benchmark's kind of clue), and odd inputs (empty, punctuation,
 English, mojibake, Traditional, full width, masks, too short, too long …). Every text must
 get exactly the same status, labels, flags, familiarity and key terms, and the same

@@ -72,7 +72,20 @@ def test_a_word_pair_the_user_did_not_write_together_is_not_a_key_term(folded):
     script = ScriptMap("反映，县里的企业", folded)
     assert display_term(("反映", "县里"), script) is None
     assert display_term(("县里",), script) == folded[3:5]
-    assert display_term(("ppp", "项目"), ScriptMap("违规PPP项目", "违规PPP项目")) == "ppp项目"  # tokens are lower-cased
+
+
+
+def test_a_key_term_keeps_the_users_case_and_a_pair_may_have_a_quotation_mark_or_space_between():
+    """Tokens are lower-cased Simplified; a term is shown as the user wrote it (PPP, 項目), and
+    a pair written with a quotation mark or a space between its words (“三重一大”事项,
+    违规 PPP) is still a pair the user wrote, shown without it."""
+    assert display_term(("ppp", "项目"), ScriptMap("违规PPP项目", "违规PPP项目")) == "PPP项目"
+    assert display_term(("ppp", "项目"), ScriptMap("违规PPP项目", "違規PPP項目")) == "PPP項目"
+    assert display_term(("ppp",), ScriptMap("违规PPP项目", "違規PPP項目")) == "PPP"
+    quoted = ScriptMap("5项“三重一大”事项未经研究", "5項「三重一大」事項未經研究")
+    assert display_term(("三重一大", "事项"), quoted) == "三重一大事項"
+    assert display_term(("违规", "ppp"), ScriptMap("违规 PPP 项目", "违规 PPP 项目")) == "违规PPP"
+    assert display_term(("5", "事项"), quoted) is None  # more than one character between: not a pair
 
 
 def test_traditional_and_simplified_forms_get_the_same_prediction(model_home):
@@ -471,6 +484,9 @@ def test_a_model_loaded_to_predict_drops_its_member_weights_and_predicts_the_sam
         assert np.array_equal(a[head].proba, b[head].proba) and a[head].terms == b[head].terms
     with pytest.raises(ValueError, match="prediction only"):
         lean.to_arrays()
+    lean.heads_["attention"].stack_b = lean.heads_["attention"].stack_b + 1.0  # as training does: noticed
+    with pytest.raises(ValueError, match="prediction only"):
+        lean.predict(prepare(texts))
     import gc
     import weakref
 

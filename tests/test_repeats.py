@@ -300,6 +300,12 @@ def test_a_clue_twice_in_one_run_is_a_repeat_even_when_the_window_dropped_its_fi
     monkeypatch.setattr(triage, "STORE_EVERY", 100)
     with pytest.raises(RuntimeError, match="half the repeat window"):
         triage_file(model_home, _write(tmp_path / "b.csv", rows[:3]), tmp_path / "b.out.csv", workers=1)
+    assert not (tmp_path / "b.out.csv").exists()
+    db = connect(model_home.db_path)
+    try:
+        assert [r[0] for r in db.execute("SELECT status FROM runs ORDER BY run_id")][-1] == "failed"
+    finally:
+        db.close()
 
 
 def test_history_of_an_id_stored_with_and_without_a_unit(model_home, tmp_path):

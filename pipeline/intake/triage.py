@@ -71,6 +71,7 @@ from ..store.store import (
 from ..text.features import prepare_one
 from ..text.normalize import fold, han_count, looks_garbled, normalize, to_simplified
 from ..text.segment import current_segmenter, set_segmenter
+from . import repeats
 from .io import (
     EXCEL_CELL_LIMIT,
     EXCEL_MAX_ROWS,
@@ -587,6 +588,11 @@ def _run(
         added = [ADDED_HEADERS_ZH[c] if ADDED_HEADERS_ZH.get(c, c) not in columns else c for c in added]
     id_at = columns.index("id") if own_id else None
     pending: deque[list[Row]] = deque()
+    if STORE_EVERY + BATCH_SIZE > repeats.WINDOW // 2:
+        # the window drops its older half at once; an exact repeat of a dropped clue is found
+        # in the store only if that clue was written first
+        raise RuntimeError(f"STORE_EVERY ({STORE_EVERY}) + BATCH_SIZE ({BATCH_SIZE}) must be at most half the "
+                           f"repeat window ({repeats.WINDOW})")
     store = _StoreWriter(db, summary.run_id, load_directory(db))
     summary.unit_column, summary.directory_units = cf.unit_col, len(store.directory.units)
     text_col, unit_col = cf.text_col, cf.unit_col
@@ -611,11 +617,6 @@ def _run(
         # read after the workers are forked: they do not need it, and pages inherited from it
         # would stay mapped in them as the run changes it (a second copy of the window)
         grouper = Grouper.from_store(db)
-        if STORE_EVERY + BATCH_SIZE > grouper.window // 2:
-            # the window drops its older half at once; an exact repeat of a dropped clue is found
-            # in the store only if that clue was written first
-            raise RuntimeError(f"STORE_EVERY ({STORE_EVERY}) + BATCH_SIZE ({BATCH_SIZE}) must be at most half "
-                               f"the repeat window ({grouper.window})")
         for results in classifier.map(work()):
             batch = pending.popleft()
             for row, res in zip(batch, results, strict=True):

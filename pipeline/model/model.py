@@ -136,8 +136,13 @@ class Head:
     stack_w: np.ndarray | None = None  # classes × (members · classes); None: softmax of mean score
     stack_b: np.ndarray | None = None
 
+    def _members(self) -> None:
+        if not self.coef:
+            raise ValueError("this head's members were released (a model loaded for prediction only)")
+
     def scores(self, x: sparse.csr_matrix) -> np.ndarray:
         """Members' decision scores side by side (the stacker's input)."""
+        self._members()
         return np.hstack([np.asarray(x @ c.T) + b for c, b in zip(self.coef, self.intercept, strict=True)])
 
     def folded(self) -> tuple[np.ndarray, np.ndarray]:
@@ -146,6 +151,7 @@ class Head:
         ``x @ W[class] + b[class]`` (equal to :meth:`proba`'s input up to rounding, ~1e-15):
         one product scores every member, and ``W`` is also each feature's push towards a
         class, what the key terms are ranked by."""
+        self._members()
         m = len(self.coef)
         if self.stack_w is None or self.stack_b is None:  # softmax of the members' mean score
             return np.asarray(sum(self.coef) / m), np.asarray(sum(self.intercept) / m)
@@ -386,8 +392,6 @@ class TwoHeadModel:
         """Both heads' folded weights side by side (:meth:`Head.folded`), made once per set of
         fitted heads (``from_arrays`` makes it before workers fork, so they share it)."""
         cached: _Scoring | None = self.__dict__.get("_scoring_cache")
-        if cached is not None and self.__dict__.get("_prediction_only"):
-            return cached  # the members are gone (release_members): the folded weights are final
         made_of = tuple(a for h in self.heads_.values() for a in (h, h.stack_w, h.stack_b, *h.coef, *h.intercept))
         if cached is None or len(cached.made_of) != len(made_of) or any(
                 a is not b for a, b in zip(cached.made_of, made_of, strict=True)):
@@ -449,10 +453,13 @@ class TwoHeadModel:
         and the stackers; drop the members' own weights, as large again as the folded ones
         (37 MB for the default model), which triage never reads. The model then predicts
         exactly as before and cannot be saved or refitted."""
-        self._scoring().made_of = ()  # it held the members' arrays, to notice a refit
+        scoring = self._scoring()
         self.__dict__["_prediction_only"] = True
         for h in self.heads_.values():
             h.coef, h.intercept = [], []
+        # what the cache is checked against, without the members' arrays (it held them): a
+        # replaced stacker is still noticed, and then folding fails for want of members
+        scoring.made_of = tuple(a for h in self.heads_.values() for a in (h, h.stack_w, h.stack_b))
         return self
 
     def to_arrays(self) -> tuple[dict[str, Any], dict[str, np.ndarray]]:

@@ -56,19 +56,33 @@ def char_source(doc: Prepared) -> str:
 
 
 class ScriptMap:
-    """Finds a Simplified term in the user's own (width-folded) text, to show it as written."""
+    """Finds a term (lower-cased Simplified tokens) in the user's own width-folded text, to
+    show it as written: in the user's script and case."""
 
     def __init__(self, normalized: str, folded: str) -> None:
         self.normalized, self.folded = normalized, folded
-        self.aligned = len(normalized) == len(folded)  # OpenCC t2s is character for character here
+        self.lower = normalized.lower()
+        # OpenCC t2s and lower() are character for character here: a span of one is a span of the other
+        self.aligned = len(normalized) == len(folded) == len(self.lower)
 
-    def original_form(self, term: str) -> str | None:
-        if self.normalized == self.folded:
-            return term
-        if not self.aligned:
-            return None
-        at = self.normalized.find(term)
-        return self.folded[at : at + len(term)] if at >= 0 else None
+    def shown(self, words: tuple[str, ...]) -> str | None:
+        """``words`` as the user wrote them, or None for a pair the text does not hold side by
+        side (a quotation mark or a space between the two words still counts, and is left out)."""
+        joined = "".join(words)
+        at = self.lower.find(joined)
+        spans = [(at, at + len(joined))] if at >= 0 else []
+        if not spans and len(words) == 2:
+            found = re.search(re.escape(words[0]) + _PAIR_GAP + re.escape(words[1]), self.lower)
+            if found:
+                spans = [(found.start(), found.start() + len(words[0])), (found.end() - len(words[1]), found.end())]
+        if not spans:
+            return None if len(words) > 1 else joined
+        source = self.folded if self.aligned else self.normalized
+        return "".join(source[start:end] for start, end in spans)
+
+
+#: what may stand between the two words of a pair the user wrote: one quotation mark or space
+_PAIR_GAP = "[\\s\"'“”‘’「」『』《》]"
 
 
 def is_shown(token: str) -> bool:
@@ -81,12 +95,9 @@ _CLASS_TOKEN_SET = frozenset(CLASS_TOKENS.values())
 
 
 def display_term(words: tuple[str, ...], script: ScriptMap) -> str | None:
-    """A word or an adjacent word pair as the user wrote it (in the clue's own script).
+    """A word or an adjacent word pair as the user wrote it (the clue's own script and case).
 
-    A pair of tokens that the text does not hold side by side (punctuation or a stop word
-    fell between them) is ``None``: it is not something the user wrote, and shown joined it
-    would be a made-up word, in Simplified even in a Traditional clue."""
-    joined = "".join(words)
-    if len(words) > 1 and joined not in script.normalized.lower():  # tokens are lower-cased
-        return None
-    return script.original_form(joined) or joined
+    A pair of tokens that the text does not hold side by side (a comma or a stop word fell
+    between them) is ``None``: it is not something the user wrote, and shown joined it would
+    be a made-up word, in Simplified even in a Traditional clue. See :meth:`ScriptMap.shown`."""
+    return script.shown(words)
