@@ -153,7 +153,7 @@ def _triage_child(home_root: str, src: str, out: str, workers: int | None, queue
 
     home = resolve_home(home_root)
     started = time.perf_counter()
-    Registry(home.models).load()
+    Registry(home.models).load(predict_only=True)  # as triage loads it
     load_seconds = time.perf_counter() - started
     rss_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     cpu_before = _cpu_seconds()
