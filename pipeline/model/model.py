@@ -454,7 +454,6 @@ class TwoHeadModel:
         (37 MB for the default model), which triage never reads. The model then predicts
         exactly as before and cannot be saved or refitted."""
         scoring = self._scoring()
-        self.__dict__["_prediction_only"] = True
         for h in self.heads_.values():
             h.coef, h.intercept = [], []
         # what the cache is checked against, without the members' arrays (it held them): a
@@ -464,7 +463,7 @@ class TwoHeadModel:
 
     def to_arrays(self) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
         """(JSON-able description, named arrays): everything needed to predict."""
-        if self.__dict__.get("_prediction_only"):
+        if any(not h.coef for h in self.heads_.values()):  # released (a fitted head has members)
             raise ValueError("this model was loaded for prediction only (its members' weights were released)")
         arrays = self.vocab_.to_arrays("vocab/")
         heads: dict[str, Any] = {}
