@@ -25,6 +25,18 @@ from pipeline.labels import HEADS  # noqa: E402
 from pipeline.model.corpus import load_corpus, split  # noqa: E402
 from pipeline.model.train import examples_from, fit_and_calibrate  # noqa: E402
 
+#: the figures of a row, in the table's order, and the table's header for them
+COLUMNS = ("attention", "area", "further_recall", "flagged", "attention_unflagged", "area_unflagged", "further_unseen")
+HEADER = ("attention macro-F1 | area macro-F1 | further recall | flagged | unflagged attention acc "
+          "| unflagged area acc | further missed unflagged")
+
+
+def cells(row: dict[str, float], missing: str = "nan") -> str:
+    """A row's figures as table cells (flagged as a percentage; ``missing`` for a NaN: no
+    clue of that kind, such as no `further` clue)."""
+    return " | ".join(missing if row[c] != row[c] else f"{row[c]:.0%}" if c == "flagged" else f"{row[c]:.3f}"
+                      for c in COLUMNS)
+
 
 def score(model, held):  # type: ignore[no-untyped-def]
     return score_results(held, classify_texts(model, [e.text for e in held]))
@@ -53,8 +65,7 @@ def main(argv: list[str]) -> None:
     registers = sorted({e.group for e in examples})
     if "--registers" in argv:
         registers = argv[argv.index("--registers") + 1].split(",")
-    print("| register | n | attention macro-F1 | area macro-F1 | further recall | flagged | unflagged attention acc "
-          "| unflagged area acc | further missed unflagged |")
+    print(f"| register | n | {HEADER} |")
     print("|---|---:|---:|---:|---:|---:|---:|---:|---:|")
     rows = {}
     for name in registers:
@@ -62,11 +73,8 @@ def main(argv: list[str]) -> None:
         held = [e for e in examples if e.group == name]
         model = fit_and_calibrate(train, seed=0).model
         r = rows[name] = score(model, held)
-        print(f"| {name} | {r['n']} | {r['attention']:.3f} | {r['area']:.3f} | {r['further_recall']:.3f} | "
-              f"{r['flagged']:.0%} | {r['attention_unflagged']:.3f} | {r['area_unflagged']:.3f} | "
-              f"{r['further_unseen']:.3f} |", flush=True)
-    mean = {k: np.nanmean([r[k] for r in rows.values()]) for k in ("attention", "area", "further_recall", "flagged",
-                                                                     "attention_unflagged", "area_unflagged", "further_unseen")}
+        print(f"| {name} | {r['n']} | {cells(r)} |", flush=True)
+    mean = {k: np.nanmean([r[k] for r in rows.values()]) for k in COLUMNS}
     print(f"| **mean of registers** | | **{mean['attention']:.3f}** | **{mean['area']:.3f}** | "
           f"{mean['further_recall']:.3f} | {mean['flagged']:.0%} | {mean['attention_unflagged']:.3f} | "
           f"{mean['area_unflagged']:.3f} | {mean['further_unseen']:.3f} |")

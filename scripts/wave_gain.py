@@ -23,7 +23,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from build_corpus import page_key  # noqa: E402
-from transfer import score_results  # noqa: E402
+from transfer import HEADER, cells, score_results  # noqa: E402
 
 from pipeline.intake.triage import Result, classify_texts  # noqa: E402
 from pipeline.labels import HEADS  # noqa: E402
@@ -31,14 +31,11 @@ from pipeline.model.corpus import Clue, load_corpus, split  # noqa: E402
 from pipeline.model.retrain import paired_bootstrap  # noqa: E402
 from pipeline.model.train import examples_from, fit_and_calibrate  # noqa: E402
 
-COLUMNS = ("attention", "area", "further_recall", "flagged", "attention_unflagged", "area_unflagged", "further_unseen")
-HEADER = ("| clues | model | n | attention macro-F1 | area macro-F1 | further recall | flagged | unflagged attention acc "
-          "| unflagged area acc | further missed unflagged |\n|---|---|---:|---:|---:|---:|---:|---:|---:|---:|")
+TABLE = f"| {{}} | model | n | {HEADER} |\n|---|---|---:|---:|---:|---:|---:|---:|---:|---:|"
 
 
 def line(clues: str, model: str, n: int, row: dict[str, float]) -> str:
-    cells = ["—" if row[c] != row[c] else f"{row[c]:.0%}" if c == "flagged" else f"{row[c]:.3f}" for c in COLUMNS]
-    return f"| {clues} | {model} | {n} | " + " | ".join(cells) + " |"
+    return f"| {clues} | {model} | {n} | {cells(row, missing='—')} |"
 
 
 def half(url: str) -> int:
@@ -53,7 +50,7 @@ def main(argv: list[str]) -> None:
     wave = [c for c in clues if int(c.id[1:]) >= first]
     base = fit_and_calibrate(examples_from(before), seed=0).model
     full = fit_and_calibrate(examples_from(split(clues, "train", "dev")), seed=0).model
-    print(HEADER)
+    print(TABLE.format("clues"))
     tests = {"wave `test`": [c for c in wave if c.split == "test"],
              "earlier `test`": [c for c in split(clues, "test") if int(c.id[1:]) < first]}
     gains = []
@@ -66,7 +63,7 @@ def main(argv: list[str]) -> None:
     print()
     print("Gain with the wave, and its paired bootstrap 95 % interval: " + "; ".join(gains) + ".")
     print()
-    print(HEADER.replace("| clues |", "| register |"))
+    print(TABLE.format("register"))
     without = dict(zip((c.id for c in wave), classify_texts(base, [c.text for c in wave]), strict=True))
     within = {}
     for h in (0, 1):
