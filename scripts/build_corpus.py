@@ -93,6 +93,12 @@ def read_jsonl(paths: list[Path]) -> list[dict]:
     return [json.loads(line) for p in paths for line in p.read_text(encoding="utf-8").splitlines() if line.strip()]
 
 
+def staging_ids(count: int) -> list[str]:
+    """The staging ids of a round's clues: n0001 … in batch order (labelers and the
+    adjudicator key their lines by them)."""
+    return [f"n{n:04d}" for n in range(1, count + 1)]
+
+
 def _staging_problem(existing: list[dict], staged: list[dict], second: dict[str, dict],
                      decided: dict[str, dict]) -> str:
     """Why a round cannot be added ('' when it can): every staged clue (staging ids n0001 … in
@@ -100,7 +106,7 @@ def _staging_problem(existing: list[dict], staged: list[dict], second: dict[str,
     no staged text is already in the corpus (a batch merged twice, or last round's labels)."""
     if not staged:
         return "no batch to add"
-    ids = [f"n{n:04d}" for n in range(1, len(staged) + 1)]
+    ids = staging_ids(len(staged))
     if set(second) != set(ids):
         return f"second labels for {len(second)} staged ids, expected exactly {ids[0]}..{ids[-1]}"
     disagree = {tid for tid, row in zip(ids, staged, strict=True)
@@ -129,8 +135,7 @@ def add_wave(wave: int, second_dir: Path, decisions_dir: Path, target: Path) -> 
         return 1
     number = max(int(r["id"][1:]) for r in existing)
     record, unpaged = [], []
-    for n, row in enumerate(staged, 1):
-        tid = f"n{n:04d}"
+    for tid, row in zip(staging_ids(len(staged)), staged, strict=True):
         other = second[tid]
         first = {"attention": row["attention"], "area": row["area"]}
         blind = {"attention": other["attention"], "area": other["area"]}
