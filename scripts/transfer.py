@@ -84,8 +84,8 @@ FURTHER_GRID = (0.25, 0.20, 0.15, 0.10, 0.07, 0.05)
 def frontier(model, held, results):  # type: ignore[no-untyped-def]
     """What the review flag could do on ``held`` with thresholds chosen on its own answers.
 
-    Returns (the fewest clues flagged for unflagged accuracy to meet the targets, or NaN if
-    no thresholds do; the unflagged (attention, area) accuracy of the best thresholds that
+    Returns (the fewest clues flagged for unflagged accuracy to meet the targets: 1.0 when
+    only flagging every clue does, NaN when not even that is in the threshold grid; the unflagged (attention, area) accuracy of the best thresholds that
     flag at most the budget). The familiarity floor and the misconduct-term rule stay on,
     as in every run; only the two confidence thresholds are the oracle's."""
     truth = {h: [e.label(h) for e in held] for h in HEADS}
