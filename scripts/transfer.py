@@ -34,13 +34,13 @@ from pipeline.model.flags import has_alarm, needs_review  # noqa: E402
 from pipeline.model.model import decide  # noqa: E402
 from pipeline.model.train import (  # noqa: E402
     FLAG_BUDGET,
+    POSSIBLE_FURTHER,
     UNFLAGGED_ACCURACY,
     choose_review_thresholds,
     examples_from,
     fit_and_calibrate,
 )
 from pipeline.text.features import prepare  # noqa: E402
-from pipeline.text.normalize import normalize  # noqa: E402
 
 #: the figures of a row, in the table's order, and the table's header for them
 COLUMNS = ("attention", "area", "further_recall", "flagged", "attention_unflagged", "area_unflagged", "further_unseen")
@@ -81,41 +81,60 @@ def score_results(held, results):  # type: ignore[no-untyped-def]
 FURTHER_GRID = (0.25, 0.20, 0.15, 0.10, 0.07, 0.05)
 
 
-def frontier(model, held, results):  # type: ignore[no-untyped-def]
+def further_probability(model, texts):  # type: ignore[no-untyped-def]
+    """The attention head's probability of `further` per text, as triage computes it."""
+    head = model.predict(prepare(texts))["attention"]
+    return head.proba[:, head.classes.index("further")], head
+
+
+def frontier(model, held, results, further_proba=None):  # type: ignore[no-untyped-def]
     """What the review flag could do on ``held`` with thresholds chosen on its own answers.
 
     Returns (the fewest clues flagged for unflagged accuracy to meet the targets: 1.0 when
-    only flagging every clue does, NaN when not even that is in the threshold grid; the unflagged (attention, area) accuracy of the best thresholds that
-    flag at most the budget). The familiarity floor and the misconduct-term rule stay on,
-    as in every run; only the two confidence thresholds are the oracle's."""
+    only flagging every clue does, NaN when not even that is in the threshold grid; the
+    unflagged (attention, area) accuracy of the best thresholds that flag at most the budget,
+    NaN when even the rules that no threshold turns off flag more). The oracle chooses the two
+    confidence thresholds and, given ``further_proba``, the possible-`further` one, as training
+    does; the familiarity floor and the misconduct-term rule stay on, as in every run. Every
+    clue of ``held`` must have been classified (status ``ok``), as every corpus clue is."""
+    if any(r.status != "ok" for r in results):
+        raise ValueError("frontier() scores classified clues only")
     truth = {h: [e.label(h) for e in held] for h in HEADS}
     predicted = {h: [getattr(r, h) for r in results] for h in HEADS}
     confidence = {"attention": np.array([r.attention_conf for r in results]),
                   "area": np.array([r.area_conf for r in results])}
     familiarity = np.array([r.familiarity for r in results])
-    alarm = [has_alarm(normalize(e.text)) for e in held]
-    rule = choose_review_thresholds(truth, predicted, confidence, familiarity, alarm, model.familiarity_floor, margin=0.0)
+    alarm = [has_alarm(d.text) for d in prepare([e.text for e in held])]
+    # budget and allowance 0: of the rules that meet the targets, the one that flags fewest
+    rule = choose_review_thresholds(truth, predicted, confidence, familiarity, alarm, model.familiarity_floor,
+                                    margin=0.0, further_proba=further_proba, budget=0.0, allowance=0.0)
     right = {h: np.array(truth[h]) == np.array(predicted[h]) for h in HEADS}
     grid = np.round(np.arange(0.30, 0.991, 0.01), 2)
+    options = [None] if further_proba is None else [None, *POSSIBLE_FURTHER]
     best, best_slack = (float("nan"), float("nan")), -np.inf
-    for ta in grid:
-        for tb in grid:
-            flag = needs_review(predicted["attention"], confidence["attention"], confidence["area"], familiarity,
-                                alarm, {"attention": ta, "area": tb}, model.familiarity_floor)
-            keep = ~flag
-            if flag.mean() > FLAG_BUDGET or not keep.any():
-                continue
-            acc = (float(right["attention"][keep].mean()), float(right["area"][keep].mean()))
-            slack = min(acc[0] - UNFLAGGED_ACCURACY["attention"], acc[1] - UNFLAGGED_ACCURACY["area"])
-            if slack > best_slack:
-                best, best_slack = acc, slack
+    for possible in options:
+        extra = {} if possible is None else {"possible_further": possible}
+        for ta in grid:
+            for tb in grid:
+                flag = needs_review(predicted["attention"], confidence["attention"], confidence["area"], familiarity,
+                                    alarm, {"attention": ta, "area": tb, **extra}, model.familiarity_floor,
+                                    further_proba=further_proba)
+                keep = ~flag
+                if flag.mean() > FLAG_BUDGET or not keep.any():
+                    continue
+                acc = (float(right["attention"][keep].mean()), float(right["area"][keep].mean()))
+                slack = min(acc[0] - UNFLAGGED_ACCURACY["attention"], acc[1] - UNFLAGGED_ACCURACY["area"])
+                if slack > best_slack:
+                    best, best_slack = acc, slack
     return (rule.flagged if rule.met else float("nan")), best
 
 
-def further_recall_at(model, held):  # type: ignore[no-untyped-def]
+def further_recall_at(model, held, head=None):  # type: ignore[no-untyped-def]
     """For each threshold of :data:`FURTHER_GRID`: (`further` recall, attention macro-F1, share
-    of clues called `further`)."""
-    head = model.predict(prepare([e.text for e in held]))["attention"]
+    of clues called `further`). ``head``: the attention head's prediction of ``held``, if
+    already made."""
+    if head is None:
+        head = model.predict(prepare([e.text for e in held]))["attention"]
     y = [e.attention for e in held]
     out = {}
     for t in FURTHER_GRID:
@@ -143,7 +162,9 @@ def main(argv: list[str]) -> None:
         r = rows[name] = score_results(held, results)
         print(f"| {name} | {r['n']} | {cells(r)} |", flush=True)
         if "--frontier" in argv:
-            oracle[name], recall[name] = frontier(model, held, results), further_recall_at(model, held)
+            further, head = further_probability(model, [e.text for e in held])
+            oracle[name] = frontier(model, held, results, further_proba=further)
+            recall[name] = further_recall_at(model, held, head)
     mean = {k: np.nanmean([r[k] for r in rows.values()]) for k in COLUMNS}
     print(f"| **mean of registers** | | **{mean['attention']:.3f}** | **{mean['area']:.3f}** | "
           f"{mean['further_recall']:.3f} | {mean['flagged']:.0%} | {mean['attention_unflagged']:.3f} | "
@@ -170,8 +191,9 @@ def print_frontier(rows, oracle, recall):  # type: ignore[no-untyped-def]
           f"register itself | best unflagged attention / area with at most {FLAG_BUDGET:.0%} flagged |")
     print("|---|---:|---:|---:|")
     for name, (fewest, best) in oracle.items():
-        shown = "not reachable" if fewest != fewest else f"{fewest:.0%}"
-        print(f"| {name} | {rows[name]['flagged']:.0%} | {shown} | {best[0]:.3f} / {best[1]:.3f} |")
+        shown = "not reachable" if fewest != fewest else f"{fewest:.1%}"
+        within = f"{best[0]:.3f} / {best[1]:.3f}" if best[0] == best[0] else f"none within {FLAG_BUDGET:.0%}"
+        print(f"| {name} | {rows[name]['flagged']:.0%} | {shown} | {within} |")
     print("\n| `further` threshold | worst register's `further` recall | mean `further` recall | "
           "mean attention macro-F1 | mean share called `further` |")
     print("|---:|---:|---:|---:|---:|")
