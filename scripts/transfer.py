@@ -30,15 +30,15 @@ from sklearn.metrics import f1_score  # noqa: E402
 from pipeline.intake.triage import classify_texts  # noqa: E402
 from pipeline.labels import HEADS  # noqa: E402
 from pipeline.model.corpus import load_corpus, split  # noqa: E402
-from pipeline.model.flags import has_alarm, needs_review  # noqa: E402
+from pipeline.model.flags import has_alarm  # noqa: E402
 from pipeline.model.model import decide  # noqa: E402
 from pipeline.model.train import (  # noqa: E402
     FLAG_BUDGET,
-    POSSIBLE_FURTHER,
     UNFLAGGED_ACCURACY,
     choose_review_thresholds,
     examples_from,
     fit_and_calibrate,
+    review_candidates,
 )
 from pipeline.text.features import prepare  # noqa: E402
 
@@ -81,22 +81,18 @@ def score_results(held, results):  # type: ignore[no-untyped-def]
 FURTHER_GRID = (0.25, 0.20, 0.15, 0.10, 0.07, 0.05)
 
 
-def further_probability(model, texts):  # type: ignore[no-untyped-def]
-    """The attention head's probability of `further` per text, as triage computes it."""
-    head = model.predict(prepare(texts))["attention"]
-    return head.proba[:, head.classes.index("further")], head
-
-
-def frontier(model, held, results, further_proba=None):  # type: ignore[no-untyped-def]
+def frontier(model, held, results, further_proba=None, docs=None):  # type: ignore[no-untyped-def]
     """What the review flag could do on ``held`` with thresholds chosen on its own answers.
 
     Returns (the fewest clues flagged for unflagged accuracy to meet the targets: 1.0 when
     only flagging every clue does, NaN when not even that is in the threshold grid; the
     unflagged (attention, area) accuracy of the best thresholds that flag at most the budget,
-    NaN when even the rules that no threshold turns off flag more). The oracle chooses the two
-    confidence thresholds and, given ``further_proba``, the possible-`further` one, as training
-    does; the familiarity floor and the misconduct-term rule stay on, as in every run. Every
-    clue of ``held`` must have been classified (status ``ok``), as every corpus clue is."""
+    NaN when even the rules that no threshold turns off flag more). The oracle weighs the
+    rules training weighs (:func:`review_candidates`: both confidence thresholds and, given
+    ``further_proba``, the possible-`further` one); the familiarity floor and the
+    misconduct-term rule stay on, as in every run. ``docs``: ``held`` prepared, if already
+    done. Every clue of ``held`` must have been classified (status ``ok``), as every corpus
+    clue is."""
     if any(r.status != "ok" for r in results):
         raise ValueError("frontier() scores classified clues only")
     truth = {h: [e.label(h) for e in held] for h in HEADS}
@@ -104,28 +100,21 @@ def frontier(model, held, results, further_proba=None):  # type: ignore[no-untyp
     confidence = {"attention": np.array([r.attention_conf for r in results]),
                   "area": np.array([r.area_conf for r in results])}
     familiarity = np.array([r.familiarity for r in results])
-    alarm = [has_alarm(d.text) for d in prepare([e.text for e in held])]
+    alarm = [has_alarm(d.text) for d in (docs if docs is not None else prepare([e.text for e in held]))]
     # budget and allowance 0: of the rules that meet the targets, the one that flags fewest
     rule = choose_review_thresholds(truth, predicted, confidence, familiarity, alarm, model.familiarity_floor,
                                     margin=0.0, further_proba=further_proba, budget=0.0, allowance=0.0)
     right = {h: np.array(truth[h]) == np.array(predicted[h]) for h in HEADS}
-    grid = np.round(np.arange(0.30, 0.991, 0.01), 2)
-    options = [None] if further_proba is None else [None, *POSSIBLE_FURTHER]
     best, best_slack = (float("nan"), float("nan")), -np.inf
-    for possible in options:
-        extra = {} if possible is None else {"possible_further": possible}
-        for ta in grid:
-            for tb in grid:
-                flag = needs_review(predicted["attention"], confidence["attention"], confidence["area"], familiarity,
-                                    alarm, {"attention": ta, "area": tb, **extra}, model.familiarity_floor,
-                                    further_proba=further_proba)
-                keep = ~flag
-                if flag.mean() > FLAG_BUDGET or not keep.any():
-                    continue
-                acc = (float(right["attention"][keep].mean()), float(right["area"][keep].mean()))
-                slack = min(acc[0] - UNFLAGGED_ACCURACY["attention"], acc[1] - UNFLAGGED_ACCURACY["area"])
-                if slack > best_slack:
-                    best, best_slack = acc, slack
+    for _, _, flag in review_candidates(predicted["attention"], confidence["attention"], confidence["area"],
+                                        familiarity, alarm, model.familiarity_floor, further_proba):
+        keep = ~flag
+        if flag.mean() > FLAG_BUDGET or not keep.any():
+            continue
+        acc = (float(right["attention"][keep].mean()), float(right["area"][keep].mean()))
+        slack = min(acc[0] - UNFLAGGED_ACCURACY["attention"], acc[1] - UNFLAGGED_ACCURACY["area"])
+        if slack > best_slack:
+            best, best_slack = acc, slack
     return (rule.flagged if rule.met else float("nan")), best
 
 
@@ -162,8 +151,10 @@ def main(argv: list[str]) -> None:
         r = rows[name] = score_results(held, results)
         print(f"| {name} | {r['n']} | {cells(r)} |", flush=True)
         if "--frontier" in argv:
-            further, head = further_probability(model, [e.text for e in held])
-            oracle[name] = frontier(model, held, results, further_proba=further)
+            docs = prepare([e.text for e in held])
+            head = model.predict(docs)["attention"]
+            further = head.proba[:, head.classes.index("further")]
+            oracle[name] = frontier(model, held, results, further_proba=further, docs=docs)
             recall[name] = further_recall_at(model, held, head)
     mean = {k: np.nanmean([r[k] for r in rows.values()]) for k in COLUMNS}
     print(f"| **mean of registers** | | **{mean['attention']:.3f}** | **{mean['area']:.3f}** | "

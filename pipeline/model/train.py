@@ -460,6 +460,38 @@ class ReviewRule:
     met: bool
 
 
+#: the confidence thresholds (attention and area alike) the review rule is chosen from
+THRESHOLD_GRID = np.round(np.arange(0.30, 0.991, 0.01), 2)
+
+
+def review_candidates(
+    attention: Sequence[str], attention_conf: np.ndarray, area_conf: np.ndarray, familiarity: np.ndarray,
+    alarm: Sequence[bool], floor: float, further_proba: np.ndarray | None = None,
+) -> Iterator[tuple[float | None, dict[str, float], np.ndarray]]:
+    """Every review rule :func:`choose_review_thresholds` weighs, as (possible-`further`
+    threshold or None, thresholds, clues flagged): no possible-`further` part first, then (with
+    ``further_proba``) each of :data:`POSSIBLE_FURTHER` from the highest; for each, every
+    attention and area threshold of :data:`THRESHOLD_GRID`. The rules no threshold turns off
+    (familiarity floor, misconduct terms) are computed once."""
+    att_conf, area_conf = np.asarray(attention_conf), np.asarray(area_conf)
+    off = {"attention": 0.0, "area": 0.0}  # the confidence parts are added below, threshold by threshold
+    base = needs_review(attention, att_conf, area_conf, familiarity, alarm, off, floor)
+    options: list[float | None] = [None]
+    if further_proba is not None:
+        options += sorted(POSSIBLE_FURTHER, reverse=True)
+    for possible in options:
+        hard = base if possible is None else base | needs_review(
+            attention, att_conf, area_conf, familiarity, alarm, {**off, "possible_further": possible},
+            floor, further_proba=further_proba)
+        for ta in THRESHOLD_GRID:
+            flag_a = hard | (att_conf < ta)
+            for tb in THRESHOLD_GRID:
+                th = {"attention": float(ta), "area": float(tb)}
+                if possible is not None:
+                    th["possible_further"] = possible
+                yield possible, th, flag_a | (area_conf < tb)
+
+
 def choose_review_thresholds(
     truth: Mapping[str, Sequence[str]], predicted: Mapping[str, Sequence[str]],
     confidence: Mapping[str, np.ndarray], familiarity: np.ndarray, alarm: Sequence[bool], floor: float,
@@ -477,38 +509,19 @@ def choose_review_thresholds(
     least ``allowance``, goes to second looks at clues that may be `further`); none when no
     option fits."""
     right = {h: np.asarray(truth[h]) == np.asarray(predicted[h]) for h in HEADS}
-    grid = np.round(np.arange(0.30, 0.991, 0.01), 2)
-    att_conf, area_conf = np.asarray(confidence["attention"]), np.asarray(confidence["area"])
-    off = {"attention": 0.0, "area": 0.0}  # the confidence parts are added below, threshold by threshold
-    base = needs_review(predicted["attention"], att_conf, area_conf, familiarity, alarm, off, floor)
-    options: list[float | None] = [None]
-    if further_proba is not None:
-        options += sorted(POSSIBLE_FURTHER, reverse=True)
-    per_option: list[tuple[tuple[float, ...], ReviewRule]] = []
-    for possible in options:
-        hard = base if possible is None else base | needs_review(
-            predicted["attention"], att_conf, area_conf, familiarity, alarm, {**off, "possible_further": possible},
-            floor, further_proba=further_proba)
-        best: tuple[tuple[float, ...], ReviewRule] | None = None
-        for ta in grid:
-            flag_a = hard | (att_conf < ta)
-            for tb in grid:
-                flag = flag_a | (area_conf < tb)
-                keep = ~flag
-                acc = {h: float(right[h][keep].mean()) if keep.any() else 1.0 for h in HEADS}
-                shortfall = max(targets[h] + margin - acc[h] for h in HEADS)
-                flagged = float(flag.mean())
-                rank = (0.0, flagged, ta + tb) if shortfall <= 0 else (1.0, shortfall, flagged)
-                if best is None or rank < best[0]:
-                    th = {"attention": float(ta), "area": float(tb)}
-                    if possible is not None:
-                        th["possible_further"] = possible
-                    best = (rank, ReviewRule(th, flagged, acc, shortfall <= 0))
-        assert best is not None
-        per_option.append(best)
-    met = [rule for _, rule in per_option if rule.met]
+    per_option: dict[float | None, tuple[tuple[float, ...], ReviewRule]] = {}
+    for possible, th, flag in review_candidates(predicted["attention"], confidence["attention"], confidence["area"],
+                                                familiarity, alarm, floor, further_proba):
+        keep = ~flag
+        acc = {h: float(right[h][keep].mean()) if keep.any() else 1.0 for h in HEADS}
+        shortfall = max(targets[h] + margin - acc[h] for h in HEADS)
+        flagged = float(flag.mean())
+        rank = (0.0, flagged, th["attention"] + th["area"]) if shortfall <= 0 else (1.0, shortfall, flagged)
+        if possible not in per_option or rank < per_option[possible][0]:
+            per_option[possible] = (rank, ReviewRule(th, flagged, acc, shortfall <= 0))
+    met = [rule for _, rule in per_option.values() if rule.met]
     if not met:
-        return min(per_option, key=lambda pair: pair[0])[1]
+        return min(per_option.values(), key=lambda pair: pair[0])[1]
     allowed = max(budget, min(rule.flagged for rule in met) + allowance)
     return [rule for rule in met if rule.flagged <= allowed + 1e-12][-1]  # options run from no rule to the lowest
 
